@@ -1,0 +1,1 @@
+//! Test helper shared by every crate's integration tests.
