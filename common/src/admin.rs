@@ -78,6 +78,7 @@ impl AdminServer {
                     async move { Ok::<_, Infallible>(route(&req, &health)) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(std::time::Duration::from_secs(5))
                     .serve_connection(TokioIo::new(stream), service);
                 if let Err(err) = conn.await {

@@ -69,15 +69,31 @@ pub trait Validate {
     fn validate(&self) -> Result<(), ConfigError>;
 }
 
-/// Loads `T` from its defaults, then `file` (if any), then `QOE_*` variables.
+/// Loads `T` from its defaults, then `file` (if any), then the process's
+/// `QOE_<SECTION>__<KEY>` variables.
 pub fn load<T>(file: Option<&Path>) -> Result<T, ConfigError>
 where
     T: DeserializeOwned + Validate,
 {
-    let env = config::Environment::with_prefix(ENV_PREFIX)
+    load_from(file, environment(std::env::vars()))
+}
+
+/// The configuration variables among `vars`: only `QOE_<SECTION>__<KEY>`
+/// forms count, so other `QOE_*` variables (`QOE_CONFIG`, the stack
+/// script's `QOE_STACK_*`) are not mistaken for keys.
+pub fn environment(vars: impl IntoIterator<Item = (String, String)>) -> config::Environment {
+    let prefix = format!("{ENV_PREFIX}_");
+    let keys = vars
+        .into_iter()
+        .filter(|(k, _)| {
+            k.strip_prefix(&prefix)
+                .is_some_and(|rest| rest.contains(ENV_SEPARATOR))
+        })
+        .collect();
+    config::Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("_")
-        .separator(ENV_SEPARATOR);
-    load_from(file, env)
+        .separator(ENV_SEPARATOR)
+        .source(Some(keys))
 }
 
 /// [`load`] with an explicit environment source, so tests need not touch the
@@ -346,7 +362,6 @@ pub fn to_toml<T: Serialize>(config: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::io::Write;
 
     #[derive(Debug, Default, Serialize, Deserialize)]
@@ -366,14 +381,7 @@ mod tests {
     }
 
     fn env(vars: &[(&str, &str)]) -> config::Environment {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        config::Environment::with_prefix(ENV_PREFIX)
-            .prefix_separator("_")
-            .separator(ENV_SEPARATOR)
-            .source(Some(map))
+        environment(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
@@ -397,6 +405,16 @@ mod tests {
         assert_eq!(cfg.kafka.topic, "from-file");
         assert_eq!(cfg.kafka.dead_letter_topic, "qoe.heartbeats.dlq");
         assert_eq!(cfg.admin.probe_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn other_qoe_variables_are_not_keys() {
+        let cfg: Sample = load_from(
+            None,
+            env(&[("QOE_CONFIG", "x.toml"), ("QOE_STACK_DIR", "/tmp"), ("QOE_KAFKA__TOPIC", "t")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.kafka.topic, "t");
     }
 
     #[test]

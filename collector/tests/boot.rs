@@ -1,0 +1,47 @@
+//! `qoe-collector` boots, is live at once, and is ready only while the
+//! broker answers with the heartbeat topic — without being restarted.
+
+use std::time::Duration;
+
+use qoe_testkit::{create_topic, status_of, unique, Broker, Service};
+
+#[tokio::test]
+async fn ready_follows_the_broker() {
+    let mut broker = Broker::stopped();
+    let topic = unique("boot_collector");
+    let svc = Service::spawn(
+        "qoe-collector",
+        env!("CARGO_BIN_EXE_qoe-collector"),
+        &[
+            ("QOE_KAFKA__BROKERS", broker.addr.clone()),
+            ("QOE_KAFKA__TOPIC", topic.clone()),
+        ],
+    );
+    qoe_testkit::wait_until(Duration::from_secs(20), "healthz", || async {
+        status_of(&format!("{}/healthz", svc.admin)).await == Some(200)
+    })
+    .await;
+    svc.wait_ready(false, Duration::from_secs(10)).await;
+    let body = svc.readiness().await;
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["dependencies"][0]["name"], "kafka");
+
+    broker.start().await;
+    create_topic(&broker.addr, &topic, 2).await;
+    svc.wait_ready(true, Duration::from_secs(30)).await;
+    assert!(svc.metrics().await.contains("qoe_dependency_up{dependency=\"kafka\"} 1"));
+
+    broker.stop();
+    svc.wait_ready(false, Duration::from_secs(30)).await;
+}
+
+#[tokio::test]
+async fn sigterm_exits_cleanly() {
+    let mut svc = Service::spawn("qoe-collector", env!("CARGO_BIN_EXE_qoe-collector"), &[]);
+    qoe_testkit::wait_until(Duration::from_secs(20), "healthz", || async {
+        status_of(&format!("{}/healthz", svc.admin)).await == Some(200)
+    })
+    .await;
+    let status = svc.process.terminate(Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+}

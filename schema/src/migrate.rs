@@ -1,0 +1,362 @@
+//! Versioned ClickHouse migrations, applied to every shard.
+//!
+//! Migrations are `.sql` files under `schema/migrations/`, compiled into the
+//! binary. A migration either has one file for every server (`NNNN_name.sql`)
+//! or one per server generation (`NNNN_name.v18.sql` for ClickHouse 18.x-19.x,
+//! `NNNN_name.current.sql` for 20.x and later); which one runs is decided per
+//! shard by `SELECT version()`.
+//!
+//! Each shard records what it applied in `<database>.schema_migrations`
+//! (version, name, variant, checksum). Applying is idempotent: recorded
+//! versions are skipped, and every statement is written `IF NOT EXISTS` so a
+//! migration interrupted halfway can simply run again. A recorded migration
+//! whose file changed since is an error — edit history by adding a migration.
+//!
+//! Statements are separated by a `;` at the end of a line. `{database}` and
+//! `{cluster}` in the text are replaced by the configured names. There is no
+//! `ON CLUSTER` (it needs ZooKeeper/Keeper); the tool visits each shard.
+
+use std::fmt;
+
+use clickhouse::Client;
+use serde::Deserialize;
+
+use qoe_common::clickhouse::server_client;
+use qoe_common::config::ClickHouseConfig;
+
+/// Server generations whose DDL differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// ClickHouse 18.x and 19.x (the Debian package is 18.16): no TTL, no
+    /// codecs, no `SimpleAggregateFunction`, no `insert_deduplication_token`.
+    V18,
+    /// ClickHouse 20.x and later.
+    Current,
+}
+
+impl Variant {
+    /// The variant for a `SELECT version()` answer such as `18.16.1` or
+    /// `24.8.4.13`.
+    pub fn for_version(version: &str) -> Result<Variant, MigrateError> {
+        let major: u32 = version
+            .trim()
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(|| MigrateError::Version(version.to_owned()))?;
+        Ok(if major < 20 {
+            Variant::V18
+        } else {
+            Variant::Current
+        })
+    }
+
+    /// Name recorded in the migrations table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::V18 => "v18",
+            Variant::Current => "current",
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One migration's SQL.
+#[derive(Debug, Clone, Copy)]
+pub enum Sql {
+    /// Same text on every server.
+    Any(&'static str),
+    /// One text per server generation.
+    PerVariant {
+        /// For ClickHouse < 20.
+        v18: &'static str,
+        /// For ClickHouse ≥ 20.
+        current: &'static str,
+    },
+}
+
+/// A versioned migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Strictly increasing version.
+    pub version: u32,
+    /// Short name (file name without version and extension).
+    pub name: &'static str,
+    /// Its statements.
+    pub sql: Sql,
+}
+
+impl Migration {
+    /// The text for `variant`.
+    pub fn text(&self, variant: Variant) -> &'static str {
+        match (self.sql, variant) {
+            (Sql::Any(text), _) => text,
+            (Sql::PerVariant { v18, .. }, Variant::V18) => v18,
+            (Sql::PerVariant { current, .. }, Variant::Current) => current,
+        }
+    }
+
+    /// The statements for `variant`, with names substituted.
+    pub fn statements(&self, variant: Variant, database: &str, cluster: &str) -> Vec<String> {
+        split_statements(self.text(variant))
+            .into_iter()
+            .map(|s| s.replace("{database}", database).replace("{cluster}", cluster))
+            .collect()
+    }
+
+    /// A stable checksum of the text for `variant` (FNV-1a, hex).
+    pub fn checksum(&self, variant: Variant) -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in self.text(variant).bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{hash:016x}")
+    }
+}
+
+/// Splits a file into statements at `;` ending a line; drops `--` comment
+/// lines and empty statements.
+pub fn split_statements(text: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("--") || trimmed.is_empty() {
+            continue;
+        }
+        if let Some(body) = trimmed.strip_suffix(';') {
+            current.push_str(body);
+            let stmt = current.trim().to_owned();
+            if !stmt.is_empty() {
+                statements.push(stmt);
+            }
+            current.clear();
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    let rest = current.trim();
+    if !rest.is_empty() {
+        statements.push(rest.to_owned());
+    }
+    statements
+}
+
+/// Why migrating failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// A shard did not answer or rejected a statement.
+    #[error("shard {shard} ({url}): {context}: {source}")]
+    ClickHouse {
+        shard: usize,
+        url: String,
+        context: String,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    /// `SELECT version()` answered something unexpected.
+    #[error("cannot parse ClickHouse version `{0}`")]
+    Version(String),
+    /// A recorded migration no longer matches its file.
+    #[error(
+        "shard {shard}: migration {version} ({name}) was applied with checksum {recorded} \
+         but the file now has {current}; never edit an applied migration, add a new one"
+    )]
+    Checksum {
+        shard: usize,
+        version: u32,
+        name: String,
+        recorded: String,
+        current: String,
+    },
+}
+
+/// What happened on one shard.
+#[derive(Debug, Clone)]
+pub struct ShardReport {
+    /// 1-based shard number.
+    pub shard: usize,
+    /// Its URL.
+    pub url: String,
+    /// Its `SELECT version()`.
+    pub server_version: String,
+    /// The DDL variant used.
+    pub variant: Variant,
+    /// Migrations applied now, as `NNNN_name`.
+    pub applied: Vec<String>,
+    /// How many were already recorded.
+    pub already: usize,
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct AppliedRow {
+    version: u32,
+    name: String,
+    checksum: String,
+}
+
+/// Applies every pending migration in `migrations` to every shard of `cfg`,
+/// in shard order. Stops at the first error.
+pub async fn apply(
+    cfg: &ClickHouseConfig,
+    migrations: &[Migration],
+) -> Result<Vec<ShardReport>, MigrateError> {
+    let mut reports = Vec::with_capacity(cfg.shards.len());
+    for (i, url) in cfg.shards.iter().enumerate() {
+        let shard = Shard {
+            number: i + 1,
+            url: url.clone(),
+            client: server_client(cfg, url),
+        };
+        reports.push(shard.apply(cfg, migrations).await?);
+    }
+    Ok(reports)
+}
+
+struct Shard {
+    number: usize,
+    url: String,
+    client: Client,
+}
+
+impl Shard {
+    fn err(&self, context: impl Into<String>) -> impl FnOnce(clickhouse::error::Error) -> MigrateError + '_ {
+        let context = context.into();
+        move |source| MigrateError::ClickHouse {
+            shard: self.number,
+            url: self.url.clone(),
+            context,
+            source,
+        }
+    }
+
+    async fn execute(&self, sql: &str, context: &str) -> Result<(), MigrateError> {
+        self.client.query(sql).execute().await.map_err(self.err(context))
+    }
+
+    async fn apply(
+        &self,
+        cfg: &ClickHouseConfig,
+        migrations: &[Migration],
+    ) -> Result<ShardReport, MigrateError> {
+        let server_version: String = self
+            .client
+            .query("SELECT version()")
+            .fetch_one()
+            .await
+            .map_err(self.err("SELECT version()"))?;
+        let variant = Variant::for_version(&server_version)?;
+        let db = &cfg.database;
+        self.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"), "create database")
+            .await?;
+        self.execute(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (\
+                   version UInt32, name String, variant String, checksum String, \
+                   applied_at DateTime DEFAULT now()\
+                 ) ENGINE = MergeTree() ORDER BY version"
+            ),
+            "create schema_migrations",
+        )
+        .await?;
+        let applied: Vec<AppliedRow> = self
+            .client
+            .query(&format!(
+                "SELECT version, name, checksum FROM {db}.schema_migrations ORDER BY version"
+            ))
+            .fetch_all()
+            .await
+            .map_err(self.err("read schema_migrations"))?;
+
+        let mut report = ShardReport {
+            shard: self.number,
+            url: self.url.clone(),
+            server_version: server_version.clone(),
+            variant,
+            applied: Vec::new(),
+            already: 0,
+        };
+        for m in migrations {
+            let checksum = m.checksum(variant);
+            if let Some(row) = applied.iter().find(|r| r.version == m.version) {
+                if row.checksum != checksum {
+                    return Err(MigrateError::Checksum {
+                        shard: self.number,
+                        version: m.version,
+                        name: row.name.clone(),
+                        recorded: row.checksum.clone(),
+                        current: checksum,
+                    });
+                }
+                report.already += 1;
+                continue;
+            }
+            let label = format!("{:04}_{}", m.version, m.name);
+            for stmt in m.statements(variant, db, &cfg.cluster) {
+                self.execute(&stmt, &format!("migration {label}")).await?;
+            }
+            self.execute(
+                &format!(
+                    "INSERT INTO {db}.schema_migrations (version, name, variant, checksum) \
+                     VALUES ({}, '{}', '{}', '{}')",
+                    m.version, m.name, variant, checksum
+                ),
+                "record migration",
+            )
+            .await?;
+            tracing::info!(shard = self.number, migration = %label, %variant, "applied");
+            report.applied.push(label);
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variant_by_major_version() {
+        assert_eq!(Variant::for_version("18.16.1").unwrap(), Variant::V18);
+        assert_eq!(Variant::for_version("19.17.4.11").unwrap(), Variant::V18);
+        assert_eq!(Variant::for_version("24.8.4.13").unwrap(), Variant::Current);
+        assert!(Variant::for_version("garbage").is_err());
+    }
+
+    #[test]
+    fn splits_at_line_ending_semicolons() {
+        let text = "-- header\nCREATE TABLE a (x String DEFAULT ';')\nENGINE = Log;\n\nSELECT 1;\nSELECT 2";
+        let s = split_statements(text);
+        assert_eq!(s.len(), 3);
+        assert!(s[0].contains("DEFAULT ';'"));
+        assert_eq!(s[1], "SELECT 1");
+        assert_eq!(s[2], "SELECT 2");
+    }
+
+    #[test]
+    fn every_migration_is_idempotent_ddl() {
+        let mut last = 0;
+        for m in crate::migrations::ALL {
+            assert!(m.version > last, "versions must increase: {}", m.version);
+            last = m.version;
+            for variant in [Variant::V18, Variant::Current] {
+                for stmt in m.statements(variant, "qoe", "qoe") {
+                    let upper = stmt.to_ascii_uppercase();
+                    assert!(
+                        upper.contains("IF NOT EXISTS") || upper.contains("IF EXISTS"),
+                        "migration {} ({variant}) has a statement that cannot re-run: {stmt}",
+                        m.version
+                    );
+                    assert!(!stmt.contains('{'), "unsubstituted placeholder in {stmt}");
+                }
+            }
+        }
+    }
+}
