@@ -13,7 +13,10 @@ async fn ready_follows_every_shard() {
         p.set_enabled(false);
         proxies.push(p);
     }
-    let shards: Vec<String> = proxies.iter().map(|p| format!("http://{}", p.addr)).collect();
+    let shards: Vec<String> = proxies
+        .iter()
+        .map(|p| format!("http://{}", p.addr))
+        .collect();
     let svc = Service::spawn(
         "qoe-api",
         env!("CARGO_BIN_EXE_qoe-api"),

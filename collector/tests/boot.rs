@@ -29,7 +29,10 @@ async fn ready_follows_the_broker() {
     broker.start().await;
     create_topic(&broker.addr, &topic, 2).await;
     svc.wait_ready(true, Duration::from_secs(30)).await;
-    assert!(svc.metrics().await.contains("qoe_dependency_up{dependency=\"kafka\"} 1"));
+    assert!(svc
+        .metrics()
+        .await
+        .contains("qoe_dependency_up{dependency=\"kafka\"} 1"));
 
     broker.stop();
     svc.wait_ready(false, Duration::from_secs(30)).await;
@@ -42,6 +45,9 @@ async fn sigterm_exits_cleanly() {
         status_of(&format!("{}/healthz", svc.admin)).await == Some(200)
     })
     .await;
-    let status = svc.process.terminate(Duration::from_secs(10)).expect("exits after SIGTERM");
+    let status = svc
+        .process
+        .terminate(Duration::from_secs(10))
+        .expect("exits after SIGTERM");
     assert!(status.success(), "exit status {status}");
 }

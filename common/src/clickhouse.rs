@@ -44,21 +44,43 @@ pub fn server_client(cfg: &ClickHouseConfig, url: &str) -> Client {
 
 /// One probe per shard, `clickhouse_shard_N`, passing when the server answers
 /// a query.
+///
+/// Each probe opens a fresh connection: a pooled keep-alive connection used
+/// every second would hold a stopping ClickHouse server (which waits for open
+/// connections) for half a minute.
 pub fn probes(cfg: &ClickHouseConfig) -> Vec<Probe> {
-    shards(cfg)
-        .into_iter()
-        .map(|shard| {
-            let client = server_client(cfg, &shard.url);
-            let url = shard.url.clone();
-            Probe::new(format!("clickhouse_shard_{}", shard.number), move || {
-                let client = client.clone();
-                let url = url.clone();
+    cfg.shards
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let query_url = format!("{}/?query=SELECT%201", url.trim_end_matches('/'));
+            let user = cfg.user.clone();
+            let password = cfg.password.clone();
+            Probe::new(format!("clickhouse_shard_{}", i + 1), move || {
+                let query_url = query_url.clone();
+                let (user, password) = (user.clone(), password.clone());
                 async move {
-                    client
-                        .query("SELECT 1")
-                        .execute()
-                        .await
-                        .map_err(|e| format!("{url}: {e}"))
+                    let reply = crate::httpc::send(
+                        hyper::Method::GET,
+                        &query_url,
+                        &[
+                            ("X-ClickHouse-User", &user),
+                            ("X-ClickHouse-Key", &password),
+                            ("Connection", "close"),
+                        ],
+                        bytes::Bytes::new(),
+                        std::time::Duration::from_secs(5),
+                    )
+                    .await?;
+                    if reply.status.is_success() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{query_url}: {} {}",
+                            reply.status,
+                            reply.text().trim()
+                        ))
+                    }
                 }
             })
         })

@@ -411,7 +411,11 @@ mod tests {
     fn other_qoe_variables_are_not_keys() {
         let cfg: Sample = load_from(
             None,
-            env(&[("QOE_CONFIG", "x.toml"), ("QOE_STACK_DIR", "/tmp"), ("QOE_KAFKA__TOPIC", "t")]),
+            env(&[
+                ("QOE_CONFIG", "x.toml"),
+                ("QOE_STACK_DIR", "/tmp"),
+                ("QOE_KAFKA__TOPIC", "t"),
+            ]),
         )
         .unwrap();
         assert_eq!(cfg.kafka.topic, "t");

@@ -15,26 +15,48 @@ async fn distributed_table_sees_both_shards() {
         let c = server_client(&cfg, url);
         for sql in [
             format!("CREATE DATABASE {db}"),
-            format!("CREATE TABLE {db}.t_local (k UInt64, shard UInt8) ENGINE = MergeTree() ORDER BY k"),
-            format!("CREATE TABLE {db}.t AS {db}.t_local ENGINE = Distributed(qoe, {db}, t_local, k)"),
+            format!(
+                "CREATE TABLE {db}.t_local (k UInt64, shard UInt8) ENGINE = MergeTree() ORDER BY k"
+            ),
+            format!(
+                "CREATE TABLE {db}.t AS {db}.t_local ENGINE = Distributed(qoe, {db}, t_local, k)"
+            ),
         ] {
-            c.query(&sql).execute().await.unwrap_or_else(|e| panic!("{url}: {sql}: {e}"));
+            c.query(&sql)
+                .execute()
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {sql}: {e}"));
         }
     }
     let shards = shards(&cfg);
     for (shard, rows) in shards.iter().zip([3u64, 5]) {
-        let values: Vec<String> = (0..rows).map(|k| format!("({k}, {})", shard.number)).collect();
+        let values: Vec<String> = (0..rows)
+            .map(|k| format!("({k}, {})", shard.number))
+            .collect();
         shard
             .client
-            .query(&format!("INSERT INTO t_local (k, shard) VALUES {}", values.join(",")))
+            .query(&format!(
+                "INSERT INTO t_local (k, shard) VALUES {}",
+                values.join(",")
+            ))
             .execute()
             .await
             .expect("insert into the shard's local table");
     }
     for shard in &shards {
-        let total: u64 = shard.client.query("SELECT count() FROM t").fetch_one().await.unwrap();
+        let total: u64 = shard
+            .client
+            .query("SELECT count() FROM t")
+            .fetch_one()
+            .await
+            .unwrap();
         assert_eq!(total, 8, "Distributed count through shard {}", shard.number);
-        let local: u64 = shard.client.query("SELECT count() FROM t_local").fetch_one().await.unwrap();
+        let local: u64 = shard
+            .client
+            .query("SELECT count() FROM t_local")
+            .fetch_one()
+            .await
+            .unwrap();
         assert_eq!(local, if shard.number == 1 { 3 } else { 5 });
         let per_shard: Vec<(u8, u64)> = shard
             .client

@@ -57,7 +57,10 @@ async fn produce_consume_commit_resume() {
     // One key always lands on one partition: per-view ordering depends on it.
     let mut partition_of = std::collections::HashMap::new();
     for (key, _, partition, _) in &first {
-        assert_eq!(*partition_of.entry(key.clone()).or_insert(*partition), *partition);
+        assert_eq!(
+            *partition_of.entry(key.clone()).or_insert(*partition),
+            *partition
+        );
     }
 
     // Commit exactly what was consumed (next offset per partition), then leave.
@@ -86,5 +89,9 @@ async fn produce_consume_commit_resume() {
         .map(|(k, v, _, _)| (k.clone(), v.clone()))
         .collect();
     assert_eq!(all.len(), sent.len(), "no record twice");
-    assert_eq!(all.into_iter().collect::<BTreeSet<_>>(), sent, "every record once");
+    assert_eq!(
+        all.into_iter().collect::<BTreeSet<_>>(),
+        sent,
+        "every record once"
+    );
 }

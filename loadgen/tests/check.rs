@@ -25,7 +25,10 @@ async fn check_passes_when_targets_are_ready() {
     let target = qoe_common::admin::start(&AdminConfig::default(), vec![])
         .await
         .expect("admin listener");
-    target.health.check_now(std::time::Duration::from_secs(1)).await;
+    target
+        .health
+        .check_now(std::time::Duration::from_secs(1))
+        .await;
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_qoe-loadgen"))
         .args(["check", "--timeout", "20s"])
         .env("QOE_TARGET__READY_URLS", format!("http://{}", target.addr))
@@ -33,6 +36,10 @@ async fn check_passes_when_targets_are_ready() {
         .output()
         .await
         .expect("run qoe-loadgen");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     target.stop().await;
 }

@@ -14,7 +14,10 @@ async fn ready_follows_broker_and_every_shard() {
     for url in &stack.shards {
         proxies.push(TcpProxy::start(socket_of(url)).await);
     }
-    let shards: Vec<String> = proxies.iter().map(|p| format!("http://{}", p.addr)).collect();
+    let shards: Vec<String> = proxies
+        .iter()
+        .map(|p| format!("http://{}", p.addr))
+        .collect();
     let svc = Service::spawn(
         "qoe-processor",
         env!("CARGO_BIN_EXE_qoe-processor"),

@@ -105,7 +105,10 @@ impl Migration {
     pub fn statements(&self, variant: Variant, database: &str, cluster: &str) -> Vec<String> {
         split_statements(self.text(variant))
             .into_iter()
-            .map(|s| s.replace("{database}", database).replace("{cluster}", cluster))
+            .map(|s| {
+                s.replace("{database}", database)
+                    .replace("{cluster}", cluster)
+            })
             .collect()
     }
 
@@ -227,7 +230,10 @@ struct Shard {
 }
 
 impl Shard {
-    fn err(&self, context: impl Into<String>) -> impl FnOnce(clickhouse::error::Error) -> MigrateError + '_ {
+    fn err(
+        &self,
+        context: impl Into<String>,
+    ) -> impl FnOnce(clickhouse::error::Error) -> MigrateError + '_ {
         let context = context.into();
         move |source| MigrateError::ClickHouse {
             shard: self.number,
@@ -238,7 +244,11 @@ impl Shard {
     }
 
     async fn execute(&self, sql: &str, context: &str) -> Result<(), MigrateError> {
-        self.client.query(sql).execute().await.map_err(self.err(context))
+        self.client
+            .query(sql)
+            .execute()
+            .await
+            .map_err(self.err(context))
     }
 
     async fn apply(
@@ -254,8 +264,11 @@ impl Shard {
             .map_err(self.err("SELECT version()"))?;
         let variant = Variant::for_version(&server_version)?;
         let db = &cfg.database;
-        self.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"), "create database")
-            .await?;
+        self.execute(
+            &format!("CREATE DATABASE IF NOT EXISTS {db}"),
+            "create database",
+        )
+        .await?;
         self.execute(
             &format!(
                 "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (\

@@ -148,7 +148,13 @@ impl Process {
     /// `QOE_TEST_VERBOSE` is set.
     pub fn spawn(name: &str, program: &str, args: &[&str], env: &[(&str, String)]) -> Process {
         let verbose = std::env::var_os("QOE_TEST_VERBOSE").is_some();
-        let out = || if verbose { Stdio::inherit() } else { Stdio::null() };
+        let out = || {
+            if verbose {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            }
+        };
         let child = Command::new(program)
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -237,10 +243,14 @@ impl Broker {
             &[],
         ));
         let addr = self.addr.clone();
-        wait_until(Duration::from_secs(20), "the private broker to listen", || {
-            let addr = addr.clone();
-            async move { tokio::net::TcpStream::connect(&addr).await.is_ok() }
-        })
+        wait_until(
+            Duration::from_secs(20),
+            "the private broker to listen",
+            || {
+                let addr = addr.clone();
+                async move { tokio::net::TcpStream::connect(&addr).await.is_ok() }
+            },
+        )
         .await;
     }
 

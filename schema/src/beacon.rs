@@ -1,0 +1,341 @@
+//! What a player SDK sends: one event, or an envelope of events.
+//!
+//! ```json
+//! {"metadata": {"viewer_id": "u1", "video_id": "v9", ...},
+//!  "events": [{"view_id": "a1", "seq": 3, "event": "heartbeat", "ts": 1700000000000, ...}]}
+//! ```
+//!
+//! Every event carries the view's state *so far*: cumulative counters
+//! (watch time, rebuffering, ...) and sticky flags (`play_requested`,
+//! `error_fatal`). The event with the highest `seq` of a view is therefore
+//! the view's whole truth, and a lost or repeated event is harmless. Fields
+//! of `metadata` apply to every event of the envelope that does not set them.
+//!
+//! Wire types here are lenient ([`RawEvent`]: everything optional, unknown
+//! fields ignored); [`crate::validate`] turns them into a checked [`Event`].
+
+use serde::{Deserialize, Serialize};
+
+/// Most events one request may carry.
+pub const MAX_EVENTS_PER_BATCH: usize = 500;
+
+/// Byte limits of string fields (UTF-8 bytes).
+pub mod limits {
+    /// `view_id`: ASCII letters, digits and `-_.:`.
+    pub const VIEW_ID: usize = 128;
+    /// `viewer_id`.
+    pub const VIEWER_ID: usize = 128;
+    /// `video_id`.
+    pub const VIDEO_ID: usize = 256;
+    /// `video_title`.
+    pub const VIDEO_TITLE: usize = 512;
+    /// `player_name`, `player_version`, `cdn`.
+    pub const SHORT: usize = 64;
+    /// `error_code`.
+    pub const ERROR_CODE: usize = 64;
+    /// `error_message`.
+    pub const ERROR_MESSAGE: usize = 1024;
+    /// Largest counter in milliseconds accepted (about 31 days).
+    pub const MAX_DURATION_MS: u64 = 31 * 24 * 3600 * 1000;
+    /// Largest bitrate accepted, kbit/s.
+    pub const MAX_BITRATE_KBPS: u64 = 1_000_000;
+    /// Largest `seq` accepted.
+    pub const MAX_SEQ: u64 = u32::MAX as u64;
+    /// Largest player dimension, pixels.
+    pub const MAX_PIXELS: u64 = 16_384;
+}
+
+/// Event types, as SDKs spell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    /// A view begins (the page or app decided to play a video).
+    Viewstart,
+    /// The player is initialised.
+    Playerready,
+    /// Play was requested (user or autoplay).
+    Play,
+    /// The first frame is shown / playback resumes with the playhead moving.
+    Playing,
+    /// Paused by the viewer.
+    Pause,
+    /// A seek started.
+    Seeking,
+    /// A seek finished.
+    Seeked,
+    /// Playback stalled for lack of data.
+    Rebufferstart,
+    /// Playback resumed after a stall.
+    Rebufferend,
+    /// The rendition (bitrate) changed.
+    Renditionchange,
+    /// An error; `error_fatal` says whether playback stopped.
+    Error,
+    /// Periodic state report (~10 s).
+    Heartbeat,
+    /// The view ended (video end, navigation away, player destroyed).
+    Viewend,
+}
+
+impl EventType {
+    /// Every type, in declaration order.
+    pub const ALL: [EventType; 13] = [
+        EventType::Viewstart,
+        EventType::Playerready,
+        EventType::Play,
+        EventType::Playing,
+        EventType::Pause,
+        EventType::Seeking,
+        EventType::Seeked,
+        EventType::Rebufferstart,
+        EventType::Rebufferend,
+        EventType::Renditionchange,
+        EventType::Error,
+        EventType::Heartbeat,
+        EventType::Viewend,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Viewstart => "viewstart",
+            EventType::Playerready => "playerready",
+            EventType::Play => "play",
+            EventType::Playing => "playing",
+            EventType::Pause => "pause",
+            EventType::Seeking => "seeking",
+            EventType::Seeked => "seeked",
+            EventType::Rebufferstart => "rebufferstart",
+            EventType::Rebufferend => "rebufferend",
+            EventType::Renditionchange => "renditionchange",
+            EventType::Error => "error",
+            EventType::Heartbeat => "heartbeat",
+            EventType::Viewend => "viewend",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// Live or on-demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum StreamType {
+    /// Video on demand (the default).
+    #[default]
+    #[serde(rename = "on-demand")]
+    OnDemand,
+    /// A live stream.
+    #[serde(rename = "live")]
+    Live,
+}
+
+impl StreamType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamType::OnDemand => "on-demand",
+            StreamType::Live => "live",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<StreamType> {
+        match s {
+            "on-demand" => Some(StreamType::OnDemand),
+            "live" => Some(StreamType::Live),
+            _ => None,
+        }
+    }
+}
+
+/// What the player is doing when the event is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlayerState {
+    /// Play requested, first frame not shown yet.
+    Starting,
+    /// Frames advancing.
+    Playing,
+    /// Paused by the viewer.
+    Paused,
+    /// Stalled for lack of data.
+    Rebuffering,
+    /// Seeking.
+    Seeking,
+    /// Stopped by a fatal error.
+    Errored,
+    /// The view is over.
+    Ended,
+    /// Loaded, play not requested yet.
+    Idle,
+}
+
+impl PlayerState {
+    /// Every state.
+    pub const ALL: [PlayerState; 8] = [
+        PlayerState::Starting,
+        PlayerState::Playing,
+        PlayerState::Paused,
+        PlayerState::Rebuffering,
+        PlayerState::Seeking,
+        PlayerState::Errored,
+        PlayerState::Ended,
+        PlayerState::Idle,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlayerState::Starting => "starting",
+            PlayerState::Playing => "playing",
+            PlayerState::Paused => "paused",
+            PlayerState::Rebuffering => "rebuffering",
+            PlayerState::Seeking => "seeking",
+            PlayerState::Errored => "errored",
+            PlayerState::Ended => "ended",
+            PlayerState::Idle => "idle",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<PlayerState> {
+        PlayerState::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    /// The state an event implies when the SDK did not send `state`.
+    pub fn implied_by(event: EventType, fatal: bool) -> PlayerState {
+        match event {
+            EventType::Viewstart | EventType::Playerready => PlayerState::Idle,
+            EventType::Play => PlayerState::Starting,
+            EventType::Playing
+            | EventType::Rebufferend
+            | EventType::Seeked
+            | EventType::Renditionchange
+            | EventType::Heartbeat => PlayerState::Playing,
+            EventType::Pause => PlayerState::Paused,
+            EventType::Seeking => PlayerState::Seeking,
+            EventType::Rebufferstart => PlayerState::Rebuffering,
+            EventType::Error if fatal => PlayerState::Errored,
+            EventType::Error => PlayerState::Playing,
+            EventType::Viewend => PlayerState::Ended,
+        }
+    }
+}
+
+/// One event as it arrives: every field optional, unknown fields ignored.
+/// Strings borrow from the request body when they contain no escapes.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawEvent<'a> {
+    #[serde(borrow)]
+    pub view_id: Option<std::borrow::Cow<'a, str>>,
+    pub seq: Option<serde_json::Number>,
+    #[serde(borrow)]
+    pub event: Option<std::borrow::Cow<'a, str>>,
+    /// Client time, milliseconds since the Unix epoch.
+    pub ts: Option<serde_json::Number>,
+    /// When the view started, client time in ms (same on every event of a view).
+    pub view_start: Option<serde_json::Number>,
+    #[serde(borrow)]
+    pub viewer_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    pub video_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    pub video_title: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    pub stream_type: Option<std::borrow::Cow<'a, str>>,
+    pub video_duration_ms: Option<serde_json::Number>,
+    #[serde(borrow)]
+    pub player_name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    pub player_version: Option<std::borrow::Cow<'a, str>>,
+    pub player_width: Option<serde_json::Number>,
+    pub player_height: Option<serde_json::Number>,
+    pub autoplay: Option<bool>,
+    #[serde(borrow)]
+    pub cdn: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    pub state: Option<std::borrow::Cow<'a, str>>,
+    pub play_requested: Option<bool>,
+    pub watch_time_ms: Option<serde_json::Number>,
+    pub playing_time_ms: Option<serde_json::Number>,
+    pub startup_time_ms: Option<serde_json::Number>,
+    pub rebuffer_count: Option<serde_json::Number>,
+    pub rebuffer_duration_ms: Option<serde_json::Number>,
+    pub bitrate_kbps: Option<serde_json::Number>,
+    pub avg_bitrate_kbps: Option<serde_json::Number>,
+    pub dropped_frames: Option<serde_json::Number>,
+    pub playhead_ms: Option<serde_json::Number>,
+    #[serde(borrow)]
+    pub error_code: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    pub error_message: Option<std::borrow::Cow<'a, str>>,
+    pub error_fatal: Option<bool>,
+}
+
+/// A checked event: required fields present, limits respected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The view (one attempt to play one video); 1-128 of `[A-Za-z0-9-_.:]`.
+    pub view_id: String,
+    /// Per-view sequence number, increasing with every event of the view.
+    pub seq: u32,
+    /// What happened.
+    pub event: EventType,
+    /// Client time, ms since the Unix epoch.
+    pub ts_ms: i64,
+    /// When the view started, client time in ms.
+    pub view_start_ms: i64,
+    /// The viewer (anonymous id chosen by the SDK).
+    pub viewer_id: String,
+    /// Video id.
+    pub video_id: String,
+    /// Video title.
+    pub video_title: String,
+    /// Live or on-demand.
+    pub stream_type: StreamType,
+    /// Video duration, 0 when unknown or live.
+    pub video_duration_ms: u64,
+    /// Player software name.
+    pub player_name: String,
+    /// Player software version.
+    pub player_version: String,
+    /// Player width in pixels, 0 when unknown.
+    pub player_width: u16,
+    /// Player height in pixels, 0 when unknown.
+    pub player_height: u16,
+    /// Whether playback started by autoplay.
+    pub autoplay: bool,
+    /// CDN serving the media.
+    pub cdn: String,
+    /// Player state at `ts`.
+    pub state: PlayerState,
+    /// Sticky: play has been requested in this view.
+    pub play_requested: bool,
+    /// Cumulative time since the play request (or view start), ms.
+    pub watch_time_ms: u64,
+    /// Cumulative time with frames advancing, ms.
+    pub playing_time_ms: u64,
+    /// Play request → first moving frame, once known.
+    pub startup_time_ms: Option<u32>,
+    /// Cumulative rebuffer events.
+    pub rebuffer_count: u32,
+    /// Cumulative rebuffering time, ms.
+    pub rebuffer_duration_ms: u64,
+    /// Current rendition bitrate, kbit/s.
+    pub bitrate_kbps: u32,
+    /// Playing-time-weighted average bitrate so far, kbit/s.
+    pub avg_bitrate_kbps: u32,
+    /// Cumulative dropped frames.
+    pub dropped_frames: u64,
+    /// Current playhead position, ms.
+    pub playhead_ms: u64,
+    /// Last error code, empty if none.
+    pub error_code: String,
+    /// Last error message, empty if none.
+    pub error_message: String,
+    /// Sticky: the view has hit a fatal error.
+    pub error_fatal: bool,
+}
