@@ -1,8 +1,25 @@
 //! The contract of qoe-pipeline: what SDKs send, what travels through Kafka,
 //! how it is stored in ClickHouse and what each QoE number means.
 //!
+//! Data moves through these modules in order:
+//! - [`beacon`]: the wire types an SDK posts (one event or an envelope).
+//! - [`validate`]: decoding and checking a body, with a stable reason code
+//!   per refused body or event.
+//! - [`record`]: the Kafka record — the validated event plus the collector's
+//!   enrichment, versioned.
+//! - [`rows`]: the ClickHouse row a record becomes, and its shard.
 //! - [`migrate`] / [`migrations`]: the ClickHouse DDL as versioned
 //!   migrations, applied to every shard by `qoe-migrate`.
+//! - [`metrics`]: every QoE metric's definition, in Rust and in SQL.
+//! - [`sample`]: realistic events for tests and benches.
+//!
+//! `schema/README.md` documents the beacon format for SDK authors.
 
+pub mod beacon;
+pub mod metrics;
 pub mod migrate;
 pub mod migrations;
+pub mod record;
+pub mod rows;
+pub mod sample;
+pub mod validate;

@@ -51,6 +51,20 @@ impl Variant {
         })
     }
 
+    /// Placeholders whose text differs between server generations:
+    /// `{lowcard}` (a dictionary-encoded string type; experimental on 18.x,
+    /// so plain `String` there) and `{raw_ttl}` (raw heartbeat retention;
+    /// 18.x has no TTL).
+    pub fn substitutions(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Variant::V18 => &[("{lowcard}", "String"), ("{raw_ttl}", "")],
+            Variant::Current => &[
+                ("{lowcard}", "LowCardinality(String)"),
+                ("{raw_ttl}", "TTL received_at + INTERVAL 3 DAY"),
+            ],
+        }
+    }
+
     /// Name recorded in the migrations table.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -101,21 +115,27 @@ impl Migration {
         }
     }
 
-    /// The statements for `variant`, with names substituted.
+    /// The statements for `variant`, with names and variant placeholders
+    /// substituted.
     pub fn statements(&self, variant: Variant, database: &str, cluster: &str) -> Vec<String> {
         split_statements(self.text(variant))
             .into_iter()
-            .map(|s| {
-                s.replace("{database}", database)
-                    .replace("{cluster}", cluster)
+            .map(|stmt| {
+                let mut stmt = stmt
+                    .replace("{database}", database)
+                    .replace("{cluster}", cluster);
+                for (from, to) in variant.substitutions() {
+                    stmt = stmt.replace(from, to);
+                }
+                stmt
             })
             .collect()
     }
 
-    /// A stable checksum of the text for `variant` (FNV-1a, hex).
+    /// A stable checksum of what runs for `variant` (FNV-1a, hex).
     pub fn checksum(&self, variant: Variant) -> String {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in self.text(variant).bytes() {
+        for byte in self.statements(variant, "", "").concat().bytes() {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }

@@ -1,8 +1,23 @@
 //! The list of migrations, in order. Add a file under `schema/migrations/`
 //! and a line here; never edit a migration that has been applied anywhere.
 
-#[allow(unused_imports)]
 use crate::migrate::{Migration, Sql};
 
 /// Every migration, oldest first.
-pub const ALL: &[Migration] = &[];
+pub const ALL: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "heartbeats",
+        sql: Sql::Any(include_str!("../migrations/0001_heartbeats.sql")),
+    },
+    Migration {
+        version: 2,
+        name: "views",
+        sql: Sql::Any(include_str!("../migrations/0002_views.sql")),
+    },
+    Migration {
+        version: 3,
+        name: "minute_dims",
+        sql: Sql::Any(include_str!("../migrations/0003_minute_dims.sql")),
+    },
+];

@@ -71,7 +71,12 @@ impl RecordError {
 
 impl Heartbeat {
     /// A current-version record.
-    pub fn new(property_id: String, received_at_ms: i64, enrichment: Enrichment, event: Event) -> Self {
+    pub fn new(
+        property_id: String,
+        received_at_ms: i64,
+        enrichment: Enrichment,
+        event: Event,
+    ) -> Self {
         Heartbeat {
             v: FORMAT_VERSION,
             property_id,

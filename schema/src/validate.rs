@@ -174,10 +174,14 @@ pub fn decode(body: &[u8], checks: &Checks) -> Result<Decoded, BodyError> {
             match envelope.events {
                 Some(events) => {
                     let metadata = match envelope.metadata {
-                        Some(raw) => Some(serde_json::from_str(raw.get()).map_err(|e| BodyError {
-                            reason: Reason::NotABeacon,
-                            message: format!("`metadata` must be an object of event fields: {e}"),
-                        })?),
+                        Some(raw) => {
+                            Some(serde_json::from_str(raw.get()).map_err(|e| BodyError {
+                                reason: Reason::NotABeacon,
+                                message: format!(
+                                    "`metadata` must be an object of event fields: {e}"
+                                ),
+                            })?)
+                        }
                         None => None,
                     };
                     (metadata, events)
@@ -245,7 +249,10 @@ fn reject(reason: Reason, field: Option<&str>, message: impl Into<String>) -> Re
     }
 }
 
-fn parse_event<'a>(text: &'a str, metadata: Option<&RawEvent<'a>>) -> Result<RawEvent<'a>, Rejection> {
+fn parse_event<'a>(
+    text: &'a str,
+    metadata: Option<&RawEvent<'a>>,
+) -> Result<RawEvent<'a>, Rejection> {
     let mut event: RawEvent = match serde_json::from_str(text) {
         Ok(event) => event,
         Err(_) => {
@@ -257,7 +264,11 @@ fn parse_event<'a>(text: &'a str, metadata: Option<&RawEvent<'a>>) -> Result<Raw
             };
             let field = err.path().to_string();
             return Err(if !text.trim_start().starts_with('{') {
-                reject(Reason::NotAnObject, None, "each event must be a JSON object")
+                reject(
+                    Reason::NotAnObject,
+                    None,
+                    "each event must be a JSON object",
+                )
             } else if field.is_empty() || field == "." {
                 reject(Reason::InvalidJson, None, err.inner().to_string())
             } else {
@@ -282,11 +293,36 @@ impl<'a> RawEvent<'a> {
             )*};
         }
         fill!(
-            view_id, seq, event, ts, view_start, viewer_id, video_id, video_title, stream_type,
-            video_duration_ms, player_name, player_version, player_width, player_height,
-            autoplay, cdn, state, play_requested, watch_time_ms, playing_time_ms,
-            startup_time_ms, rebuffer_count, rebuffer_duration_ms, bitrate_kbps,
-            avg_bitrate_kbps, dropped_frames, playhead_ms, error_code, error_message, error_fatal
+            view_id,
+            seq,
+            event,
+            ts,
+            view_start,
+            viewer_id,
+            video_id,
+            video_title,
+            stream_type,
+            video_duration_ms,
+            player_name,
+            player_version,
+            player_width,
+            player_height,
+            autoplay,
+            cdn,
+            state,
+            play_requested,
+            watch_time_ms,
+            playing_time_ms,
+            startup_time_ms,
+            rebuffer_count,
+            rebuffer_duration_ms,
+            bitrate_kbps,
+            avg_bitrate_kbps,
+            dropped_frames,
+            playhead_ms,
+            error_code,
+            error_message,
+            error_fatal
         );
     }
 }
@@ -305,8 +341,7 @@ pub fn validate(raw: &RawEvent<'_>, checks: &Checks) -> Result<Event, Rejection>
             "`view_id` must be 1-128 characters of A-Z a-z 0-9 - _ . :",
         ));
     }
-    let seq = uint(&raw.seq, "seq", limits::MAX_SEQ)?
-        .ok_or_else(|| missing("seq"))? as u32;
+    let seq = uint(&raw.seq, "seq", limits::MAX_SEQ)?.ok_or_else(|| missing("seq"))? as u32;
     let event_name = raw.event.as_deref().ok_or_else(|| missing("event"))?;
     let event = EventType::parse(event_name).ok_or_else(|| {
         reject(
@@ -375,8 +410,12 @@ pub fn validate(raw: &RawEvent<'_>, checks: &Checks) -> Result<Event, Rejection>
             )
         })?,
     };
-    let startup_time_ms = uint(&raw.startup_time_ms, "startup_time_ms", limits::MAX_DURATION_MS)?
-        .map(|v| v.min(u64::from(u32::MAX)) as u32);
+    let startup_time_ms = uint(
+        &raw.startup_time_ms,
+        "startup_time_ms",
+        limits::MAX_DURATION_MS,
+    )?
+    .map(|v| v.min(u64::from(u32::MAX)) as u32);
     Ok(Event {
         view_id: view_id.to_owned(),
         seq,
@@ -387,7 +426,11 @@ pub fn validate(raw: &RawEvent<'_>, checks: &Checks) -> Result<Event, Rejection>
         video_id: optional_str(&raw.video_id, "video_id", limits::VIDEO_ID)?,
         video_title: optional_str(&raw.video_title, "video_title", limits::VIDEO_TITLE)?,
         stream_type,
-        video_duration_ms: counter(&raw.video_duration_ms, "video_duration_ms", limits::MAX_DURATION_MS)?,
+        video_duration_ms: counter(
+            &raw.video_duration_ms,
+            "video_duration_ms",
+            limits::MAX_DURATION_MS,
+        )?,
         player_name: optional_str(&raw.player_name, "player_name", limits::SHORT)?,
         player_version: optional_str(&raw.player_version, "player_version", limits::SHORT)?,
         player_width: counter(&raw.player_width, "player_width", limits::MAX_PIXELS)? as u16,
@@ -399,12 +442,24 @@ pub fn validate(raw: &RawEvent<'_>, checks: &Checks) -> Result<Event, Rejection>
             || matches!(event, EventType::Play | EventType::Playing)
             || startup_time_ms.is_some(),
         watch_time_ms: counter(&raw.watch_time_ms, "watch_time_ms", limits::MAX_DURATION_MS)?,
-        playing_time_ms: counter(&raw.playing_time_ms, "playing_time_ms", limits::MAX_DURATION_MS)?,
+        playing_time_ms: counter(
+            &raw.playing_time_ms,
+            "playing_time_ms",
+            limits::MAX_DURATION_MS,
+        )?,
         startup_time_ms,
         rebuffer_count: counter(&raw.rebuffer_count, "rebuffer_count", u64::from(u32::MAX))? as u32,
-        rebuffer_duration_ms: counter(&raw.rebuffer_duration_ms, "rebuffer_duration_ms", limits::MAX_DURATION_MS)?,
+        rebuffer_duration_ms: counter(
+            &raw.rebuffer_duration_ms,
+            "rebuffer_duration_ms",
+            limits::MAX_DURATION_MS,
+        )?,
         bitrate_kbps: counter(&raw.bitrate_kbps, "bitrate_kbps", limits::MAX_BITRATE_KBPS)? as u32,
-        avg_bitrate_kbps: counter(&raw.avg_bitrate_kbps, "avg_bitrate_kbps", limits::MAX_BITRATE_KBPS)? as u32,
+        avg_bitrate_kbps: counter(
+            &raw.avg_bitrate_kbps,
+            "avg_bitrate_kbps",
+            limits::MAX_BITRATE_KBPS,
+        )? as u32,
         dropped_frames: counter(&raw.dropped_frames, "dropped_frames", u64::from(u32::MAX))?,
         playhead_ms: counter(&raw.playhead_ms, "playhead_ms", limits::MAX_DURATION_MS)?,
         error_code: optional_str(&raw.error_code, "error_code", limits::ERROR_CODE)?,
@@ -431,7 +486,11 @@ fn required_str<'s>(
     Ok(s)
 }
 
-fn optional_str(value: &Option<Cow<'_, str>>, field: &str, limit: usize) -> Result<String, Rejection> {
+fn optional_str(
+    value: &Option<Cow<'_, str>>,
+    field: &str,
+    limit: usize,
+) -> Result<String, Rejection> {
     match value.as_deref() {
         None => Ok(String::new()),
         Some(s) => {
@@ -446,13 +505,20 @@ fn check_len(s: &str, field: &str, limit: usize) -> Result<(), Rejection> {
         return Err(reject(
             Reason::FieldTooLong,
             Some(field),
-            format!("`{field}` is {} bytes; at most {limit} are accepted", s.len()),
+            format!(
+                "`{field}` is {} bytes; at most {limit} are accepted",
+                s.len()
+            ),
         ));
     }
     Ok(())
 }
 
-fn uint(value: &Option<serde_json::Number>, field: &str, max: u64) -> Result<Option<u64>, Rejection> {
+fn uint(
+    value: &Option<serde_json::Number>,
+    field: &str,
+    max: u64,
+) -> Result<Option<u64>, Rejection> {
     let Some(n) = value else { return Ok(None) };
     match n.as_u64() {
         Some(v) if v <= max => Ok(Some(v)),

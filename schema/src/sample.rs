@@ -1,0 +1,175 @@
+//! Realistic sample events and bodies, for tests, benches and examples.
+
+use crate::beacon::{Event, EventType, PlayerState, StreamType};
+
+/// 2026-11-01T00:00:00Z in ms: a fixed "now" for reproducible samples.
+pub const NOW_MS: i64 = 1_793_491_200_000;
+
+/// A mid-view heartbeat of `view_id` with sequence `seq`, sent at [`NOW_MS`].
+pub fn event(view_id: &str, seq: u32) -> Event {
+    Event {
+        view_id: view_id.to_owned(),
+        seq,
+        event: EventType::Heartbeat,
+        ts_ms: NOW_MS,
+        view_start_ms: NOW_MS - 120_000,
+        viewer_id: format!("viewer-{view_id}"),
+        video_id: "video-42".into(),
+        video_title: "Championship Final — Live".into(),
+        stream_type: StreamType::Live,
+        video_duration_ms: 0,
+        player_name: "web-player".into(),
+        player_version: "3.2.1".into(),
+        player_width: 1280,
+        player_height: 720,
+        autoplay: true,
+        cdn: "cdn-a".into(),
+        state: PlayerState::Playing,
+        play_requested: true,
+        watch_time_ms: 118_000,
+        playing_time_ms: 112_000,
+        startup_time_ms: Some(850),
+        rebuffer_count: 1,
+        rebuffer_duration_ms: 2_400,
+        bitrate_kbps: 4_500,
+        avg_bitrate_kbps: 4_100,
+        dropped_frames: 12,
+        playhead_ms: 3_600_000,
+        error_code: String::new(),
+        error_message: String::new(),
+        error_fatal: false,
+    }
+}
+
+/// The wire JSON of `e`, as an SDK would send it.
+pub fn wire(e: &Event) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "view_id": e.view_id, "seq": e.seq, "event": e.event.as_str(), "ts": e.ts_ms,
+        "view_start": e.view_start_ms, "viewer_id": e.viewer_id, "video_id": e.video_id,
+        "video_title": e.video_title, "stream_type": e.stream_type.as_str(),
+        "video_duration_ms": e.video_duration_ms, "player_name": e.player_name,
+        "player_version": e.player_version, "player_width": e.player_width,
+        "player_height": e.player_height, "autoplay": e.autoplay, "cdn": e.cdn,
+        "state": e.state.as_str(), "play_requested": e.play_requested,
+        "watch_time_ms": e.watch_time_ms, "playing_time_ms": e.playing_time_ms,
+        "rebuffer_count": e.rebuffer_count, "rebuffer_duration_ms": e.rebuffer_duration_ms,
+        "bitrate_kbps": e.bitrate_kbps, "avg_bitrate_kbps": e.avg_bitrate_kbps,
+        "dropped_frames": e.dropped_frames, "playhead_ms": e.playhead_ms,
+        "error_code": e.error_code, "error_message": e.error_message,
+        "error_fatal": e.error_fatal,
+    });
+    if let Some(s) = e.startup_time_ms {
+        v["startup_time_ms"] = s.into();
+    }
+    v
+}
+
+/// A realistic SDK batch body: `n` heartbeats of different views.
+pub fn batch_body(n: usize) -> Vec<u8> {
+    let events: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            wire(&event(
+                &format!("0b5c2f1e-7d3a-4c41-9e2b-{i:012}"),
+                10 + i as u32,
+            ))
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "events": events })).expect("serializes")
+}
+
+/// A single-event body.
+pub fn single_body() -> Vec<u8> {
+    serde_json::to_vec(&wire(&event("0b5c2f1e-7d3a-4c41-9e2b-000000000001", 7)))
+        .expect("serializes")
+}
+
+/// Every event of `n` simulated views starting around `base_ms`, with a mix
+/// of endings: normal, fatal error, exit before start, still playing,
+/// heavy rebuffering, and never played. Deterministic.
+pub fn views(n: usize, base_ms: i64) -> Vec<Event> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let id = format!("view-{i:05}");
+        let start = base_ms - 1_800_000 + i as i64 * 37_000;
+        let kind = i % 6;
+        let startup = 300 + (i as u32 * 137) % 4000;
+        let mut e = event(&id, 1);
+        e.viewer_id = format!("viewer-{}", i % (n / 2 + 1));
+        e.video_id = format!("video-{}", i % 4);
+        e.cdn = ["cdn-a", "cdn-b"][i % 2].into();
+        e.view_start_ms = start;
+        e.ts_ms = start;
+        e.event = EventType::Viewstart;
+        e.state = PlayerState::Idle;
+        e.play_requested = false;
+        e.startup_time_ms = None;
+        e.watch_time_ms = 0;
+        e.playing_time_ms = 0;
+        e.rebuffer_count = 0;
+        e.rebuffer_duration_ms = 0;
+        e.avg_bitrate_kbps = 0;
+        out.push(e.clone());
+        if kind == 5 {
+            e.seq += 1;
+            e.ts_ms += 5_000;
+            e.event = EventType::Viewend;
+            e.state = PlayerState::Ended;
+            out.push(e);
+            continue;
+        }
+        e.seq += 1;
+        e.ts_ms += 1_000;
+        e.event = EventType::Play;
+        e.state = PlayerState::Starting;
+        e.play_requested = true;
+        out.push(e.clone());
+        if kind == 2 || kind == 1 {
+            // Leaves (or fails) before the first frame.
+            e.seq += 1;
+            e.ts_ms += 6_000;
+            e.watch_time_ms = 6_000;
+            if kind == 1 {
+                e.event = EventType::Error;
+                e.state = PlayerState::Errored;
+                e.error_fatal = true;
+                e.error_code = "MEDIA_ERR_DECODE".into();
+            } else {
+                e.event = EventType::Viewend;
+                e.state = PlayerState::Ended;
+            }
+            out.push(e);
+            continue;
+        }
+        e.seq += 1;
+        e.ts_ms += i64::from(startup);
+        e.event = EventType::Playing;
+        e.state = PlayerState::Playing;
+        e.startup_time_ms = Some(startup);
+        e.watch_time_ms = u64::from(startup);
+        e.avg_bitrate_kbps = 2_000 + (i as u32 % 5) * 500;
+        out.push(e.clone());
+        for _ in 0..(3 + i % 5) {
+            e.seq += 1;
+            e.ts_ms += 10_000;
+            e.event = EventType::Heartbeat;
+            e.watch_time_ms += 10_000;
+            e.playing_time_ms += 10_000;
+            if kind == 4 {
+                e.rebuffer_count += 1;
+                e.rebuffer_duration_ms += 2_500;
+                e.playing_time_ms -= 2_500;
+            }
+            out.push(e.clone());
+        }
+        if kind != 3 {
+            e.seq += 1;
+            e.ts_ms += 2_000;
+            e.event = EventType::Viewend;
+            e.state = PlayerState::Ended;
+            e.watch_time_ms += 2_000;
+            e.playing_time_ms += 2_000;
+            out.push(e);
+        }
+    }
+    out
+}
