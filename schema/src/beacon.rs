@@ -205,6 +205,20 @@ impl PlayerState {
         PlayerState::ALL.into_iter().find(|e| e.as_str() == s)
     }
 
+    /// Whether a viewer in this state counts as concurrent: waiting for
+    /// start, playing, rebuffering, seeking or just failed — not paused,
+    /// idle or ended. (The SQL twin is in `0003_minute_dims.sql`.)
+    pub fn is_concurrent(self) -> bool {
+        matches!(
+            self,
+            PlayerState::Starting
+                | PlayerState::Playing
+                | PlayerState::Rebuffering
+                | PlayerState::Seeking
+                | PlayerState::Errored
+        )
+    }
+
     /// The state an event implies when the SDK did not send `state`.
     pub fn implied_by(event: EventType, fatal: bool) -> PlayerState {
         match event {

@@ -355,6 +355,23 @@ pub fn concurrent_per_minute_sql(database: &str, property: &str, range: Range) -
     )
 }
 
+/// [`concurrent_per_minute_sql`] in Rust: for each minute with events,
+/// the number of distinct views with an event in an active state in it.
+pub fn concurrent_per_minute<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<(u32, u64)> {
+    let mut minutes: std::collections::BTreeMap<u32, std::collections::BTreeSet<&str>> =
+        Default::default();
+    for e in events {
+        let views = minutes.entry((e.ts_ms / 60_000 * 60) as u32).or_default();
+        if e.state.is_concurrent() {
+            views.insert(&e.view_id);
+        }
+    }
+    minutes
+        .into_iter()
+        .map(|(minute, views)| (minute, views.len() as u64))
+        .collect()
+}
+
 /// A ClickHouse string literal.
 pub fn sql_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);

@@ -5,7 +5,6 @@
 
 use clickhouse::Row;
 use qoe_common::clickhouse::{server_client, shards};
-use qoe_schema::beacon::PlayerState;
 use qoe_schema::metrics::{self, Overview, Range, ViewFacts};
 use qoe_schema::record::{Enrichment, Heartbeat};
 use qoe_schema::rows::{shard_for, view_hash, HeartbeatRow};
@@ -198,24 +197,7 @@ async fn migrate_insert_replay_and_read_every_metric() {
             && whole.rebuffer_pct > 0.0
     );
 
-    // Concurrent viewers per minute: distinct views with an event in an active state.
-    let mut want: std::collections::BTreeMap<u32, std::collections::BTreeSet<&str>> =
-        Default::default();
-    for e in &events {
-        let active = matches!(
-            e.state,
-            PlayerState::Starting
-                | PlayerState::Playing
-                | PlayerState::Rebuffering
-                | PlayerState::Seeking
-                | PlayerState::Errored
-        );
-        let minute = (e.ts_ms / 1000 / 60 * 60) as u32;
-        let set = want.entry(minute).or_default();
-        if active {
-            set.insert(&e.view_id);
-        }
-    }
+    // Concurrent viewers per minute, through the per-minute aggregate.
     let range = Range {
         from: now - 7200,
         to: now + 7200,
@@ -225,8 +207,7 @@ async fn migrate_insert_replay_and_read_every_metric() {
         .fetch_all()
         .await
         .unwrap();
-    let want: Vec<(u32, u64)> = want.into_iter().map(|(m, s)| (m, s.len() as u64)).collect();
-    assert_eq!(got, want);
+    assert_eq!(got, metrics::concurrent_per_minute(&events));
 
     for url in &cfg.shards {
         let _ = server_client(&cfg, url)

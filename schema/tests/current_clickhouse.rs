@@ -1,0 +1,151 @@
+//! The current-release DDL variant and the metric queries on a current
+//! ClickHouse engine (chdb-core from PyPI, in process), so the schema stays
+//! honest on both 18.16 and today's releases. The cluster `qoe` is declared
+//! with the engine's own (local) address, so `Distributed` tables work.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use qoe_schema::metrics::{self, Range, ViewFacts};
+use qoe_schema::migrate::Variant;
+use qoe_schema::record::{Enrichment, Heartbeat};
+use qoe_schema::rows::HeartbeatRow;
+use qoe_schema::sample;
+use serde_json::{json, Value};
+
+const CONFIG: &str = r#"<clickhouse>
+  <tcp_port>29555</tcp_port>
+  <remote_servers><qoe><shard><replica><host>127.0.0.1</host><port>29555</port></replica></shard></qoe></remote_servers>
+</clickhouse>"#;
+
+fn python() -> String {
+    std::env::var("QOE_TEST_CHDB_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/qoe-pipeline/chdb-venv/bin/python")
+    })
+}
+
+fn run_job(job: &Value) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chdb_runner.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); `deploy/local/stack install` creates it with chdb-core",
+                python()
+            )
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "chdb job failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("runner prints JSON")
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// A `DateTime` as the runner prints it (`2026-11-01 00:03:00`) back to
+/// epoch seconds.
+fn minute_of(v: &Value) -> u32 {
+    if let Some(n) = v.as_u64() {
+        return n as u32;
+    }
+    let s = v.as_str().unwrap_or_else(|| panic!("minute: {v}"));
+    let out = Command::new("date")
+        .args(["-u", "-d", s, "+%s"])
+        .output()
+        .expect("date(1)");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("minute {s}"))
+}
+
+#[test]
+fn current_ddl_and_metric_queries() {
+    let mut statements = Vec::new();
+    statements.push("CREATE DATABASE IF NOT EXISTS qoe".to_owned());
+    // Twice: every statement must be re-runnable.
+    for _ in 0..2 {
+        for m in qoe_schema::migrations::ALL {
+            statements.extend(m.statements(Variant::Current, "qoe", "qoe"));
+        }
+    }
+    let events = sample::views(48, sample::NOW_MS);
+    let rows: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let hb = Heartbeat::new(
+                "prop-1".into(),
+                e.ts_ms + 150,
+                Enrichment::default(),
+                e.clone(),
+            );
+            serde_json::to_value(HeartbeatRow::from(&hb)).unwrap()
+        })
+        .collect();
+    let now = (sample::NOW_MS / 1000) as u32;
+    let range = Range {
+        from: now - 3600,
+        to: now + 3600,
+    };
+    let job = json!({
+        "config": CONFIG,
+        "statements": statements,
+        // The same rows twice: a replay must not change any metric.
+        "inserts": [
+            {"table": "qoe.heartbeats_local", "rows": rows},
+            {"table": "qoe.heartbeats_local", "rows": rows},
+        ],
+        "queries": {
+            "overview": metrics::overview_sql("qoe", "prop-1", range, now, 3600, 86_400),
+            "concurrent": metrics::concurrent_per_minute_sql("qoe", "prop-1", range),
+        },
+    });
+    let out = run_job(&job);
+    let version = out["version"].as_str().unwrap();
+    assert_eq!(
+        Variant::for_version(version).unwrap(),
+        Variant::Current,
+        "engine {version}"
+    );
+
+    let want = metrics::overview(&ViewFacts::latest_per_view(&events), range, now, 3600);
+    let got = &out["results"]["overview"][0];
+    let want_json = serde_json::to_value(&want).unwrap();
+    for m in metrics::OVERVIEW_METRICS {
+        let (g, w) = (f(&got[m.name]), f(&want_json[m.name]));
+        assert!(
+            (g - w).abs() <= 1e-9 * g.abs().max(w.abs()).max(1.0),
+            "{}: current ClickHouse {g}, definition {w}",
+            m.name
+        );
+    }
+    assert_eq!(want.views, 48);
+
+    let got: Vec<(u32, u64)> = out["results"]["concurrent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (minute_of(&r["minute"]), f(&r["concurrent"]) as u64))
+        .collect();
+    let want = metrics::concurrent_per_minute(&events);
+    assert!(want.len() > 10);
+    assert_eq!(got, want);
+}
