@@ -173,3 +173,32 @@ pub fn views(n: usize, base_ms: i64) -> Vec<Event> {
     }
     out
 }
+
+/// A batch the way a player SDK sends it: one view's `n` events, the
+/// view-level fields once in `metadata`, each event with its own sequence,
+/// time, state and counters.
+pub fn sdk_batch_body(n: usize) -> Vec<u8> {
+    let base = event("0b5c2f1e-7d3a-4c41-9e2b-5d1f3a7c9e01", 1);
+    let mut wire_base = wire(&base);
+    let metadata = serde_json::json!({
+        "view_id": base.view_id, "view_start": base.view_start_ms, "viewer_id": base.viewer_id,
+        "video_id": base.video_id, "video_title": base.video_title,
+        "stream_type": base.stream_type.as_str(), "player_name": base.player_name,
+        "player_version": base.player_version, "player_width": base.player_width,
+        "player_height": base.player_height, "autoplay": base.autoplay, "cdn": base.cdn,
+    });
+    for key in metadata.as_object().expect("object").keys() {
+        wire_base.as_object_mut().expect("object").remove(key);
+    }
+    let events: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let mut e = wire_base.clone();
+            e["seq"] = (10 + i).into();
+            e["ts"] = (base.ts_ms - 5_000 * (n - 1 - i) as i64).into();
+            e["watch_time_ms"] = (base.watch_time_ms + 500 * i as u64).into();
+            e
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "metadata": metadata, "events": events }))
+        .expect("serializes")
+}

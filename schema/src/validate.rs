@@ -166,63 +166,219 @@ pub fn decode(body: &[u8], checks: &Checks) -> Result<Decoded, BodyError> {
         reason: Reason::InvalidUtf8,
         message: format!("body is not UTF-8 (first bad byte at {})", e.valid_up_to()),
     })?;
-    let first = text.trim_start().as_bytes().first().copied();
-    let (metadata, events): (Option<RawEvent>, Vec<&RawValue>) = match first {
-        Some(b'[') => (None, serde_json::from_str(text).map_err(json_error)?),
-        Some(b'{') => {
-            let envelope: Envelope = serde_json::from_str(text).map_err(json_error)?;
-            match envelope.events {
-                Some(events) => {
-                    let metadata = match envelope.metadata {
-                        Some(raw) => {
-                            Some(serde_json::from_str(raw.get()).map_err(|e| BodyError {
-                                reason: Reason::NotABeacon,
-                                message: format!(
-                                    "`metadata` must be an object of event fields: {e}"
-                                ),
-                            })?)
-                        }
-                        None => None,
+    // Fast path, one streaming parse that validates each event as it is
+    // read: a well-formed body (nearly all traffic). Any problem sends it
+    // down the slow path, which finds and names it.
+    if let Some(decoded) = decode_fast(text, checks) {
+        return Ok(decoded);
+    }
+    let (metadata, events) = parse_slow(text)?;
+    check_count(events.len())?;
+    let events = events
+        .into_iter()
+        .map(|raw| parse_event(raw.get(), metadata.as_ref()));
+    Ok(validate_all(events, checks))
+}
+
+fn decode_fast(text: &str, checks: &Checks) -> Option<Decoded> {
+    let mut out = Decoded::default();
+    let mut sink = Sink {
+        checks,
+        out: &mut out,
+    };
+    let parsed = match text.trim_start().as_bytes().first()? {
+        b'[' => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            serde::de::DeserializeSeed::deserialize(
+                EventSeq {
+                    sink,
+                    metadata: None,
+                },
+                &mut de,
+            )
+            .and_then(|()| de.end())
+        }
+        b'{' if text.contains("\"events\"") => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            serde::de::DeserializeSeed::deserialize(EnvelopeSeed { sink }, &mut de)
+                .and_then(|()| de.end())
+        }
+        b'{' => serde_json::from_str::<RawEvent>(text).map(|raw| sink.push(raw, None)),
+        _ => return None,
+    };
+    let any = !out.accepted.is_empty() || !out.rejected.is_empty();
+    (parsed.is_ok() && any).then_some(out)
+}
+
+/// Where streamed events go: validated into `out`.
+struct Sink<'c> {
+    checks: &'c Checks,
+    out: &'c mut Decoded,
+}
+
+impl Sink<'_> {
+    fn push<'a>(&mut self, mut raw: RawEvent<'a>, metadata: Option<&RawEvent<'a>>) {
+        if let Some(meta) = metadata {
+            raw.fill_from(meta);
+        }
+        let index = self.out.accepted.len() + self.out.rejected.len();
+        match validate(&raw, self.checks) {
+            Ok(event) => self.out.accepted.push(event),
+            Err(mut rejection) => {
+                rejection.index = index;
+                self.out.rejected.push(rejection);
+            }
+        }
+    }
+}
+
+/// `{"metadata": {...}, "events": [...]}` with `metadata` (if any) first.
+struct EnvelopeSeed<'c> {
+    sink: Sink<'c>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EnvelopeSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EnvelopeSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a beacon envelope")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let EnvelopeSeed { mut sink } = self;
+        let mut metadata: Option<RawEvent<'de>> = None;
+        // Events that came before `metadata`: validated once it is known.
+        let mut pending: Option<Vec<RawEvent<'de>>> = None;
+        let mut seen_events = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "metadata" => metadata = Some(map.next_value()?),
+                "events" if metadata.is_some() => {
+                    seen_events = true;
+                    let sink = Sink {
+                        checks: sink.checks,
+                        out: &mut *sink.out,
                     };
-                    (metadata, events)
+                    map.next_value_seed(EventSeq {
+                        sink,
+                        metadata: metadata.as_ref(),
+                    })?;
                 }
-                None => {
-                    let raw: &RawValue = serde_json::from_str(text).map_err(json_error)?;
-                    (None, vec![raw])
+                "events" => {
+                    seen_events = true;
+                    pending = Some(map.next_value()?);
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
+        }
+        if !seen_events {
+            return Err(serde::de::Error::missing_field("events"));
+        }
+        for raw in pending.into_iter().flatten() {
+            sink.push(raw, metadata.as_ref());
+        }
+        Ok(())
+    }
+}
+
+/// A JSON array of events, each validated as soon as it is parsed.
+struct EventSeq<'c, 'm, 'a> {
+    sink: Sink<'c>,
+    metadata: Option<&'m RawEvent<'a>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EventSeq<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EventSeq<'_, '_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of events")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let mut n = 0;
+        while let Some(raw) = seq.next_element::<RawEvent<'de>>()? {
+            n += 1;
+            if n > MAX_EVENTS_PER_BATCH {
+                return Err(serde::de::Error::custom("too many events"));
+            }
+            self.sink.push(raw, self.metadata);
+        }
+        Ok(())
+    }
+}
+
+/// Splits a body into its metadata and each event's raw JSON, so that a bad
+/// event can be reported without losing its neighbours.
+fn parse_slow(text: &str) -> Result<(Option<RawEvent<'_>>, Vec<&RawValue>), BodyError> {
+    match text.trim_start().as_bytes().first() {
+        Some(b'[') => Ok((None, serde_json::from_str(text).map_err(json_error)?)),
+        Some(b'{') => {
+            let envelope: Envelope = serde_json::from_str(text).map_err(json_error)?;
+            let Some(events) = envelope.events else {
+                let raw: &RawValue = serde_json::from_str(text).map_err(json_error)?;
+                return Ok((None, vec![raw]));
+            };
+            let metadata = match envelope.metadata {
+                Some(raw) => Some(serde_json::from_str(raw.get()).map_err(|e| BodyError {
+                    reason: Reason::NotABeacon,
+                    message: format!("`metadata` must be an object of event fields: {e}"),
+                })?),
+                None => None,
+            };
+            Ok((metadata, events))
         }
         _ => {
             // Valid JSON of the wrong shape is `not_a_beacon`; anything else is not JSON.
             serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(json_error)?;
-            return Err(BodyError {
+            Err(BodyError {
                 reason: Reason::NotABeacon,
                 message: "expected an event object, an array of events or {\"events\": [...]}"
                     .into(),
-            });
+            })
         }
-    };
-    if events.is_empty() {
+    }
+}
+
+fn check_count(n: usize) -> Result<(), BodyError> {
+    if n == 0 {
         return Err(BodyError {
             reason: Reason::EmptyBatch,
             message: "the batch has no events".into(),
         });
     }
-    if events.len() > MAX_EVENTS_PER_BATCH {
+    if n > MAX_EVENTS_PER_BATCH {
         return Err(BodyError {
             reason: Reason::TooManyEvents,
             message: format!(
-                "{} events in one request; at most {MAX_EVENTS_PER_BATCH} are accepted",
-                events.len()
+                "{n} events in one request; at most {MAX_EVENTS_PER_BATCH} are accepted"
             ),
         });
     }
+    Ok(())
+}
+
+fn validate_all<'a>(
+    events: impl ExactSizeIterator<Item = Result<RawEvent<'a>, Rejection>>,
+    checks: &Checks,
+) -> Decoded {
     let mut out = Decoded {
         accepted: Vec::with_capacity(events.len()),
         rejected: Vec::new(),
     };
-    for (index, raw) in events.into_iter().enumerate() {
-        match parse_event(raw.get(), metadata.as_ref()).and_then(|e| validate(&e, checks)) {
+    for (index, raw) in events.enumerate() {
+        match raw.and_then(|e| validate(&e, checks)) {
             Ok(event) => out.accepted.push(event),
             Err(mut rejection) => {
                 rejection.index = index;
@@ -230,7 +386,7 @@ pub fn decode(body: &[u8], checks: &Checks) -> Result<Decoded, BodyError> {
             }
         }
     }
-    Ok(out)
+    out
 }
 
 fn json_error(e: serde_json::Error) -> BodyError {
@@ -571,9 +727,13 @@ mod tests {
         decode(v.to_string().as_bytes(), &checks())
     }
 
-    fn one_rejection(mut fields: serde_json::Value, edit: impl FnOnce(&mut serde_json::Value)) -> Rejection {
+    fn one_rejection(
+        mut fields: serde_json::Value,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Rejection {
         edit(&mut fields);
-        let out = decode_json(json!({ "events": [sample::wire(&sample::event("ok", 1)), fields] })).unwrap();
+        let out = decode_json(json!({ "events": [sample::wire(&sample::event("ok", 1)), fields] }))
+            .unwrap();
         assert_eq!(out.accepted.len(), 1, "the valid neighbour is accepted");
         assert_eq!(out.rejected.len(), 1);
         assert_eq!(out.rejected[0].index, 1);
@@ -619,22 +779,90 @@ mod tests {
     #[test]
     fn each_bad_event_gets_its_reason_and_field() {
         let good = sample::wire(&sample::event("v", 1));
-        let cases: Vec<(Reason, Option<&str>, Box<dyn FnOnce(&mut serde_json::Value)>)> = vec![
-            (Reason::MissingField, Some("view_id"), Box::new(|e| { e.as_object_mut().unwrap().remove("view_id"); })),
-            (Reason::MissingField, Some("viewer_id"), Box::new(|e| { e.as_object_mut().unwrap().remove("viewer_id"); })),
-            (Reason::InvalidType, Some("seq"), Box::new(|e| e["seq"] = json!("7"))),
-            (Reason::InvalidType, Some("autoplay"), Box::new(|e| e["autoplay"] = json!(1))),
-            (Reason::OutOfRange, Some("seq"), Box::new(|e| e["seq"] = json!(-1))),
-            (Reason::OutOfRange, Some("watch_time_ms"), Box::new(|e| e["watch_time_ms"] = json!(1.5))),
-            (Reason::UnknownEvent, Some("event"), Box::new(|e| e["event"] = json!("teleport"))),
-            (Reason::InvalidEnum, Some("stream_type"), Box::new(|e| e["stream_type"] = json!("vod"))),
-            (Reason::InvalidEnum, Some("state"), Box::new(|e| e["state"] = json!("dancing"))),
-            (Reason::FieldTooLong, Some("video_title"), Box::new(|e| e["video_title"] = json!("x".repeat(513)))),
-            (Reason::InvalidViewId, Some("view_id"), Box::new(|e| e["view_id"] = json!("has space"))),
-            (Reason::InvalidViewId, Some("view_id"), Box::new(|e| e["view_id"] = json!(""))),
-            (Reason::TsInFuture, Some("ts"), Box::new(|e| e["ts"] = json!(sample::NOW_MS + 3_600_000))),
-            (Reason::Stale, Some("ts"), Box::new(|e| e["ts"] = json!(sample::NOW_MS - 7_200_000))),
-            (Reason::InvalidViewStart, Some("view_start"), Box::new(|e| e["view_start"] = json!(sample::NOW_MS + 1))),
+        let cases: Vec<(
+            Reason,
+            Option<&str>,
+            Box<dyn FnOnce(&mut serde_json::Value)>,
+        )> = vec![
+            (
+                Reason::MissingField,
+                Some("view_id"),
+                Box::new(|e| {
+                    e.as_object_mut().unwrap().remove("view_id");
+                }),
+            ),
+            (
+                Reason::MissingField,
+                Some("viewer_id"),
+                Box::new(|e| {
+                    e.as_object_mut().unwrap().remove("viewer_id");
+                }),
+            ),
+            (
+                Reason::InvalidType,
+                Some("seq"),
+                Box::new(|e| e["seq"] = json!("7")),
+            ),
+            (
+                Reason::InvalidType,
+                Some("autoplay"),
+                Box::new(|e| e["autoplay"] = json!(1)),
+            ),
+            (
+                Reason::OutOfRange,
+                Some("seq"),
+                Box::new(|e| e["seq"] = json!(-1)),
+            ),
+            (
+                Reason::OutOfRange,
+                Some("watch_time_ms"),
+                Box::new(|e| e["watch_time_ms"] = json!(1.5)),
+            ),
+            (
+                Reason::UnknownEvent,
+                Some("event"),
+                Box::new(|e| e["event"] = json!("teleport")),
+            ),
+            (
+                Reason::InvalidEnum,
+                Some("stream_type"),
+                Box::new(|e| e["stream_type"] = json!("vod")),
+            ),
+            (
+                Reason::InvalidEnum,
+                Some("state"),
+                Box::new(|e| e["state"] = json!("dancing")),
+            ),
+            (
+                Reason::FieldTooLong,
+                Some("video_title"),
+                Box::new(|e| e["video_title"] = json!("x".repeat(513))),
+            ),
+            (
+                Reason::InvalidViewId,
+                Some("view_id"),
+                Box::new(|e| e["view_id"] = json!("has space")),
+            ),
+            (
+                Reason::InvalidViewId,
+                Some("view_id"),
+                Box::new(|e| e["view_id"] = json!("")),
+            ),
+            (
+                Reason::TsInFuture,
+                Some("ts"),
+                Box::new(|e| e["ts"] = json!(sample::NOW_MS + 3_600_000)),
+            ),
+            (
+                Reason::Stale,
+                Some("ts"),
+                Box::new(|e| e["ts"] = json!(sample::NOW_MS - 7_200_000)),
+            ),
+            (
+                Reason::InvalidViewStart,
+                Some("view_start"),
+                Box::new(|e| e["view_start"] = json!(sample::NOW_MS + 1)),
+            ),
         ];
         for (reason, field, edit) in cases {
             let r = one_rejection(good.clone(), edit);
@@ -651,15 +879,33 @@ mod tests {
     #[test]
     fn whole_body_errors() {
         let c = checks();
-        assert_eq!(decode(b"\xff\xfe{}", &c).unwrap_err().reason, Reason::InvalidUtf8);
-        assert_eq!(decode(b"{\"events\": [", &c).unwrap_err().reason, Reason::InvalidJson);
+        assert_eq!(
+            decode(b"\xff\xfe{}", &c).unwrap_err().reason,
+            Reason::InvalidUtf8
+        );
+        assert_eq!(
+            decode(b"{\"events\": [", &c).unwrap_err().reason,
+            Reason::InvalidJson
+        );
         assert_eq!(decode(b"", &c).unwrap_err().reason, Reason::InvalidJson);
         assert_eq!(decode(b"42", &c).unwrap_err().reason, Reason::NotABeacon);
-        assert_eq!(decode(b"\"hi\"", &c).unwrap_err().reason, Reason::NotABeacon);
-        assert_eq!(decode(b"{\"events\": []}", &c).unwrap_err().reason, Reason::EmptyBatch);
-        assert_eq!(decode(b"{\"events\": 3}", &c).unwrap_err().reason, Reason::InvalidJson);
+        assert_eq!(
+            decode(b"\"hi\"", &c).unwrap_err().reason,
+            Reason::NotABeacon
+        );
+        assert_eq!(
+            decode(b"{\"events\": []}", &c).unwrap_err().reason,
+            Reason::EmptyBatch
+        );
+        assert_eq!(
+            decode(b"{\"events\": 3}", &c).unwrap_err().reason,
+            Reason::InvalidJson
+        );
         let many = format!("[{}]", vec!["{}"; MAX_EVENTS_PER_BATCH + 1].join(","));
-        assert_eq!(decode(many.as_bytes(), &c).unwrap_err().reason, Reason::TooManyEvents);
+        assert_eq!(
+            decode(many.as_bytes(), &c).unwrap_err().reason,
+            Reason::TooManyEvents
+        );
         // Deep nesting never overflows the stack: it is refused, per event.
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         let out = decode(deep.as_bytes(), &c).unwrap();
@@ -678,7 +924,8 @@ mod tests {
 
     #[test]
     fn codes_are_stable_and_unique() {
-        let codes: std::collections::BTreeSet<&str> = Reason::ALL.iter().map(|r| r.code()).collect();
+        let codes: std::collections::BTreeSet<&str> =
+            Reason::ALL.iter().map(|r| r.code()).collect();
         assert_eq!(codes.len(), Reason::ALL.len());
         for r in Reason::ALL {
             assert_eq!(serde_json::to_value(r).unwrap(), json!(r.code()));

@@ -21,13 +21,26 @@ struct Args {
 }
 
 /// `qoe-migrate` configuration: `[log]` and `[clickhouse]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct MigrateConfig {
     /// Logging.
     log: LogConfig,
     /// The shards to migrate.
     clickhouse: ClickHouseConfig,
+}
+
+impl Default for MigrateConfig {
+    fn default() -> Self {
+        MigrateConfig {
+            // The summary goes to stdout; per-migration logs only on request.
+            log: LogConfig {
+                level: "warn".into(),
+                ..LogConfig::default()
+            },
+            clickhouse: ClickHouseConfig::default(),
+        }
+    }
 }
 
 impl Validate for MigrateConfig {
