@@ -1,5 +1,11 @@
-//! The collector's configuration: `[log]`, `[admin]` and `[kafka]`.
-//! See `qoe_common::config` for how layers merge.
+//! The collector's configuration: `[log]`, `[admin]`, `[kafka]`, `[http]`,
+//! `[ingest]`, `[producer]` and `[properties]`. See `qoe_common::config` for
+//! how layers merge.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +22,150 @@ pub struct CollectorConfig {
     pub admin: AdminConfig,
     /// Broker and the heartbeat topic produced to.
     pub kafka: KafkaConfig,
+    /// The public ingest listener.
+    pub http: HttpConfig,
+    /// Validation, enrichment and load shedding.
+    pub ingest: IngestConfig,
+    /// The bounded channel and the Kafka drain workers.
+    pub producer: ProducerConfig,
+    /// Ingest keys: `key = "property_id"`. The key is public (it ships in
+    /// web pages); it only says which property a beacon belongs to.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// The public ingest listener (`[http]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address SDKs post to.
+    pub listen: SocketAddr,
+    /// Most open connections; beyond it new connections get a cheap 503.
+    pub max_connections: usize,
+    /// Largest request body as sent (compressed or not), bytes.
+    pub max_body_bytes: usize,
+    /// Largest body after gzip decompression, bytes (gzip-bomb guard).
+    pub max_decompressed_bytes: usize,
+    /// Time allowed to receive the request headers (slowloris guard).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Time allowed to receive the whole body.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// `Access-Control-Allow-Origin` answered to browsers; `*` or one origin.
+    pub cors_allow_origin: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 10_000,
+            max_body_bytes: 512 * 1024,
+            max_decompressed_bytes: 1024 * 1024,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            cors_allow_origin: "*".into(),
+        }
+    }
+}
+
+/// Validation, enrichment and shedding (`[ingest]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Events whose `ts` is older than this are dropped as stale.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Events whose `ts` is further in the future are refused (clock skew).
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
+    /// Events per second one property may send, sustained; 0 = unlimited.
+    pub rate_limit_per_property: u32,
+    /// Burst above the sustained rate, in events.
+    pub rate_limit_burst: u32,
+    /// Country `.mmdb` (records with `country_code` or `country.iso_code`);
+    /// empty = no country enrichment.
+    pub geo_db: Option<PathBuf>,
+    /// ASN `.mmdb` (records with `autonomous_system_number`); empty = ASN 0.
+    pub asn_db: Option<PathBuf>,
+    /// Proxies whose `X-Forwarded-For` is trusted (exact IPs; a list, or one
+    /// comma-separated string). The client IP is the last address in the
+    /// header not in this list.
+    #[serde(deserialize_with = "ip_list")]
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_age: Duration::from_secs(3600),
+            max_future: Duration::from_secs(300),
+            rate_limit_per_property: 0,
+            rate_limit_burst: 10_000,
+            geo_db: None,
+            asn_db: None,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+fn ip_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    qoe_common::config::string_or_list(d)?
+        .iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|_| serde::de::Error::custom(format!("`{s}` is not an IP address")))
+        })
+        .collect()
+}
+
+/// The bounded channel and the drain workers (`[producer]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProducerConfig {
+    /// Records accepted but not yet delivered (channel plus the Kafka
+    /// client's queue). When full, requests get 503 + `Retry-After`.
+    pub channel_capacity: usize,
+    /// Drain workers serializing records into Kafka; 0 = one per core.
+    pub workers: usize,
+    /// How long a record may wait for the broker before it counts as failed
+    /// (`message.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// `linger.ms`: how long the client waits to fill a batch.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// `Retry-After` sent with 503s, seconds.
+    pub retry_after_s: u32,
+    /// On SIGTERM, how long to wait for in-flight requests and for every
+    /// accepted record to be delivered before exiting anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            channel_capacity: 200_000,
+            workers: 0,
+            delivery_timeout: Duration::from_secs(300),
+            linger: Duration::from_millis(5),
+            retry_after_s: 1,
+            shutdown_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// The worker count, resolving 0 to the number of cores.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
 }
 
 impl Default for CollectorConfig {
@@ -24,6 +174,10 @@ impl Default for CollectorConfig {
             log: LogConfig::default(),
             admin: AdminConfig::on_port(9101),
             kafka: KafkaConfig::default(),
+            http: HttpConfig::default(),
+            ingest: IngestConfig::default(),
+            producer: ProducerConfig::default(),
+            properties: BTreeMap::from([("dev-key".to_owned(), "dev-property".to_owned())]),
         }
     }
 }
@@ -31,7 +185,63 @@ impl Default for CollectorConfig {
 impl Validate for CollectorConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.admin.validate()?;
-        self.kafka.validate()
+        self.kafka.validate()?;
+        let positive = |key: &str, v: usize| {
+            if v == 0 {
+                Err(ConfigError::invalid(key, "must be greater than zero"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("http.max_connections", self.http.max_connections)?;
+        positive("http.max_body_bytes", self.http.max_body_bytes)?;
+        positive(
+            "http.max_decompressed_bytes",
+            self.http.max_decompressed_bytes,
+        )?;
+        positive("producer.channel_capacity", self.producer.channel_capacity)?;
+        if self.http.max_decompressed_bytes < self.http.max_body_bytes {
+            return Err(ConfigError::invalid(
+                "http.max_decompressed_bytes",
+                "must be at least http.max_body_bytes",
+            ));
+        }
+        if self.ingest.max_age.is_zero() {
+            return Err(ConfigError::invalid(
+                "ingest.max_age",
+                "must be greater than zero",
+            ));
+        }
+        if self.properties.is_empty() {
+            return Err(ConfigError::invalid(
+                "properties",
+                "no ingest keys configured: add `[properties] <key> = \"<property id>\"`",
+            ));
+        }
+        for (key, property) in &self.properties {
+            if key.is_empty() || key.len() > 128 || property.is_empty() || property.len() > 128 {
+                return Err(ConfigError::invalid(
+                    &format!("properties.{key}"),
+                    "keys and property ids must be 1-128 bytes",
+                ));
+            }
+        }
+        for path in [&self.ingest.geo_db, &self.ingest.asn_db]
+            .into_iter()
+            .flatten()
+        {
+            if !path.exists() {
+                return Err(ConfigError::invalid(
+                    if Some(path) == self.ingest.geo_db.as_ref() {
+                        "ingest.geo_db"
+                    } else {
+                        "ingest.asn_db"
+                    },
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,14 +1,36 @@
-//! `qoe-collector`: the edge. SDK beacons arrive over HTTP, are validated and
-//! enriched, wait in a bounded channel and are produced to Kafka by K drain
-//! workers.
+//! `qoe-collector`: the edge. Player SDKs post beacons; the collector
+//! validates and enriches them and puts them in a bounded channel that K
+//! drain workers produce into Kafka.
 //!
-//! Today it runs its admin listener and reports readiness: ready only while
-//! the broker answers and the heartbeat topic exists. The ingest path arrives
-//! with the collector issue.
+//! How data moves:
+//! 1. [`http`] accepts connections (capped) and hands each request to
+//!    [`ingest::Ingest::handle`]: key → content type → bounded body (gzip
+//!    capped) → `schema::validate::decode` → per-property rate limit
+//!    ([`shed`]) → [`enrich`] (country, ASN, OS, browser, device).
+//! 2. [`channel`] reserves room for the whole request in the backlog (all or
+//!    nothing: a full backlog is a 503 with `Retry-After`) and enqueues each
+//!    record on the worker its `view_id` hashes to.
+//! 3. [`producer`]'s workers serialize records (`schema::record`) into one
+//!    idempotent rdkafka producer, keyed by `view_id`; delivery reports
+//!    release the backlog.
+//!
+//! On SIGTERM: `/readyz` turns 503, the listener closes, in-flight requests
+//! finish, the channel is drained into Kafka and every delivery report is
+//! awaited (bounded by `producer.shutdown_deadline`); then the process logs
+//! how many records were delivered and how many, if any, were not.
 
+pub mod channel;
 pub mod config;
+pub mod enrich;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod producer;
+pub mod shed;
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 pub use config::CollectorConfig;
 
@@ -21,22 +43,93 @@ pub enum CollectorError {
     /// The Kafka client could not be created from the configuration.
     #[error("kafka client: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// An enrichment database could not be opened.
+    #[error("enrichment (configuration keys `ingest.geo_db`, `ingest.asn_db`): {0}")]
+    Enrich(#[from] enrich::OpenError),
+    /// The ingest listener could not bind.
+    #[error("cannot listen on {addr} (configuration key `http.listen`): {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Runs the collector until `shutdown` resolves.
+/// Runs the collector until `shutdown` resolves, then drains.
 pub async fn run(
     cfg: CollectorConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CollectorError> {
+    let enricher = enrich::Enricher::open(
+        cfg.ingest.geo_db.as_deref(),
+        cfg.ingest.asn_db.as_deref(),
+        &cfg.ingest.trusted_proxies,
+    )?;
+    let backlog = channel::Backlog::new(cfg.producer.channel_capacity);
+    let workers = cfg.producer.worker_count();
+    let (channel, receivers) = channel::Channel::new(workers, backlog.clone());
+    let drain = producer::Drain::start(&cfg.kafka, &cfg.producer, receivers, backlog)?;
     let probes = vec![qoe_common::kafka::probe(
         &cfg.kafka,
         vec![cfg.kafka.topic.clone()],
     )?];
     let admin = qoe_common::admin::start(&cfg.admin, probes).await?;
-    tracing::info!(topic = %cfg.kafka.topic, "collector started");
-    shutdown.await;
-    admin.health.set_draining();
+    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .map_err(|source| CollectorError::Listen {
+            addr: cfg.http.listen,
+            source,
+        })?;
+    let ingest = Arc::new(ingest::Ingest::new(&cfg, channel, enricher));
+    tracing::info!(
+        addr = %listener.local_addr().unwrap_or(cfg.http.listen),
+        workers,
+        capacity = cfg.producer.channel_capacity,
+        topic = %cfg.kafka.topic,
+        "collector accepting beacons"
+    );
+
+    // The shutdown deadline counts from the signal.
+    let signalled: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let health = admin.health.clone();
+    let mark = signalled.clone();
+    let on_signal = async move {
+        shutdown.await;
+        *mark.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        health.set_draining();
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    };
+    let budget = cfg.producer.shutdown_deadline;
+    let deadline = move || {
+        signalled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(Instant::now)
+            + budget
+    };
+    http::serve(listener, ingest.clone(), &cfg.http, on_signal, &deadline).await;
+
+    ingest.close();
+    drop(ingest);
+    let until = deadline();
+    let report = tokio::task::spawn_blocking(move || drain.finish(until))
+        .await
+        .unwrap_or(producer::DrainReport {
+            delivered: 0,
+            undelivered: usize::MAX,
+        });
+    if report.undelivered == 0 {
+        tracing::info!(
+            delivered = report.delivered,
+            "collector stopped: every accepted record delivered"
+        );
+    } else {
+        tracing::error!(
+            delivered = report.delivered,
+            undelivered = report.undelivered,
+            "collector stopped with accepted records not delivered by the deadline"
+        );
+    }
     admin.stop().await;
-    tracing::info!("collector stopped");
     Ok(())
 }

@@ -147,6 +147,14 @@ impl Process {
     /// Starts `program` with `args` and extra `env`, output discarded unless
     /// `QOE_TEST_VERBOSE` is set.
     pub fn spawn(name: &str, program: &str, args: &[&str], env: &[(&str, String)]) -> Process {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        Process::from_command(name, cmd)
+    }
+
+    /// Starts a prepared command (output discarded unless `QOE_TEST_VERBOSE`).
+    pub fn from_command(name: &str, mut cmd: Command) -> Process {
         let verbose = std::env::var_os("QOE_TEST_VERBOSE").is_some();
         let out = || {
             if verbose {
@@ -155,13 +163,11 @@ impl Process {
                 Stdio::null()
             }
         };
-        let child = Command::new(program)
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        let child = cmd
             .stdout(out())
             .stderr(out())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({program}): {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Process {
             child,
             name: name.to_owned(),
@@ -207,6 +213,8 @@ pub struct Broker {
     pub addr: String,
     port: u16,
     process: Option<Process>,
+    /// Working directory of a durable (SQLite) broker; `None` = in memory.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Broker {
@@ -217,31 +225,48 @@ impl Broker {
             addr: format!("127.0.0.1:{port}"),
             port,
             process: None,
+            dir: None,
         }
     }
 
-    /// Starts it (in-memory storage: nothing survives a stop) and waits until
-    /// it accepts connections.
+    /// A broker address that is not running yet, whose records and offsets
+    /// survive a stop/start (SQLite storage in a fresh directory).
+    pub fn stopped_durable() -> Broker {
+        let dir = std::env::temp_dir().join(unique("tansu"));
+        std::fs::create_dir_all(&dir).expect("broker directory");
+        Broker {
+            dir: Some(dir),
+            ..Broker::stopped()
+        }
+    }
+
+    /// Starts it and waits until it accepts connections.
     pub async fn start(&mut self) {
         let tansu = std::env::var("QOE_TEST_TANSU").unwrap_or_else(|_| {
             let home = std::env::var("HOME").unwrap_or_default();
             format!("{home}/.cache/qoe-pipeline/tansu-0.6.0/bin/tansu")
         });
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        self.process = Some(Process::spawn(
-            "tansu",
-            &tansu,
-            &[
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            &[],
-        ));
+        let storage = if self.dir.is_some() {
+            "sqlite://tansu.db"
+        } else {
+            "memory://tansu/"
+        };
+        let mut cmd = Command::new(&tansu);
+        cmd.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            storage,
+        ]);
+        if let Some(dir) = &self.dir {
+            // tansu resolves a sqlite:// path against its working directory.
+            cmd.current_dir(dir);
+        }
+        self.process = Some(Process::from_command("tansu", cmd));
         let addr = self.addr.clone();
         wait_until(
             Duration::from_secs(20),
@@ -386,4 +411,43 @@ impl Service {
             .expect("metrics answers")
             .text()
     }
+}
+
+/// Reads records from the start of `topic` with a fresh consumer group until
+/// `n` arrived (panics after `timeout`), or until `quiet` passes with nothing
+/// new once at least `n` are in. Returns every record read.
+pub async fn consume(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("testkit"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let left = timeout.saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(Ok(msg)) => out.push(msg.detach()),
+            Ok(Err(e)) => panic!("consuming {topic}: {e}"),
+            Err(_) => panic!(
+                "only {} of {n} records arrived on {topic} within {timeout:?}",
+                out.len()
+            ),
+        }
+    }
+    // Anything beyond n (duplicates) shows up quickly if it exists.
+    while let Ok(Ok(msg)) = tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
+    {
+        out.push(msg.detach());
+    }
+    out
 }

@@ -1,0 +1,192 @@
+//! The bounded hand-off between HTTP handlers and the Kafka drain workers.
+//!
+//! A request either gets room for *all* its events or none: the [`Backlog`]
+//! reserves them atomically before anything is enqueued, so a 202 always
+//! means every accepted event is in the channel, and a full channel is a
+//! clean 503. The backlog counts records until the broker acknowledges them
+//! (channel plus the Kafka client's queue), so memory stays bounded even
+//! while the broker is down.
+//!
+//! There is one flume channel per drain worker and each view's records go to
+//! the worker `hash(view_id) % K`, so one view's heartbeats keep their order
+//! into Kafka while K workers share the serialization work.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use qoe_schema::record::Heartbeat;
+
+use crate::metrics::metrics;
+
+/// Records accepted and not yet acknowledged, against a fixed capacity.
+#[derive(Debug)]
+pub struct Backlog {
+    used: AtomicUsize,
+    capacity: usize,
+}
+
+impl Backlog {
+    /// An empty backlog holding at most `capacity` records.
+    pub fn new(capacity: usize) -> Arc<Self> {
+        metrics().backlog_capacity.set(capacity as i64);
+        Arc::new(Backlog {
+            used: AtomicUsize::new(0),
+            capacity,
+        })
+    }
+
+    /// Reserves room for `n` records, all or nothing.
+    pub fn try_reserve(&self, n: usize) -> bool {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            if used + n > self.capacity {
+                return false;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + n,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    metrics().backlog.add(n as i64);
+                    return true;
+                }
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// Gives back `n` records' room (delivered, or given up on).
+    pub fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+        metrics().backlog.sub(n as i64);
+    }
+
+    /// Records currently held.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// One accepted heartbeat on its way to Kafka.
+#[derive(Debug)]
+pub struct Record {
+    /// The enriched heartbeat.
+    pub heartbeat: Heartbeat,
+    /// When it was accepted (for the enqueue → delivery histogram).
+    pub enqueued: Instant,
+}
+
+/// Why records could not be enqueued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnqueueError {
+    /// The backlog is full: shed (503 + Retry-After).
+    Full,
+    /// The collector is shutting down.
+    Closed,
+}
+
+/// The handlers' side of the channel. Cloning is cheap; when every clone is
+/// dropped the workers drain what is left and stop.
+#[derive(Clone)]
+pub struct Channel {
+    senders: Arc<Vec<flume::Sender<Record>>>,
+    backlog: Arc<Backlog>,
+}
+
+impl Channel {
+    /// A channel feeding `workers` drain workers; returns one receiver each.
+    pub fn new(workers: usize, backlog: Arc<Backlog>) -> (Channel, Vec<flume::Receiver<Record>>) {
+        // Each queue may hold the whole backlog: the reservation, not the
+        // queue, is the bound, so a send after a reservation never fails.
+        let (senders, receivers) = (0..workers.max(1))
+            .map(|_| flume::bounded(backlog.capacity()))
+            .unzip();
+        (
+            Channel {
+                senders: Arc::new(senders),
+                backlog,
+            },
+            receivers,
+        )
+    }
+
+    /// Enqueues every record or none.
+    pub fn enqueue(&self, records: Vec<Record>) -> Result<(), EnqueueError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        if !self.backlog.try_reserve(records.len()) {
+            return Err(EnqueueError::Full);
+        }
+        let k = self.senders.len() as u64;
+        for record in records {
+            let worker =
+                (qoe_schema::rows::view_hash(&record.heartbeat.event.view_id) % k) as usize;
+            if self.senders[worker].try_send(record).is_err() {
+                // Only when the workers are gone (shutdown): give the room back.
+                self.backlog.release(1);
+                return Err(EnqueueError::Closed);
+            }
+            metrics().channel_depth.inc();
+        }
+        Ok(())
+    }
+
+    /// The shared backlog.
+    pub fn backlog(&self) -> &Arc<Backlog> {
+        &self.backlog
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qoe_schema::record::Enrichment;
+
+    fn record(view: &str) -> Record {
+        Record {
+            heartbeat: Heartbeat::new(
+                "p".into(),
+                0,
+                Enrichment::default(),
+                qoe_schema::sample::event(view, 1),
+            ),
+            enqueued: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn all_or_nothing_reservation() {
+        let backlog = Backlog::new(3);
+        let (channel, receivers) = Channel::new(2, backlog.clone());
+        assert_eq!(channel.enqueue(vec![record("a"), record("b")]), Ok(()));
+        assert_eq!(
+            channel.enqueue(vec![record("c"), record("d")]),
+            Err(EnqueueError::Full)
+        );
+        assert_eq!(backlog.used(), 2, "a refused batch reserves nothing");
+        assert_eq!(channel.enqueue(vec![record("e")]), Ok(()));
+        let queued: usize = receivers.iter().map(|r| r.len()).sum();
+        assert_eq!(queued, 3);
+        backlog.release(3);
+        assert_eq!(backlog.used(), 0);
+    }
+
+    #[test]
+    fn one_view_always_goes_to_one_worker() {
+        let (channel, receivers) = Channel::new(4, Backlog::new(100));
+        for _ in 0..10 {
+            channel.enqueue(vec![record("same-view")]).unwrap();
+        }
+        let lens: Vec<usize> = receivers.iter().map(|r| r.len()).collect();
+        assert_eq!(lens.iter().filter(|&&n| n == 10).count(), 1, "{lens:?}");
+    }
+}

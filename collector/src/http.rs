@@ -1,0 +1,106 @@
+//! The ingest listener: accepts connections up to a cap (beyond it, a cheap
+//! `503` and close), serves HTTP/1.1 keep-alive and HTTP/2 with header and
+//! body timeouts, and on shutdown stops accepting and lets in-flight
+//! requests finish.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::HttpConfig;
+use crate::ingest::Ingest;
+use crate::metrics::metrics;
+
+/// Written to connections over the cap: no parsing, no allocation.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+Content-Type: application/json\r\nContent-Length: 71\r\nConnection: close\r\n\r\n\
+{\"error\":{\"code\":\"too_many_connections\",\"message\":\"connection limit\"}}\n";
+
+/// Serves `listener` until `shutdown` resolves, then waits for in-flight
+/// requests until `deadline`.
+pub async fn serve(
+    listener: TcpListener,
+    ingest: Arc<Ingest>,
+    cfg: &HttpConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    deadline: impl Fn() -> Instant,
+) {
+    let m = metrics();
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(err) => {
+                    // EMFILE and friends: back off rather than spin.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            m.drops.with_label_values(&["max_connections"]).inc();
+            let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let ingest = ingest.clone();
+        let peer_ip = peer_ip(peer);
+        let service = hyper::service::service_fn(move |req| {
+            let ingest = ingest.clone();
+            async move { Ok::<_, Infallible>(ingest.handle(req, peer_ip).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        m.open_connections.inc();
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+            metrics().open_connections.dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let left = deadline().saturating_duration_since(Instant::now());
+    if tokio::time::timeout(left, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests still running at the shutdown deadline");
+    }
+}
+
+fn peer_ip(peer: SocketAddr) -> std::net::IpAddr {
+    // IPv4 peers on a dual-stack socket arrive as ::ffff:a.b.c.d.
+    match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(std::net::IpAddr::V4)
+            .unwrap_or(std::net::IpAddr::V6(v6)),
+        ip => ip,
+    }
+}

@@ -1,0 +1,463 @@
+//! One beacon request, top to bottom: route → property key → content type
+//! and encoding → bounded body → decode and validate → rate limit → enrich →
+//! enqueue → answer. Every refusal has its status and a machine-readable
+//! code; nothing a request does can disturb another.
+//!
+//! Routes (the property key is public, from the SDK snippet):
+//! - `POST /v1/beacon/{key}` — what `sendBeacon` uses (it cannot set headers);
+//! - `POST /v1/beacon` with header `X-QOE-Key: {key}` or `?key={key}`;
+//! - `OPTIONS` on either — CORS preflight.
+//!
+//! A `202` means every accepted event is in the channel to Kafka.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::IpAddr;
+use std::sync::RwLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+
+use qoe_schema::record::Heartbeat;
+use qoe_schema::validate::{self, Checks};
+
+use crate::channel::{Channel, EnqueueError, Record};
+use crate::config::CollectorConfig;
+use crate::enrich::Enricher;
+use crate::metrics::metrics;
+use crate::shed::TokenBucket;
+
+/// Header carrying the property key when it is not in the path.
+pub const KEY_HEADER: &str = "x-qoe-key";
+
+struct Property {
+    id: String,
+    bucket: Option<TokenBucket>,
+}
+
+/// Shared state of every request handler.
+pub struct Ingest {
+    properties: HashMap<String, Property>,
+    channel: RwLock<Option<Channel>>,
+    enricher: Enricher,
+    cfg: CollectorConfig,
+    cors_origin: HeaderValue,
+}
+
+/// A refusal: status, stable code, human message.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u32>,
+}
+
+fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        code,
+        message: message.into(),
+        retry_after: None,
+    }
+}
+
+impl Ingest {
+    /// Handler state over `channel`.
+    pub fn new(cfg: &CollectorConfig, channel: Channel, enricher: Enricher) -> Ingest {
+        let properties = cfg
+            .properties
+            .iter()
+            .map(|(key, id)| {
+                let bucket = (cfg.ingest.rate_limit_per_property > 0).then(|| {
+                    TokenBucket::new(
+                        cfg.ingest.rate_limit_per_property,
+                        cfg.ingest.rate_limit_burst,
+                    )
+                });
+                (
+                    key.clone(),
+                    Property {
+                        id: id.clone(),
+                        bucket,
+                    },
+                )
+            })
+            .collect();
+        Ingest {
+            properties,
+            channel: RwLock::new(Some(channel)),
+            enricher,
+            cors_origin: HeaderValue::from_str(&cfg.http.cors_allow_origin)
+                .unwrap_or(HeaderValue::from_static("*")),
+            cfg: cfg.clone(),
+        }
+    }
+
+    /// Stops accepting: drops the channel so the drain workers can finish.
+    pub fn close(&self) {
+        self.channel
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let route = route_label(req.uri().path());
+        let response = match self.handle_inner(req, peer).await {
+            Ok(resp) => resp,
+            Err(refusal) => self.refusal(refusal),
+        };
+        let m = metrics();
+        m.requests
+            .with_label_values(&[route, response.status().as_str()])
+            .inc();
+        m.request_seconds
+            .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn handle_inner(
+        &self,
+        req: Request<Incoming>,
+        peer: IpAddr,
+    ) -> Result<Response<Full<Bytes>>, Refusal> {
+        let path = req.uri().path();
+        let path_key = match path.strip_prefix("/v1/beacon") {
+            Some("") | Some("/") => None,
+            Some(rest) if rest.starts_with('/') && !rest[1..].contains('/') => {
+                Some(rest[1..].to_owned())
+            }
+            _ => {
+                return Err(refuse(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "POST beacons to /v1/beacon/{property_key}",
+                ))
+            }
+        };
+        if req.method() == Method::OPTIONS {
+            return Ok(self.preflight());
+        }
+        if req.method() != Method::POST {
+            return Err(refuse(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use POST (or OPTIONS for CORS preflight)",
+            ));
+        }
+        let key = path_key
+            .or_else(|| header_str(req.headers(), KEY_HEADER).map(str::to_owned))
+            .or_else(|| query_key(req.uri().query()));
+        let Some(key) = key else {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "missing_key",
+                "no property key: POST to /v1/beacon/{key} or send X-QOE-Key",
+            ));
+        };
+        let Some(property) = self.properties.get(&key) else {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "unknown_key",
+                "unknown property key; check the key in your SDK configuration",
+            ));
+        };
+        check_content_type(req.headers())?;
+        let gzip = content_encoding_is_gzip(req.headers())?;
+        let client_ip = self
+            .enricher
+            .client_ip(peer, header_str(req.headers(), "x-forwarded-for"));
+        let user_agent = header_str(req.headers(), header::USER_AGENT.as_str()).map(str::to_owned);
+        let body = self.read_body(req, gzip).await?;
+
+        let checks = self.checks();
+        let decoded = validate::decode(&body, &checks)
+            .map_err(|err| refuse(StatusCode::BAD_REQUEST, err.reason.code(), err.message))?;
+        let m = metrics();
+        for r in &decoded.rejected {
+            m.events_rejected
+                .with_label_values(&[r.reason.code()])
+                .inc();
+            if r.reason == validate::Reason::Stale {
+                m.drops.with_label_values(&["stale"]).inc();
+            }
+        }
+        let rejected = serde_json::to_value(&decoded.rejected).unwrap_or_default();
+        if decoded.accepted.is_empty() {
+            // One event: its own reason is the answer; several: see `rejected`.
+            let (code, message) = match decoded.rejected.as_slice() {
+                [only] => (only.reason.code(), only.message.clone()),
+                _ => (
+                    "no_valid_events",
+                    "no event of this request is valid".to_owned(),
+                ),
+            };
+            return Ok(self.json(
+                StatusCode::BAD_REQUEST,
+                json!({"accepted": 0, "rejected": rejected,
+                       "error": {"code": code, "message": message}}),
+                None,
+            ));
+        }
+        if let Some(bucket) = &property.bucket {
+            if let Err(wait) = bucket.try_take(decoded.accepted.len()) {
+                m.drops.with_label_values(&["rate_limited"]).inc();
+                return Err(Refusal {
+                    retry_after: Some(wait),
+                    ..refuse(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        "this property is over its event rate; retry after the given seconds",
+                    )
+                });
+            }
+        }
+
+        let enrichment = self.enricher.enrich(client_ip, user_agent.as_deref());
+        let accepted = decoded.accepted.len();
+        let now = Instant::now();
+        let records: Vec<Record> = decoded
+            .accepted
+            .into_iter()
+            .map(|event| Record {
+                heartbeat: Heartbeat::new(
+                    property.id.clone(),
+                    checks.now_ms,
+                    enrichment.clone(),
+                    event,
+                ),
+                enqueued: now,
+            })
+            .collect();
+        let result = match &*self.channel.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(channel) => channel.enqueue(records),
+            None => Err(EnqueueError::Closed),
+        };
+        match result {
+            Ok(()) => {
+                m.events_accepted.inc_by(accepted as u64);
+                Ok(self.json(
+                    StatusCode::ACCEPTED,
+                    json!({"accepted": accepted, "rejected": rejected}),
+                    None,
+                ))
+            }
+            Err(EnqueueError::Full) => {
+                m.drops.with_label_values(&["channel_full"]).inc();
+                Err(Refusal {
+                    retry_after: Some(self.cfg.producer.retry_after_s),
+                    ..refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "overloaded",
+                        "the collector is at capacity; retry after the given seconds",
+                    )
+                })
+            }
+            Err(EnqueueError::Closed) => {
+                m.drops.with_label_values(&["shutting_down"]).inc();
+                Err(Refusal {
+                    retry_after: Some(self.cfg.producer.retry_after_s),
+                    ..refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "shutting_down",
+                        "this collector is shutting down; retry",
+                    )
+                })
+            }
+        }
+    }
+
+    fn checks(&self) -> Checks {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Checks {
+            now_ms,
+            max_age_ms: self.cfg.ingest.max_age.as_millis() as i64,
+            max_future_ms: self.cfg.ingest.max_future.as_millis() as i64,
+        }
+    }
+
+    /// Reads the body within the size and time limits, gunzipping if asked.
+    async fn read_body(&self, req: Request<Incoming>, gzip: bool) -> Result<Bytes, Refusal> {
+        let http = &self.cfg.http;
+        let m = metrics();
+        let too_large = |what: &str, limit: usize| {
+            metrics().drops.with_label_values(&["body_too_large"]).inc();
+            refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("{what} exceeds {limit} bytes; send smaller batches"),
+            )
+        };
+        let declared = header_str(req.headers(), header::CONTENT_LENGTH.as_str())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > http.max_body_bytes) {
+            return Err(too_large("body", http.max_body_bytes));
+        }
+        let limited = Limited::new(req.into_body(), http.max_body_bytes);
+        let body = match tokio::time::timeout(http.body_timeout, limited.collect()).await {
+            Err(_) => {
+                m.drops.with_label_values(&["body_timeout"]).inc();
+                return Err(refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("the body did not arrive within {:?}", http.body_timeout),
+                ));
+            }
+            Ok(Err(err))
+                if err
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(too_large("body", http.max_body_bytes));
+            }
+            Ok(Err(err)) => {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "body_read_error",
+                    format!("reading the body failed: {err}"),
+                ))
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        if !gzip {
+            return Ok(body);
+        }
+        let limit = http.max_decompressed_bytes;
+        let mut out = Vec::with_capacity(body.len() * 4);
+        let read = flate2::read::GzDecoder::new(&body[..])
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out);
+        match read {
+            Ok(_) if out.len() > limit => Err(too_large("decompressed body", limit)),
+            Ok(_) => Ok(Bytes::from(out)),
+            Err(err) => Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_gzip",
+                format!("Content-Encoding is gzip but the body is not: {err}"),
+            )),
+        }
+    }
+
+    fn preflight(&self) -> Response<Full<Bytes>> {
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        let h = resp.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            self.cors_origin.clone(),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type, content-encoding, x-qoe-key"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        resp
+    }
+
+    fn refusal(&self, r: Refusal) -> Response<Full<Bytes>> {
+        self.json(
+            r.status,
+            json!({"error": {"code": r.code, "message": r.message}}),
+            r.retry_after,
+        )
+    }
+
+    fn json(
+        &self,
+        status: StatusCode,
+        body: serde_json::Value,
+        retry_after: Option<u32>,
+    ) -> Response<Full<Bytes>> {
+        let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            self.cors_origin.clone(),
+        );
+        if let Some(secs) = retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+fn route_label(path: &str) -> &'static str {
+    if path.starts_with("/v1/beacon") {
+        "beacon"
+    } else {
+        "other"
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn query_key(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("key="))
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(()); // curl and some SDK transports send none: try JSON.
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || mime == "text/plain" {
+        Ok(())
+    } else {
+        Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type `{mime}` is not accepted; use application/json or text/plain"),
+        ))
+    }
+}
+
+fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, Refusal> {
+    match header_str(headers, header::CONTENT_ENCODING.as_str())
+        .map(|v| v.trim().to_ascii_lowercase())
+    {
+        None => Ok(false),
+        Some(v) if v.is_empty() || v == "identity" => Ok(false),
+        Some(v) if v == "gzip" => Ok(true),
+        Some(v) => Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!("Content-Encoding `{v}` is not accepted; use gzip or none"),
+        )),
+    }
+}

@@ -1,0 +1,128 @@
+//! The collector's metrics, with fixed, low-cardinality label sets.
+//!
+//! The backlog (`qoe_collector_backlog` against `..._backlog_capacity`) is
+//! the first thing to look at; every refusal is a `qoe_collector_drops_total`
+//! with its reason.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+};
+
+/// Every collector metric.
+pub struct Metrics {
+    /// HTTP requests by route and status.
+    pub requests: IntCounterVec,
+    /// Request handling time by route.
+    pub request_seconds: HistogramVec,
+    /// Events accepted into the channel.
+    pub events_accepted: IntCounter,
+    /// Events refused by validation, by reason code.
+    pub events_rejected: IntCounterVec,
+    /// Requests or connections refused by load shedding, by reason.
+    pub drops: IntCounterVec,
+    /// Records accepted and not yet delivered (channel + Kafka client queue).
+    pub backlog: IntGauge,
+    /// The backlog's capacity.
+    pub backlog_capacity: IntGauge,
+    /// Records waiting in the channel for a drain worker.
+    pub channel_depth: IntGauge,
+    /// Records handed to the Kafka client and not yet acknowledged.
+    pub producer_queue: IntGauge,
+    /// Enqueue → broker acknowledgement.
+    pub delivery_seconds: Histogram,
+    /// Records acknowledged by the broker.
+    pub delivered: IntCounter,
+    /// Records the broker never acknowledged, by reason.
+    pub delivery_failed: IntCounterVec,
+    /// Open ingest connections.
+    pub open_connections: IntGauge,
+}
+
+/// The process-wide metrics (registered once in the default registry).
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let latency = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0,
+        ];
+        // Registration fails only on a duplicate name, which OnceLock rules out.
+        Metrics {
+            requests: register_int_counter_vec!(
+                "qoe_collector_requests_total",
+                "HTTP requests by route and status",
+                &["route", "status"]
+            )
+            .expect("metric"),
+            request_seconds: register_histogram_vec!(
+                "qoe_collector_request_seconds",
+                "Time to answer a request, by route",
+                &["route"],
+                latency.clone()
+            )
+            .expect("metric"),
+            events_accepted: register_int_counter!(
+                "qoe_collector_events_accepted_total",
+                "Events accepted into the channel (answered 202)"
+            )
+            .expect("metric"),
+            events_rejected: register_int_counter_vec!(
+                "qoe_collector_events_rejected_total",
+                "Events refused by validation, by reason code",
+                &["reason"]
+            )
+            .expect("metric"),
+            drops: register_int_counter_vec!(
+                "qoe_collector_drops_total",
+                "Requests or connections refused by load shedding or limits, by reason",
+                &["reason"]
+            )
+            .expect("metric"),
+            backlog: register_int_gauge!(
+                "qoe_collector_backlog",
+                "Records accepted and not yet acknowledged by the broker"
+            )
+            .expect("metric"),
+            backlog_capacity: register_int_gauge!(
+                "qoe_collector_backlog_capacity",
+                "Most records the backlog holds before requests are shed"
+            )
+            .expect("metric"),
+            channel_depth: register_int_gauge!(
+                "qoe_collector_channel_depth",
+                "Records waiting in the channel for a drain worker"
+            )
+            .expect("metric"),
+            producer_queue: register_int_gauge!(
+                "qoe_collector_producer_queue",
+                "Records in the Kafka client's queue, not yet acknowledged"
+            )
+            .expect("metric"),
+            delivery_seconds: register_histogram!(
+                "qoe_collector_delivery_seconds",
+                "Time from enqueue to broker acknowledgement",
+                latency
+            )
+            .expect("metric"),
+            delivered: register_int_counter!(
+                "qoe_collector_delivered_total",
+                "Records acknowledged by the broker"
+            )
+            .expect("metric"),
+            delivery_failed: register_int_counter_vec!(
+                "qoe_collector_delivery_failed_total",
+                "Records the broker never acknowledged, by reason",
+                &["reason"]
+            )
+            .expect("metric"),
+            open_connections: register_int_gauge!(
+                "qoe_collector_open_connections",
+                "Open ingest connections"
+            )
+            .expect("metric"),
+        }
+    })
+}

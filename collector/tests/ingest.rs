@@ -1,0 +1,322 @@
+//! Beacons in over HTTP → exactly those records in the Kafka topic, enriched
+//! and keyed by view; bad input refused with a specific status and code
+//! while good requests keep flowing.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use qoe_schema::record::{Heartbeat, FORMAT_HEADER};
+use qoe_testkit::{consume, unique, Stack};
+use rdkafka::message::{Headers, Message};
+use serde_json::json;
+use support::{event, gzip, json_of, Collector, PROPERTY};
+
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+#[tokio::test]
+async fn every_accepted_event_reaches_the_topic_enriched() {
+    let stack = Stack::from_env();
+    let topic = unique("ingest");
+    stack.create_topic(&topic, 4).await;
+    let collector = Collector::start(&stack.brokers, &topic, &[]);
+    collector
+        .svc
+        .wait_ready(true, Duration::from_secs(30))
+        .await;
+
+    let mut sent = BTreeSet::new();
+    let headers = [
+        ("content-type", "application/json"),
+        ("user-agent", CHROME),
+        ("x-forwarded-for", "8.8.8.8"),
+    ];
+    // Single events.
+    for i in 0..5 {
+        let e = event(&format!("single-{i}"), 1);
+        sent.insert((format!("single-{i}"), 1));
+        let r = collector.post(e.to_string(), &headers).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        assert_eq!(json_of(&r)["accepted"], 1);
+    }
+    // A gzip envelope of 20 events of one view, shared fields in metadata.
+    let events: Vec<_> = (1..=20)
+        .map(|seq| {
+            let mut e = event("batch-view", seq);
+            e.as_object_mut().unwrap().remove("viewer_id");
+            sent.insert(("batch-view".to_owned(), seq));
+            e
+        })
+        .collect();
+    let body = json!({"metadata": {"viewer_id": "u-1"}, "events": events}).to_string();
+    let r = collector
+        .post(
+            gzip(body.as_bytes()),
+            &[
+                ("content-type", "text/plain;charset=UTF-8"),
+                ("content-encoding", "gzip"),
+                ("user-agent", CHROME),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(json_of(&r)["accepted"], 20);
+    // A plain array, key in a header instead of the path.
+    let events: Vec<_> = (0..10)
+        .map(|i| {
+            sent.insert((format!("array-{i}"), 3));
+            event(&format!("array-{i}"), 3)
+        })
+        .collect();
+    let r = collector
+        .post_to(
+            "/v1/beacon",
+            serde_json::to_vec(&events).unwrap(),
+            &[("x-qoe-key", support::KEY)],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.headers.get("access-control-allow-origin").unwrap(), "*");
+
+    let records = consume(&stack.brokers, &topic, sent.len(), Duration::from_secs(60)).await;
+    let mut got = BTreeSet::new();
+    for msg in &records {
+        let hb = Heartbeat::decode(msg.payload().unwrap()).expect("a current-format record");
+        assert_eq!(
+            msg.key().unwrap(),
+            hb.event.view_id.as_bytes(),
+            "keyed by view_id"
+        );
+        let header = msg
+            .headers()
+            .unwrap()
+            .iter()
+            .find(|h| h.key == FORMAT_HEADER)
+            .unwrap();
+        assert_eq!(header.value.unwrap(), b"1");
+        assert_eq!(hb.property_id, PROPERTY);
+        assert!(hb.received_at_ms > 0);
+        if hb.event.view_id.starts_with("single-") {
+            assert_eq!(hb.enrichment.browser, "Chrome");
+            assert_eq!(hb.enrichment.device_type, "desktop");
+            if std::env::var("QOE_TEST_MMDB").is_ok_and(|p| std::path::Path::new(&p).exists()) {
+                assert_eq!(
+                    hb.enrichment.country, "US",
+                    "X-Forwarded-For from a trusted proxy"
+                );
+            }
+        }
+        if hb.event.view_id == "batch-view" {
+            assert_eq!(hb.event.viewer_id, "u-1", "metadata applies to the batch");
+        }
+        assert!(
+            got.insert((hb.event.view_id.clone(), hb.event.seq)),
+            "no duplicates"
+        );
+    }
+    assert_eq!(got, sent);
+    let metrics = collector.svc.metrics().await;
+    assert!(
+        metrics.contains("qoe_collector_events_accepted_total 35"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_its_status_and_code() {
+    let stack = Stack::from_env();
+    let topic = unique("badinput");
+    stack.create_topic(&topic, 1).await;
+    let collector = Collector::start(
+        &stack.brokers,
+        &topic,
+        &[("QOE_HTTP__MAX_BODY_BYTES", "65536".into())],
+    );
+    collector
+        .svc
+        .wait_ready(true, Duration::from_secs(30))
+        .await;
+    let good = || event("good", 1).to_string();
+
+    let mut missing = event("v", 1);
+    missing.as_object_mut().unwrap().remove("view_id");
+    let mut wrong_type = event("v", 1);
+    wrong_type["seq"] = json!("seven");
+    let mut unknown = event("v", 1);
+    unknown["event"] = json!("teleport");
+    let bomb = gzip(&vec![b' '; 50 * 1024 * 1024]);
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, &str, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            b"{\"view_id\": ".to_vec(),
+            vec![],
+            "/v1/beacon/testkey",
+            400,
+            "invalid_json",
+        ),
+        (
+            "wrong types",
+            wrong_type.to_string().into_bytes(),
+            vec![],
+            "/v1/beacon/testkey",
+            400,
+            "invalid_type",
+        ),
+        (
+            "missing field",
+            missing.to_string().into_bytes(),
+            vec![],
+            "/v1/beacon/testkey",
+            400,
+            "missing_field",
+        ),
+        (
+            "unknown event",
+            unknown.to_string().into_bytes(),
+            vec![],
+            "/v1/beacon/testkey",
+            400,
+            "unknown_event",
+        ),
+        (
+            "huge body",
+            vec![b' '; 70_000],
+            vec![],
+            "/v1/beacon/testkey",
+            413,
+            "body_too_large",
+        ),
+        (
+            "gzip bomb",
+            bomb,
+            vec![("content-encoding", "gzip")],
+            "/v1/beacon/testkey",
+            413,
+            "body_too_large",
+        ),
+        (
+            "deep nesting",
+            deep.into_bytes(),
+            vec![],
+            "/v1/beacon/testkey",
+            413,
+            "body_too_large",
+        ),
+        (
+            "invalid UTF-8",
+            b"{\"view_id\": \"\xff\xfe\"}".to_vec(),
+            vec![],
+            "/v1/beacon/testkey",
+            400,
+            "invalid_utf8",
+        ),
+        (
+            "unknown key",
+            good().into_bytes(),
+            vec![],
+            "/v1/beacon/nope",
+            403,
+            "unknown_key",
+        ),
+        (
+            "no key",
+            good().into_bytes(),
+            vec![],
+            "/v1/beacon",
+            401,
+            "missing_key",
+        ),
+        (
+            "wrong content type",
+            good().into_bytes(),
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            "/v1/beacon/testkey",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "unknown encoding",
+            good().into_bytes(),
+            vec![("content-encoding", "br")],
+            "/v1/beacon/testkey",
+            415,
+            "unsupported_encoding",
+        ),
+        (
+            "not gzip",
+            good().into_bytes(),
+            vec![("content-encoding", "gzip")],
+            "/v1/beacon/testkey",
+            400,
+            "invalid_gzip",
+        ),
+        (
+            "not a beacon",
+            b"[1, 2]".to_vec(),
+            vec![],
+            "/v1/beacon/testkey",
+            400,
+            "no_valid_events",
+        ),
+    ];
+    for (name, body, headers, path, status, code) in cases {
+        let r = collector.post_to(path, body, &headers).await;
+        assert_eq!(r.status.as_u16(), status, "{name}: {}", r.text());
+        let body = json_of(&r);
+        assert_eq!(body["error"]["code"], code, "{name}: {body}");
+        // The server keeps serving good requests in between.
+        let ok = collector.post(good(), &[]).await;
+        assert_eq!(ok.status, 202, "after {name}: {}", ok.text());
+    }
+    // Deep nesting inside a small body is refused per event, no crash.
+    let deep_small = format!("{{\"events\":[{}{}]}}", "[".repeat(1000), "]".repeat(1000));
+    let r = collector.post(deep_small, &[]).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(json_of(&r)["rejected"][0]["reason"], "not_an_object");
+    // A partially valid batch: the valid events are accepted, the rest reported.
+    let mut stale = event("old", 1);
+    stale["ts"] = json!(support::now_ms() - 3 * 3_600_000);
+    let r = collector
+        .post(
+            json!({"events": [event("a", 1), stale, event("b", 1)]}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let body = json_of(&r);
+    assert_eq!(body["accepted"], 2);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    assert_eq!(body["rejected"][0]["reason"], "stale");
+    // CORS preflight.
+    let pre = qoe_testkit::httpc::send(
+        hyper::Method::OPTIONS,
+        &format!("{}/v1/beacon/testkey", collector.url),
+        &[
+            ("origin", "https://example.com"),
+            ("access-control-request-method", "POST"),
+        ],
+        bytes::Bytes::new(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pre.status, 204);
+    assert!(pre
+        .headers
+        .get("access-control-allow-methods")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    let metrics = collector.svc.metrics().await;
+    assert!(
+        metrics.contains("qoe_collector_events_rejected_total{reason=\"stale\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("qoe_collector_drops_total{reason=\"body_too_large\"} 3"),
+        "{metrics}"
+    );
+}

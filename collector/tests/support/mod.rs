@@ -1,0 +1,122 @@
+//! What the collector's integration tests share: start a collector binary
+//! against a broker, post beacons, build valid events for "now".
+
+#![allow(dead_code)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hyper::Method;
+use qoe_testkit::httpc::{self, Reply};
+use qoe_testkit::{free_port, Service};
+use serde_json::{json, Value};
+
+/// The ingest key every test collector accepts, and its property.
+pub const KEY: &str = "testkey";
+pub const PROPERTY: &str = "prop-test";
+
+pub struct Collector {
+    pub svc: Service,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl Collector {
+    /// Starts `qoe-collector` producing to `topic` on `brokers`; `extra`
+    /// adds or overrides configuration variables.
+    pub fn start(brokers: &str, topic: &str, extra: &[(&str, String)]) -> Collector {
+        let port = free_port();
+        let mut env = vec![
+            ("QOE_KAFKA__BROKERS", brokers.to_owned()),
+            ("QOE_KAFKA__TOPIC", topic.to_owned()),
+            ("QOE_HTTP__LISTEN", format!("127.0.0.1:{port}")),
+            ("QOE_PROPERTIES__TESTKEY", PROPERTY.to_owned()),
+            ("QOE_INGEST__TRUSTED_PROXIES", "127.0.0.1".to_owned()),
+            ("QOE_PRODUCER__WORKERS", "2".to_owned()),
+        ];
+        if let Ok(mmdb) = std::env::var("QOE_TEST_MMDB") {
+            if std::path::Path::new(&mmdb).exists() {
+                env.push(("QOE_INGEST__GEO_DB", mmdb));
+            }
+        }
+        env.extend(extra.iter().cloned());
+        let svc = Service::spawn("qoe-collector", env!("CARGO_BIN_EXE_qoe-collector"), &env);
+        Collector {
+            svc,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Waits until the ingest port answers.
+    pub async fn wait_listening(&self) {
+        let url = format!("{}/v1/beacon", self.url);
+        qoe_testkit::wait_until(Duration::from_secs(20), "the collector to listen", || {
+            let url = url.clone();
+            async move {
+                httpc::send(
+                    Method::OPTIONS,
+                    &url,
+                    &[],
+                    Bytes::new(),
+                    Duration::from_secs(2),
+                )
+                .await
+                .is_ok()
+            }
+        })
+        .await;
+    }
+
+    /// POSTs `body` to `/v1/beacon/{KEY}` with `headers`.
+    pub async fn post(&self, body: impl Into<Bytes>, headers: &[(&str, &str)]) -> Reply {
+        self.post_to(&format!("/v1/beacon/{KEY}"), body, headers)
+            .await
+    }
+
+    /// POSTs `body` to `path`.
+    pub async fn post_to(
+        &self,
+        path: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        httpc::send(
+            Method::POST,
+            &format!("{}{path}", self.url),
+            headers,
+            body.into(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A valid wire event of `view` with `seq`, timed now.
+pub fn event(view: &str, seq: u32) -> Value {
+    let mut e = qoe_schema::sample::wire(&qoe_schema::sample::event(view, seq));
+    let now = now_ms();
+    e["ts"] = json!(now);
+    e["view_start"] = json!(now - 60_000);
+    e
+}
+
+/// The JSON body of the reply.
+pub fn json_of(reply: &Reply) -> Value {
+    serde_json::from_slice(&reply.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", reply.text()))
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
