@@ -320,3 +320,58 @@ async fn bad_input_gets_its_status_and_code() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn connection_cap_and_slow_headers_are_refused_cheaply() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = Stack::from_env();
+    let topic = unique("conns");
+    stack.create_topic(&topic, 1).await;
+    let collector = Collector::start(
+        &stack.brokers,
+        &topic,
+        &[
+            ("QOE_HTTP__MAX_CONNECTIONS", "2".into()),
+            ("QOE_HTTP__HEADER_TIMEOUT", "1s".into()),
+        ],
+    );
+    collector
+        .svc
+        .wait_ready(true, Duration::from_secs(30))
+        .await;
+    let addr = collector.url.trim_start_matches("http://").to_owned();
+
+    // Two idle connections fill the cap; the third gets a 503 at once.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"POST /v1/beacon/testkey HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_string(&mut reply))
+        .await
+        .expect("answered at once")
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(reply.contains("too_many_connections"), "{reply}");
+
+    // The held connections never finish their headers: closed after 1 s.
+    for mut s in held {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a slow-header connection was not closed");
+    }
+    // Slots are free again.
+    let ok = collector.post(event("after", 1).to_string(), &[]).await;
+    assert_eq!(ok.status, 202);
+    let metrics = collector.svc.metrics().await;
+    assert!(
+        metrics.contains("qoe_collector_drops_total{reason=\"max_connections\"} 1"),
+        "{metrics}"
+    );
+}

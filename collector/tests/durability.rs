@@ -1,0 +1,185 @@
+//! What a 2xx promises: with the broker down the collector holds what fits,
+//! then sheds with 503 + Retry-After, and delivers everything it accepted
+//! once the broker is back; on SIGTERM under load, every event answered 2xx
+//! is in Kafka afterwards.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use qoe_schema::record::Heartbeat;
+use qoe_testkit::{consume, create_topic, unique, Broker, Stack};
+use rdkafka::message::Message;
+use serde_json::json;
+use support::{event, json_of, Collector};
+
+fn batch(view: &str, seqs: std::ops::Range<u32>) -> (String, Vec<(String, u32)>) {
+    let events: Vec<_> = seqs.clone().map(|s| event(view, s)).collect();
+    let ids = seqs.map(|s| (view.to_owned(), s)).collect();
+    (json!({ "events": events }).to_string(), ids)
+}
+
+fn ids_in(records: &[rdkafka::message::OwnedMessage]) -> BTreeSet<(String, u32)> {
+    records
+        .iter()
+        .map(|m| {
+            let hb = Heartbeat::decode(m.payload().unwrap()).unwrap();
+            (hb.event.view_id, hb.event.seq)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn broker_outage_sheds_then_recovers_without_loss() {
+    let mut broker = Broker::stopped_durable();
+    broker.start().await;
+    let topic = unique("outage");
+    create_topic(&broker.addr, &topic, 2).await;
+    let collector = Collector::start(
+        &broker.addr,
+        &topic,
+        &[
+            ("QOE_PRODUCER__CHANNEL_CAPACITY", "50".into()),
+            ("QOE_PRODUCER__DELIVERY_TIMEOUT", "5m".into()),
+        ],
+    );
+    collector
+        .svc
+        .wait_ready(true, Duration::from_secs(30))
+        .await;
+
+    let mut accepted = BTreeSet::new();
+    let (body, ids) = batch("before", 0..10);
+    assert_eq!(collector.post(body, &[]).await.status, 202);
+    accepted.extend(ids);
+
+    broker.stop();
+    collector
+        .svc
+        .wait_ready(false, Duration::from_secs(30))
+        .await;
+    // Hold what fits, then shed.
+    let mut shed = 0;
+    for i in 0..20 {
+        let (body, ids) = batch(&format!("during-{i}"), 0..10);
+        let r = collector.post(body, &[]).await;
+        match r.status.as_u16() {
+            202 => accepted.extend(ids),
+            503 => {
+                shed += 1;
+                assert_eq!(r.headers.get("retry-after").unwrap(), "1");
+                assert_eq!(json_of(&r)["error"]["code"], "overloaded");
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert!(shed > 0, "a 50-record backlog must shed 200 records");
+    assert!(
+        accepted.len() >= 40,
+        "it held what fitted ({})",
+        accepted.len()
+    );
+    let metrics = collector.svc.metrics().await;
+    assert!(
+        metrics.contains("qoe_collector_drops_total{reason=\"channel_full\"}"),
+        "{metrics}"
+    );
+
+    broker.start().await;
+    collector
+        .svc
+        .wait_ready(true, Duration::from_secs(60))
+        .await;
+    let records = consume(
+        &broker.addr,
+        &topic,
+        accepted.len(),
+        Duration::from_secs(90),
+    )
+    .await;
+    let got = ids_in(&records);
+    assert!(
+        accepted.is_subset(&got),
+        "lost: {:?}",
+        accepted.difference(&got).collect::<Vec<_>>()
+    );
+    // And it takes traffic again without a restart.
+    let (body, _) = batch("after", 0..5);
+    assert_eq!(collector.post(body, &[]).await.status, 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_delivers_every_acknowledged_event() {
+    let stack = Stack::from_env();
+    let topic = unique("sigterm");
+    stack.create_topic(&topic, 4).await;
+    let mut collector = Collector::start(&stack.brokers, &topic, &[]);
+    collector
+        .svc
+        .wait_ready(true, Duration::from_secs(30))
+        .await;
+
+    let accepted = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for client in 0..2 {
+        let url = collector.url.clone();
+        let accepted = accepted.clone();
+        let stop = stop.clone();
+        senders.push(tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let (body, ids) = batch(&format!("load-{client}-{n}"), 0..10);
+                n += 1;
+                let reply = qoe_testkit::httpc::send(
+                    hyper::Method::POST,
+                    &format!("{url}/v1/beacon/{}", support::KEY),
+                    &[],
+                    body.into(),
+                    Duration::from_secs(10),
+                )
+                .await;
+                match reply {
+                    Ok(r) if r.status == 202 => {
+                        accepted.lock().unwrap().extend(ids);
+                        // Steady load, not a flood: the test reads it all back.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Ok(r) => assert_eq!(r.status, 503, "{}", r.text()),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(5)).await, // closed
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status =
+        tokio::task::block_in_place(|| collector.svc.process.terminate(Duration::from_secs(40)))
+            .expect("the collector exits after SIGTERM");
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    assert!(status.success(), "exit status {status}");
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(
+        accepted.len() > 100,
+        "load was running ({} accepted)",
+        accepted.len()
+    );
+    let records = consume(
+        &stack.brokers,
+        &topic,
+        accepted.len(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let got = ids_in(&records);
+    assert!(
+        accepted.is_subset(&got),
+        "lost {} acknowledged events",
+        accepted.difference(&got).count()
+    );
+}
