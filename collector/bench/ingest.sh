@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Collector ingest benchmark on loopback (issue 4). Not a test: prints figures.
+#
+#   collector/bench/ingest.sh            # needs `deploy/local/stack up --infra` (the broker)
+#
+# The server under test (collector, or nginx answering `return 204` as the
+# ceiling) is pinned to CPU 0, the load generator to CPU 1. Closed-loop
+# maximum with wrk; then open-loop latency at half that rate with oha
+# (`cargo install oha`, cached like tansu). The broker runs unpinned: it is
+# part of what a collector needs, and shares the machine.
+#
+# Env: DURATION (default 10s), CONNS (default 64), BROKERS (default
+# 127.0.0.1:9092), QOE_CACHE_DIR.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CACHE_DIR=${QOE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/qoe-pipeline}
+OHA="$CACHE_DIR/oha/bin/oha"
+TANSU="$CACHE_DIR/tansu-0.6.0/bin/tansu"
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+BROKERS=${BROKERS:-127.0.0.1:9092}
+WORK=$(mktemp -d)
+PORT=18980
+NGINX_PORT=18981
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)"; exit 1; }
+command -v nginx >/dev/null || { echo "install nginx (apt-get install nginx-light)"; exit 1; }
+[ -x "$OHA" ] || cargo install oha --locked --root "$CACHE_DIR/oha" --quiet
+(cd "$ROOT" && cargo build --release --quiet --bin qoe-collector)
+TOPIC=bench.heartbeats
+"$TANSU" topic create "$TOPIC" --partitions 8 --broker "tcp://$BROKERS" >/dev/null 2>&1 || true
+
+# Bodies timed now (the collector drops events older than an hour).
+python3 - "$WORK" <<'PY'
+import json, sys, time
+now = int(time.time() * 1000)
+def event(view, seq, full=True):
+    e = {"view_id": view, "seq": seq, "event": "heartbeat", "ts": now, "state": "playing",
+         "watch_time_ms": 118000 + seq, "playing_time_ms": 112000, "startup_time_ms": 850,
+         "rebuffer_count": 1, "rebuffer_duration_ms": 2400, "bitrate_kbps": 4500,
+         "avg_bitrate_kbps": 4100, "dropped_frames": 12, "playhead_ms": 3600000,
+         "play_requested": True}
+    if full:
+        e.update({"view_start": now - 120000, "viewer_id": "viewer-1", "video_id": "video-42",
+                  "video_title": "Championship Final", "stream_type": "live",
+                  "player_name": "web-player", "player_version": "3.2.1", "cdn": "cdn-a"})
+    return e
+json.dump(event("0b5c2f1e-7d3a-4c41-9e2b-000000000001", 7), open(sys.argv[1] + "/single.json", "w"))
+meta = {"view_id": "0b5c2f1e-7d3a-4c41-9e2b-000000000002", "view_start": now - 120000,
+        "viewer_id": "viewer-2", "video_id": "video-42", "video_title": "Championship Final",
+        "stream_type": "live", "player_name": "web-player", "player_version": "3.2.1", "cdn": "cdn-a"}
+events = [event(meta["view_id"], 10 + i, full=False) for i in range(20)]
+json.dump({"metadata": meta, "events": events}, open(sys.argv[1] + "/batch.json", "w"))
+PY
+cat >"$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("BODY"), "r"); wrk.body = f:read("*a"); f:close()
+LUA
+cat >"$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+daemon on;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 4096; }
+http { access_log off; server { listen 127.0.0.1:$NGINX_PORT; location / { return 204; } } }
+NGINX
+
+# wrk_run URL BODY -> "req/s p50_ms p99_ms"
+wrk_run() {
+  BODY=$2 taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$1" >"$WORK/wrk.out"
+  python3 - "$WORK/wrk.out" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+def ms(p):
+    m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)" % p, t)
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+print(f"{rps:.0f} {ms(50):.2f} {ms(99):.2f} {non2xx.group(1) if non2xx else 0}")
+PY
+}
+# oha_run URL BODY RATE -> "p50_ms p99_ms"
+oha_run() {
+  taskset -c 1 "$OHA" --no-tui -z "$DURATION" -c "$CONNS" -q "$3" --latency-correction -m POST \
+    -H 'content-type: application/json' -D "$2" --output-format json "$1" >"$WORK/oha.json" 2>/dev/null
+  python3 - "$WORK/oha.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = d["latencyPercentiles"]
+print(f"{p['p50']*1000:.2f} {p['p99']*1000:.2f}")
+PY
+}
+
+row() { # name url body events_per_request
+  read -r rps p50 p99 bad < <(wrk_run "$2" "$3")
+  read -r hp50 hp99 < <(oha_run "$2" "$3" $((${rps%.*} / 2)))
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$rps" "$(( ${rps%.*} * $4 ))" "$p50" "$p99" "$hp50" "$hp99" "$bad"
+}
+
+echo "| server (CPU 0) | requests/s | events/s | p50 ms | p99 ms | p50 ms @ ½ rate | p99 ms @ ½ rate | non-2xx |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+taskset -c 0 nginx -c "$WORK/nginx.conf"
+sleep 0.5
+row "nginx return 204, single" "http://127.0.0.1:$NGINX_PORT/" "$WORK/single.json" 1
+kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
+for k in 1 4; do
+  QOE_KAFKA__BROKERS=$BROKERS QOE_KAFKA__TOPIC=$TOPIC QOE_HTTP__LISTEN=127.0.0.1:$PORT \
+  QOE_ADMIN__LISTEN=127.0.0.1:0 QOE_PRODUCER__WORKERS=$k QOE_LOG__LEVEL=warn \
+    taskset -c 0 "$ROOT/target/release/qoe-collector" &
+  pid=$!
+  for _ in $(seq 50); do curl -s -o /dev/null -X OPTIONS "http://127.0.0.1:$PORT/v1/beacon" && break; sleep 0.2; done
+  row "collector K=$k, single" "http://127.0.0.1:$PORT/v1/beacon/dev-key" "$WORK/single.json" 1
+  row "collector K=$k, 20-event batch" "http://127.0.0.1:$PORT/v1/beacon/dev-key" "$WORK/batch.json" 20
+  kill -TERM $pid; wait $pid || true
+done
