@@ -141,6 +141,10 @@ pub struct ProducerConfig {
     /// accepted record to be delivered before exiting anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_deadline: Duration,
+    /// Extra librdkafka producer properties, applied last (e.g.
+    /// `"batch.num.messages" = "20000"`). For tuning; the defaults are the
+    /// project's (`qoe_common::kafka::producer_config`).
+    pub librdkafka_options: BTreeMap<String, String>,
 }
 
 impl Default for ProducerConfig {
@@ -152,6 +156,7 @@ impl Default for ProducerConfig {
             linger: Duration::from_millis(5),
             retry_after_s: 1,
             shutdown_deadline: Duration::from_secs(30),
+            librdkafka_options: BTreeMap::new(),
         }
     }
 }

@@ -121,6 +121,9 @@ pub fn client_config(kafka: &KafkaConfig, cfg: &ProducerConfig) -> ClientConfig 
             (cfg.channel_capacity + 1000).min(2_147_483_647).to_string(),
         )
         .set("queue.buffering.max.kbytes", "2097151");
+    for (key, value) in &cfg.librdkafka_options {
+        client.set(key, value);
+    }
     client
 }
 
