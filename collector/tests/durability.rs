@@ -27,7 +27,7 @@ fn ids_in(records: &[rdkafka::message::OwnedMessage]) -> BTreeSet<(String, u32)>
         .iter()
         .map(|m| {
             let hb = Heartbeat::decode(m.payload().unwrap()).unwrap();
-            (hb.event.view_id, hb.event.seq)
+            (hb.event.view_id.to_string(), hb.event.seq)
         })
         .collect()
 }

@@ -107,11 +107,11 @@ async fn every_accepted_event_reaches_the_topic_enriched() {
                 );
             }
         }
-        if hb.event.view_id == "batch-view" {
-            assert_eq!(hb.event.viewer_id, "u-1", "metadata applies to the batch");
+        if &*hb.event.view_id == "batch-view" {
+            assert_eq!(&*hb.event.viewer_id, "u-1", "metadata applies to the batch");
         }
         assert!(
-            got.insert((hb.event.view_id.clone(), hb.event.seq)),
+            got.insert((hb.event.view_id.to_string(), hb.event.seq)),
             "no duplicates"
         );
     }

@@ -51,8 +51,8 @@ impl ViewFacts {
     /// Facts from a view's latest event.
     pub fn from_event(e: &Event) -> ViewFacts {
         ViewFacts {
-            view_id: e.view_id.clone(),
-            viewer_id: e.viewer_id.clone(),
+            view_id: e.view_id.to_string(),
+            viewer_id: e.viewer_id.to_string(),
             view_start: (e.view_start_ms / 1000) as u32,
             last_ts: (e.ts_ms / 1000) as u32,
             last_event: e.event,
@@ -72,7 +72,7 @@ impl ViewFacts {
     pub fn latest_per_view<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<ViewFacts> {
         let mut latest: std::collections::BTreeMap<&str, &Event> = Default::default();
         for e in events {
-            let slot = latest.entry(e.view_id.as_str()).or_insert(e);
+            let slot = latest.entry(&*e.view_id).or_insert(e);
             if e.seq > slot.seq {
                 *slot = e;
             }

@@ -8,12 +8,12 @@ pub const NOW_MS: i64 = 1_793_491_200_000;
 /// A mid-view heartbeat of `view_id` with sequence `seq`, sent at [`NOW_MS`].
 pub fn event(view_id: &str, seq: u32) -> Event {
     Event {
-        view_id: view_id.to_owned(),
+        view_id: view_id.into(),
         seq,
         event: EventType::Heartbeat,
         ts_ms: NOW_MS,
         view_start_ms: NOW_MS - 120_000,
-        viewer_id: format!("viewer-{view_id}"),
+        viewer_id: format!("viewer-{view_id}").into(),
         video_id: "video-42".into(),
         video_title: "Championship Final — Live".into(),
         stream_type: StreamType::Live,
@@ -35,8 +35,8 @@ pub fn event(view_id: &str, seq: u32) -> Event {
         avg_bitrate_kbps: 4_100,
         dropped_frames: 12,
         playhead_ms: 3_600_000,
-        error_code: String::new(),
-        error_message: String::new(),
+        error_code: "".into(),
+        error_message: "".into(),
         error_fatal: false,
     }
 }
@@ -94,8 +94,8 @@ pub fn views(n: usize, base_ms: i64) -> Vec<Event> {
         let kind = i % 6;
         let startup = 300 + (i as u32 * 137) % 4000;
         let mut e = event(&id, 1);
-        e.viewer_id = format!("viewer-{}", i % (n / 2 + 1));
-        e.video_id = format!("video-{}", i % 4);
+        e.viewer_id = format!("viewer-{}", i % (n / 2 + 1)).into();
+        e.video_id = format!("video-{}", i % 4).into();
         e.cdn = ["cdn-a", "cdn-b"][i % 2].into();
         e.view_start_ms = start;
         e.ts_ms = start;
@@ -199,6 +199,10 @@ pub fn sdk_batch_body(n: usize) -> Vec<u8> {
             e
         })
         .collect();
-    serde_json::to_vec(&serde_json::json!({ "metadata": metadata, "events": events }))
-        .expect("serializes")
+    // `metadata` first, as the SDK format asks (json! would sort the keys).
+    format!(
+        "{{\"metadata\":{metadata},\"events\":{}}}",
+        serde_json::Value::from(events)
+    )
+    .into_bytes()
 }

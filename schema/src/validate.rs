@@ -5,6 +5,7 @@
 //! index ([`Rejection`]) while the others are accepted.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -181,10 +182,15 @@ pub fn decode(body: &[u8], checks: &Checks) -> Result<Decoded, BodyError> {
 }
 
 fn decode_fast(text: &str, checks: &Checks) -> Option<Decoded> {
-    let mut out = Decoded::default();
+    // Sized from the body (events are a few hundred bytes) to avoid regrowth.
+    let mut out = Decoded {
+        accepted: Vec::with_capacity((text.len() / 256).clamp(1, MAX_EVENTS_PER_BATCH)),
+        rejected: Vec::new(),
+    };
     let mut sink = Sink {
         checks,
         out: &mut out,
+        strings: Strings::default(),
     };
     let parsed = match text.trim_start().as_bytes().first()? {
         b'[' => {
@@ -214,6 +220,7 @@ fn decode_fast(text: &str, checks: &Checks) -> Option<Decoded> {
 struct Sink<'c> {
     checks: &'c Checks,
     out: &'c mut Decoded,
+    strings: Strings,
 }
 
 impl Sink<'_> {
@@ -222,7 +229,7 @@ impl Sink<'_> {
             raw.fill_from(meta);
         }
         let index = self.out.accepted.len() + self.out.rejected.len();
-        match validate(&raw, self.checks) {
+        match validate_with(&raw, self.checks, &mut self.strings) {
             Ok(event) => self.out.accepted.push(event),
             Err(mut rejection) => {
                 rejection.index = index;
@@ -263,6 +270,7 @@ impl<'de> serde::de::Visitor<'de> for EnvelopeSeed<'_> {
                     let sink = Sink {
                         checks: sink.checks,
                         out: &mut *sink.out,
+                        strings: Strings::default(),
                     };
                     map.next_value_seed(EventSeq {
                         sink,
@@ -377,8 +385,9 @@ fn validate_all<'a>(
         accepted: Vec::with_capacity(events.len()),
         rejected: Vec::new(),
     };
+    let mut strings = Strings::default();
     for (index, raw) in events.enumerate() {
-        match raw.and_then(|e| validate(&e, checks)) {
+        match raw.and_then(|e| validate_with(&e, checks, &mut strings)) {
             Ok(event) => out.accepted.push(event),
             Err(mut rejection) => {
                 rejection.index = index;
@@ -489,6 +498,59 @@ impl<'a> RawEvent<'a> {
 
 /// Checks one raw event and normalizes it.
 pub fn validate(raw: &RawEvent<'_>, checks: &Checks) -> Result<Event, Rejection> {
+    validate_with(raw, checks, &mut Strings::default())
+}
+
+/// Reuses the previous event's string when a field repeats — the events of
+/// one batch mostly share viewer, video and player — so they share one
+/// allocation instead of one each.
+#[derive(Default)]
+pub struct Strings {
+    last: [Option<Arc<str>>; 9],
+}
+
+impl Strings {
+    const VIEW_ID: usize = 0;
+    const VIEWER_ID: usize = 1;
+    const VIDEO_ID: usize = 2;
+    const VIDEO_TITLE: usize = 3;
+    const PLAYER_NAME: usize = 4;
+    const PLAYER_VERSION: usize = 5;
+    const CDN: usize = 6;
+    const ERROR_CODE: usize = 7;
+    const ERROR_MESSAGE: usize = 8;
+
+    fn get(&mut self, slot: usize, s: &str) -> Arc<str> {
+        let last = &mut self.last[slot];
+        if let Some(shared) = last {
+            if **shared == *s {
+                return shared.clone();
+            }
+        }
+        let fresh: Arc<str> = Arc::from(s);
+        *last = Some(fresh.clone());
+        fresh
+    }
+
+    fn optional(
+        &mut self,
+        slot: usize,
+        value: &Option<Cow<'_, str>>,
+        field: &str,
+        limit: usize,
+    ) -> Result<Arc<str>, Rejection> {
+        let s = value.as_deref().unwrap_or("");
+        check_len(s, field, limit)?;
+        Ok(self.get(slot, s))
+    }
+}
+
+/// [`validate`] sharing repeated strings through `strings`.
+pub fn validate_with(
+    raw: &RawEvent<'_>,
+    checks: &Checks,
+    strings: &mut Strings,
+) -> Result<Event, Rejection> {
     let view_id = required_str(&raw.view_id, "view_id", limits::VIEW_ID)?;
     if view_id.is_empty()
         || !view_id
@@ -577,26 +639,46 @@ pub fn validate(raw: &RawEvent<'_>, checks: &Checks) -> Result<Event, Rejection>
     )?
     .map(|v| v.min(u64::from(u32::MAX)) as u32);
     Ok(Event {
-        view_id: view_id.to_owned(),
+        view_id: strings.get(Strings::VIEW_ID, view_id),
         seq,
         event,
         ts_ms,
         view_start_ms,
-        viewer_id: viewer_id.to_owned(),
-        video_id: optional_str(&raw.video_id, "video_id", limits::VIDEO_ID)?,
-        video_title: optional_str(&raw.video_title, "video_title", limits::VIDEO_TITLE)?,
+        viewer_id: strings.get(Strings::VIEWER_ID, viewer_id),
+        video_id: strings.optional(
+            Strings::VIDEO_ID,
+            &raw.video_id,
+            "video_id",
+            limits::VIDEO_ID,
+        )?,
+        video_title: strings.optional(
+            Strings::VIDEO_TITLE,
+            &raw.video_title,
+            "video_title",
+            limits::VIDEO_TITLE,
+        )?,
         stream_type,
         video_duration_ms: counter(
             &raw.video_duration_ms,
             "video_duration_ms",
             limits::MAX_DURATION_MS,
         )?,
-        player_name: optional_str(&raw.player_name, "player_name", limits::SHORT)?,
-        player_version: optional_str(&raw.player_version, "player_version", limits::SHORT)?,
+        player_name: strings.optional(
+            Strings::PLAYER_NAME,
+            &raw.player_name,
+            "player_name",
+            limits::SHORT,
+        )?,
+        player_version: strings.optional(
+            Strings::PLAYER_VERSION,
+            &raw.player_version,
+            "player_version",
+            limits::SHORT,
+        )?,
         player_width: counter(&raw.player_width, "player_width", limits::MAX_PIXELS)? as u16,
         player_height: counter(&raw.player_height, "player_height", limits::MAX_PIXELS)? as u16,
         autoplay: raw.autoplay.unwrap_or(false),
-        cdn: optional_str(&raw.cdn, "cdn", limits::SHORT)?,
+        cdn: strings.optional(Strings::CDN, &raw.cdn, "cdn", limits::SHORT)?,
         state,
         play_requested: raw.play_requested.unwrap_or(false)
             || matches!(event, EventType::Play | EventType::Playing)
@@ -622,8 +704,18 @@ pub fn validate(raw: &RawEvent<'_>, checks: &Checks) -> Result<Event, Rejection>
         )? as u32,
         dropped_frames: counter(&raw.dropped_frames, "dropped_frames", u64::from(u32::MAX))?,
         playhead_ms: counter(&raw.playhead_ms, "playhead_ms", limits::MAX_DURATION_MS)?,
-        error_code: optional_str(&raw.error_code, "error_code", limits::ERROR_CODE)?,
-        error_message: optional_str(&raw.error_message, "error_message", limits::ERROR_MESSAGE)?,
+        error_code: strings.optional(
+            Strings::ERROR_CODE,
+            &raw.error_code,
+            "error_code",
+            limits::ERROR_CODE,
+        )?,
+        error_message: strings.optional(
+            Strings::ERROR_MESSAGE,
+            &raw.error_message,
+            "error_message",
+            limits::ERROR_MESSAGE,
+        )?,
         error_fatal,
     })
 }
@@ -644,20 +736,6 @@ fn required_str<'s>(
     let s = value.as_deref().ok_or_else(|| missing(field))?;
     check_len(s, field, limit)?;
     Ok(s)
-}
-
-fn optional_str(
-    value: &Option<Cow<'_, str>>,
-    field: &str,
-    limit: usize,
-) -> Result<String, Rejection> {
-    match value.as_deref() {
-        None => Ok(String::new()),
-        Some(s) => {
-            check_len(s, field, limit)?;
-            Ok(s.to_owned())
-        }
-    }
 }
 
 fn check_len(s: &str, field: &str, limit: usize) -> Result<(), Rejection> {
@@ -761,9 +839,9 @@ mod tests {
         });
         let out = decode_json(body).unwrap();
         assert!(out.rejected.is_empty(), "{:?}", out.rejected);
-        assert_eq!(out.accepted[0].viewer_id, "u-7");
-        assert_eq!(out.accepted[0].cdn, "edge");
-        assert_eq!(out.accepted[1].cdn, "other", "the event's own field wins");
+        assert_eq!(&*out.accepted[0].viewer_id, "u-7");
+        assert_eq!(&*out.accepted[0].cdn, "edge");
+        assert_eq!(&*out.accepted[1].cdn, "other", "the event's own field wins");
         assert_eq!(out.accepted[1].state, crate::beacon::PlayerState::Starting);
         assert!(out.accepted[1].play_requested);
     }

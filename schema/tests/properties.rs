@@ -32,8 +32,8 @@ prop_compose! {
         e.event = event;
         e.ts_ms = ts_ms;
         e.view_start_ms = ts_ms - view_len;
-        e.viewer_id = viewer_id;
-        e.video_title = video_title;
+        e.viewer_id = viewer_id.into();
+        e.video_title = video_title.into();
         e.stream_type = stream_type;
         e.state = state;
         e.watch_time_ms = counters.0;
@@ -50,8 +50,8 @@ prop_compose! {
             || e.startup_time_ms.is_some();
         e.player_width = dims.0;
         e.player_height = dims.1;
-        e.cdn = dims.2;
-        e.error_code = dims.3;
+        e.cdn = dims.2.into();
+        e.error_code = dims.3.into();
         e
     }
 }
