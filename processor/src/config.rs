@@ -1,6 +1,8 @@
 //! The processor's configuration: `[log]`, `[admin]`, `[kafka]`, `[clickhouse]`
 //! and `[processor]`. See `qoe_common::config` for how layers merge.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use qoe_common::cli::HasLog;
@@ -20,22 +22,49 @@ pub struct ProcessorConfig {
     pub kafka: KafkaConfig,
     /// The shards written to.
     pub clickhouse: ClickHouseConfig,
-    /// Consumption settings.
+    /// Consumption, batching and per-view state.
     pub processor: ProcessorSettings,
 }
 
-/// Consumption settings (`[processor]`).
+/// Consumption, batching and per-view state (`[processor]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessorSettings {
     /// Kafka consumer group; every process of one deployment uses the same.
     pub group: String,
+    /// Flush a batch when it has this many rows...
+    pub batch_rows: usize,
+    /// ...or when its oldest row has waited this long, whichever first.
+    #[serde(with = "humantime_serde")]
+    pub batch_interval: Duration,
+    /// Most views kept in memory; beyond it the least recently seen are
+    /// evicted (counted). Their later heartbeats are still written.
+    pub max_open_views: usize,
+    /// A view with no event for this long is closed and forgotten.
+    #[serde(with = "humantime_serde")]
+    pub view_timeout: Duration,
+    /// First wait after a failed insert; doubles up to `retry_max_backoff`.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// Longest wait between insert retries.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_backoff: Duration,
+    /// Fault injection for tests: exit abruptly after the first successful
+    /// insert and before committing its offsets. Never set in production.
+    pub crash_after_insert: bool,
 }
 
 impl Default for ProcessorSettings {
     fn default() -> Self {
         ProcessorSettings {
             group: "qoe-processor".into(),
+            batch_rows: 100_000,
+            batch_interval: Duration::from_secs(1),
+            max_open_views: 2_000_000,
+            view_timeout: Duration::from_secs(3600),
+            retry_backoff: Duration::from_millis(200),
+            retry_max_backoff: Duration::from_secs(10),
+            crash_after_insert: false,
         }
     }
 }
@@ -57,10 +86,26 @@ impl Validate for ProcessorConfig {
         self.admin.validate()?;
         self.kafka.validate()?;
         self.clickhouse.validate()?;
-        if self.processor.group.trim().is_empty() {
+        let p = &self.processor;
+        if p.group.trim().is_empty() {
             return Err(ConfigError::invalid(
                 "processor.group",
                 "must name the consumer group, e.g. \"qoe-processor\"",
+            ));
+        }
+        if p.batch_rows == 0 {
+            return Err(ConfigError::invalid("processor.batch_rows", "must be greater than zero"));
+        }
+        if p.batch_interval.is_zero() {
+            return Err(ConfigError::invalid("processor.batch_interval", "must be greater than zero"));
+        }
+        if p.max_open_views == 0 {
+            return Err(ConfigError::invalid("processor.max_open_views", "must be greater than zero"));
+        }
+        if p.retry_backoff.is_zero() || p.retry_max_backoff < p.retry_backoff {
+            return Err(ConfigError::invalid(
+                "processor.retry_backoff",
+                "must be greater than zero and at most processor.retry_max_backoff",
             ));
         }
         Ok(())

@@ -1,13 +1,28 @@
-//! `qoe-processor`: Kafka consumer group → per-view state and per-minute
-//! aggregates → sharded ClickHouse.
+//! `qoe-processor`: Kafka consumer group → per-view state → batches →
+//! sharded ClickHouse, replay-idempotent.
 //!
-//! Today it runs its admin listener and reports readiness: ready only while
-//! the broker (with the heartbeat topic) and every ClickHouse shard answer.
-//! Consumption and aggregation arrive with the processor issue.
+//! How data moves (see [`consume::Loop`]):
+//! 1. The consumer (manual commits) hands each record to [`consume`], which
+//!    decodes it (`schema::record`) or sends it to the dead-letter topic.
+//! 2. [`views`] keeps each open view's latest `seq`: exact duplicates are
+//!    skipped; views close on `viewend` or inactivity; memory is capped.
+//! 3. [`batch`] groups rows by shard (`schema::rows::shard_for(view_id)`) and
+//!    tracks the offsets they cover; it is flushed every
+//!    `processor.batch_interval` or `processor.batch_rows` rows.
+//! 4. [`writer`] inserts each shard's rows into its `heartbeats_local` (the
+//!    database's materialized views derive the per-view and per-minute
+//!    tables); only when every shard acknowledged are the offsets committed.
+//!    While ClickHouse fails, consumption is paused and the insert retried.
 
+pub mod batch;
 pub mod config;
+pub mod consume;
+pub mod metrics;
+pub mod views;
+pub mod writer;
 
 use std::future::Future;
+use std::time::Duration;
 
 pub use config::ProcessorConfig;
 
@@ -27,15 +42,36 @@ pub async fn run(
     cfg: ProcessorConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProcessorError> {
-    let mut probes = vec![qoe_common::kafka::probe(
-        &cfg.kafka,
-        vec![cfg.kafka.topic.clone()],
-    )?];
+    let mut probes = vec![qoe_common::kafka::probe(&cfg.kafka, vec![cfg.kafka.topic.clone()])?];
     probes.extend(qoe_common::clickhouse::probes(&cfg.clickhouse));
     let admin = qoe_common::admin::start(&cfg.admin, probes).await?;
-    tracing::info!(group = %cfg.processor.group, topic = %cfg.kafka.topic, "processor started");
-    shutdown.await;
-    admin.health.set_draining();
+    let (consumer, dead_letters) = consume::clients(&cfg.kafka, &cfg.processor.group)?;
+    let writer = writer::Writer::new(
+        qoe_common::clickhouse::shards(&cfg.clickhouse),
+        Duration::from_secs(30),
+    );
+    tracing::info!(
+        group = %cfg.processor.group,
+        topic = %cfg.kafka.topic,
+        shards = writer.shard_count(),
+        batch_rows = cfg.processor.batch_rows,
+        batch_interval = ?cfg.processor.batch_interval,
+        "processor started"
+    );
+    let health = admin.health.clone();
+    let on_signal = async move {
+        shutdown.await;
+        health.set_draining();
+    };
+    consume::Loop {
+        consumer,
+        dead_letters,
+        dead_letter_topic: cfg.kafka.dead_letter_topic.clone(),
+        writer,
+        settings: cfg.processor.clone(),
+    }
+    .run(on_signal)
+    .await;
     admin.stop().await;
     tracing::info!("processor stopped");
     Ok(())

@@ -1,0 +1,278 @@
+//! The consume loop: records → per-view state → batch → shards → commit.
+//!
+//! At-least-once, replay-idempotent: offsets are committed only after every
+//! shard acknowledged the batch's rows; a crash or a rebalance before that
+//! means the records are read again, and ClickHouse's tables absorb the
+//! duplicates (see `schema/migrations/`). When ClickHouse fails, the loop
+//! pauses every assigned partition (so memory stays bounded and the group
+//! membership stays alive), retries with doubling backoff, and resumes by
+//! itself when the insert succeeds.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use qoe_schema::record::{Heartbeat, DEAD_LETTER_REASON_HEADER};
+use qoe_schema::rows::{shard_for, HeartbeatRow};
+
+use crate::batch::Batch;
+use crate::config::ProcessorSettings;
+use crate::metrics::metrics;
+use crate::views::{Seen, ViewTable};
+use crate::writer::Writer;
+
+/// Notices rebalances and publishes consumer lag.
+#[derive(Default)]
+pub struct Context {
+    revoked: AtomicBool,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, stats: Statistics) {
+        let lag = &metrics().consumer_lag;
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    lag.with_label_values(&[topic.as_str(), &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "partitions revoked");
+            self.revoked.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
+        }
+    }
+}
+
+/// The running loop's parts.
+pub struct Loop {
+    pub consumer: StreamConsumer<Context>,
+    pub dead_letters: FutureProducer,
+    pub dead_letter_topic: String,
+    pub writer: Writer,
+    pub settings: ProcessorSettings,
+}
+
+impl Loop {
+    /// Consumes until `shutdown`, then flushes what is pending (if the
+    /// shards answer) and commits it.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let shards = self.writer.shard_count();
+        let mut batch = Batch::new(shards);
+        let mut views = ViewTable::new(
+            self.settings.max_open_views,
+            self.settings.view_timeout.as_millis() as i64,
+        );
+        let mut ticker = tokio::time::interval(self.settings.batch_interval / 4);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                received = self.consumer.recv() => match received {
+                    Ok(msg) => {
+                        if self.consumer.context().revoked.swap(false, Ordering::SeqCst) {
+                            self.forget(&mut batch, &mut views);
+                        }
+                        self.take(&msg, &mut batch, &mut views, shards).await;
+                    }
+                    Err(err) => tracing::warn!(error = %err, "consumer error"),
+                },
+                _ = ticker.tick() => {
+                    if self.consumer.context().revoked.swap(false, Ordering::SeqCst) {
+                        self.forget(&mut batch, &mut views);
+                    }
+                    views.expire(now_ms());
+                }
+            }
+            let due = batch
+                .started
+                .is_some_and(|t| t.elapsed() >= self.settings.batch_interval);
+            if batch.row_count() >= self.settings.batch_rows || (due && !batch.is_empty()) {
+                self.flush(&mut batch).await;
+            }
+        }
+        if !batch.is_empty() {
+            tracing::info!(records = batch.records, "flushing the last batch before exit");
+            self.flush(&mut batch).await;
+        }
+    }
+
+    /// A rebalance took partitions: their pending rows will be re-read by
+    /// their new owner, so drop them (and the per-view state they built).
+    fn forget(&self, batch: &mut Batch, views: &mut ViewTable) {
+        if !batch.is_empty() {
+            tracing::info!(records = batch.records, "rebalance: dropping uncommitted records; they will be read again");
+        }
+        batch.clear();
+        views.clear();
+    }
+
+    async fn take(&self, msg: &BorrowedMessage<'_>, batch: &mut Batch, views: &mut ViewTable, shards: usize) {
+        metrics().records.inc();
+        let payload = msg.payload().unwrap_or_default();
+        match decode(payload) {
+            Ok(hb) => {
+                if views.observe(&hb) != Seen::Duplicate {
+                    let shard = shard_for(&hb.event.view_id, shards);
+                    batch.rows[shard].push(HeartbeatRow::from(&hb));
+                }
+            }
+            Err(reason) => self.dead_letter(msg, reason).await,
+        }
+        batch.cover(msg.topic(), msg.partition(), msg.offset(), payload.len());
+    }
+
+    /// Sends a record that cannot be processed to the dead-letter topic,
+    /// with the reason in a header; retries until the broker takes it, so
+    /// its offset is never committed before it is safe elsewhere.
+    async fn dead_letter(&self, msg: &BorrowedMessage<'_>, reason: &'static str) {
+        metrics().dead_letters.with_label_values(&[reason]).inc();
+        tracing::warn!(reason, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), "dead-lettering a record");
+        let origin = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
+        let mut backoff = self.settings.retry_backoff;
+        loop {
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: DEAD_LETTER_REASON_HEADER, value: Some(reason) })
+                .insert(Header { key: "qoe-origin", value: Some(origin.as_str()) });
+            let mut record = FutureRecord::to(&self.dead_letter_topic)
+                .payload(msg.payload().unwrap_or_default())
+                .headers(headers);
+            if let Some(key) = msg.key() {
+                record = record.key(key);
+            }
+            match self.dead_letters.send(record, Duration::from_secs(10)).await {
+                Ok(_) => return,
+                Err((err, _)) => {
+                    tracing::error!(error = %err, "dead-letter topic refused a record; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.settings.retry_max_backoff);
+                }
+            }
+        }
+    }
+
+    /// Writes the batch (pausing consumption while ClickHouse fails), then
+    /// commits its offsets.
+    async fn flush(&self, batch: &mut Batch) {
+        let m = metrics();
+        m.batch_rows.observe(batch.row_count() as f64);
+        m.batch_bytes.observe(batch.bytes as f64);
+        let mut backoff = self.settings.retry_backoff;
+        let mut paused: Option<(TopicPartitionList, Instant)> = None;
+        while let Err(err) = self.writer.write(batch).await {
+            if paused.is_none() {
+                tracing::warn!(error = %err, "ClickHouse insert failed: pausing consumption and retrying");
+                if let Ok(assignment) = self.consumer.assignment() {
+                    if let Err(e) = self.consumer.pause(&assignment) {
+                        tracing::warn!(error = %e, "cannot pause partitions");
+                    }
+                    paused = Some((assignment, Instant::now()));
+                    m.paused.set(1);
+                }
+            } else {
+                tracing::debug!(error = %err, ?backoff, "insert retry failed");
+            }
+            // Keep polling while paused: it keeps the group membership alive.
+            let wait = tokio::time::sleep(backoff);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    received = self.consumer.recv() => {
+                        // Prefetched records can still surface; they are not in
+                        // this batch and their offsets are not committed, so
+                        // they will be read again after the resume.
+                        if let Ok(msg) = received {
+                            tracing::debug!(offset = msg.offset(), "record arrived while paused; it will be re-read");
+                            let _ = self.consumer.seek(msg.topic(), msg.partition(), Offset::Offset(msg.offset()), Duration::from_secs(1));
+                        }
+                    }
+                }
+            }
+            backoff = (backoff * 2).min(self.settings.retry_max_backoff);
+        }
+        if let Some((assignment, since)) = paused {
+            let _ = self.consumer.resume(&assignment);
+            m.paused.set(0);
+            m.paused_seconds.inc_by(since.elapsed().as_secs());
+            tracing::info!(paused_for = ?since.elapsed(), "ClickHouse answers again: resumed");
+        }
+        if self.settings.crash_after_insert {
+            tracing::error!("crash_after_insert is set: exiting before the commit");
+            std::process::abort();
+        }
+        self.commit(batch);
+        batch.clear();
+    }
+
+    fn commit(&self, batch: &Batch) {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in &batch.offsets {
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+                tracing::warn!(error = %e, "cannot build the commit list");
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        match self.consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => metrics().commits.with_label_values(&["ok"]).inc(),
+            Err(err) => {
+                // Usually a rebalance took the partitions: the new owner
+                // re-reads them; duplicates are absorbed downstream.
+                metrics().commits.with_label_values(&["failed"]).inc();
+                tracing::warn!(error = %err, "offset commit failed; those records will be read again");
+            }
+        }
+    }
+}
+
+/// Decodes a record, or says why it goes to the dead-letter topic.
+fn decode(payload: &[u8]) -> Result<Heartbeat, &'static str> {
+    let hb = Heartbeat::decode(payload).map_err(|e| e.reason())?;
+    if hb.event.view_id.is_empty() || hb.property_id.is_empty() {
+        return Err("invalid");
+    }
+    Ok(hb)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Why the loop could not start.
+pub type StartError = rdkafka::error::KafkaError;
+
+/// Creates the consumer (subscribed) and the dead-letter producer.
+pub fn clients(
+    kafka: &qoe_common::config::KafkaConfig,
+    group: &str,
+) -> Result<(StreamConsumer<Context>, FutureProducer), StartError> {
+    let mut cfg = qoe_common::kafka::consumer_config(kafka, group);
+    cfg.set("statistics.interval.ms", "5000");
+    let consumer: StreamConsumer<Context> = cfg.create_with_context(Context::default())?;
+    consumer.subscribe(&[&kafka.topic])?;
+    let producer: FutureProducer = qoe_common::kafka::producer_config(kafka).create()?;
+    Ok((consumer, producer))
+}

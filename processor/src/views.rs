@@ -1,0 +1,166 @@
+//! Per-view state: the latest `seq` of each open view, so exact duplicates
+//! are skipped and the view's lifecycle (open, closed by `viewend` or by
+//! inactivity) is known. Memory is bounded by `max_open_views`: past it the
+//! least recently seen views are evicted (counted) — an evicted view's later
+//! heartbeats are still written; only the duplicate filter forgets it.
+//!
+//! Older `seq`s are *not* dropped: the view's state ignores them, but their
+//! row still goes to ClickHouse, where it may be the only evidence that the
+//! view was active in an earlier minute. Per-view truth in ClickHouse is the
+//! highest `seq` either way (`ReplacingMergeTree(seq)`, `argMax`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use qoe_schema::beacon::EventType;
+use qoe_schema::record::Heartbeat;
+
+use crate::metrics::metrics;
+
+/// What one heartbeat means for its view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// First event of a view this process knows.
+    New,
+    /// A higher `seq` than any seen: the view's new state.
+    Newer,
+    /// A `seq` already seen: skip it.
+    Duplicate,
+    /// A lower `seq` arriving late: state unchanged, row still written.
+    Older,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ViewState {
+    seq: u32,
+    last_ts_ms: i64,
+}
+
+/// Open views of this process, keyed by (property, view).
+pub struct ViewTable {
+    views: HashMap<(Arc<str>, Arc<str>), ViewState>,
+    cap: usize,
+    timeout_ms: i64,
+}
+
+impl ViewTable {
+    /// An empty table of at most `cap` views closing after `timeout_ms`.
+    pub fn new(cap: usize, timeout_ms: i64) -> Self {
+        ViewTable {
+            views: HashMap::new(),
+            cap: cap.max(1),
+            timeout_ms,
+        }
+    }
+
+    /// Records `hb` and says what it was.
+    pub fn observe(&mut self, hb: &Heartbeat) -> Seen {
+        let e = &hb.event;
+        let key = (Arc::from(hb.property_id.as_str()), e.view_id.clone());
+        let seen = match self.views.get_mut(&key) {
+            None => {
+                self.views.insert(key.clone(), ViewState { seq: e.seq, last_ts_ms: e.ts_ms });
+                Seen::New
+            }
+            Some(state) if e.seq > state.seq => {
+                *state = ViewState { seq: e.seq, last_ts_ms: e.ts_ms.max(state.last_ts_ms) };
+                Seen::Newer
+            }
+            Some(state) if e.seq == state.seq => return Seen::Duplicate,
+            Some(_) => return Seen::Older,
+        };
+        if e.event == EventType::Viewend {
+            self.views.remove(&key);
+            metrics().views_closed.with_label_values(&["viewend"]).inc();
+        } else if self.views.len() > self.cap {
+            self.evict();
+        }
+        metrics().open_views.set(self.views.len() as i64);
+        seen
+    }
+
+    /// Closes views idle for the timeout as of `now_ms`.
+    pub fn expire(&mut self, now_ms: i64) {
+        let before = self.views.len();
+        let timeout = self.timeout_ms;
+        self.views.retain(|_, v| now_ms - v.last_ts_ms < timeout);
+        let closed = before - self.views.len();
+        if closed > 0 {
+            metrics().views_closed.with_label_values(&["timeout"]).inc_by(closed as u64);
+        }
+        metrics().open_views.set(self.views.len() as i64);
+    }
+
+    /// Forgets everything (after a rebalance, the pending rows are gone and
+    /// their records will be read again: none may count as a duplicate).
+    pub fn clear(&mut self) {
+        self.views.clear();
+        metrics().open_views.set(0);
+    }
+
+    /// Views held.
+    pub fn len(&self) -> usize {
+        self.views.len()
+    }
+
+    /// Whether no view is held.
+    pub fn is_empty(&self) -> bool {
+        self.views.is_empty()
+    }
+
+    /// Drops the least recently seen ~1 % (at least one) in one pass, so
+    /// eviction costs O(1) amortized per insert.
+    fn evict(&mut self) {
+        let n = (self.cap / 100).max(1).min(self.views.len());
+        let mut times: Vec<i64> = self.views.values().map(|v| v.last_ts_ms).collect();
+        let (_, cutoff, _) = times.select_nth_unstable(n - 1);
+        let cutoff = *cutoff;
+        let mut left = n;
+        self.views.retain(|_, v| {
+            if left > 0 && v.last_ts_ms <= cutoff {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        metrics().views_closed.with_label_values(&["evicted"]).inc_by((n - left) as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qoe_schema::record::Enrichment;
+
+    fn hb(view: &str, seq: u32, ts: i64, event: EventType) -> Heartbeat {
+        let mut e = qoe_schema::sample::event(view, seq);
+        e.ts_ms = ts;
+        e.event = event;
+        Heartbeat::new("p".into(), ts, Enrichment::default(), e)
+    }
+
+    #[test]
+    fn newer_duplicate_older() {
+        let mut t = ViewTable::new(10, 1000);
+        assert_eq!(t.observe(&hb("a", 5, 1, EventType::Heartbeat)), Seen::New);
+        assert_eq!(t.observe(&hb("a", 5, 1, EventType::Heartbeat)), Seen::Duplicate);
+        assert_eq!(t.observe(&hb("a", 3, 1, EventType::Heartbeat)), Seen::Older);
+        assert_eq!(t.observe(&hb("a", 6, 2, EventType::Heartbeat)), Seen::Newer);
+        assert_eq!(t.observe(&hb("a", 7, 3, EventType::Viewend)), Seen::Newer);
+        assert!(t.is_empty(), "viewend closes the view");
+    }
+
+    #[test]
+    fn bounded_and_expiring() {
+        let mut t = ViewTable::new(100, 1000);
+        for i in 0..500 {
+            t.observe(&hb(&format!("v{i}"), 1, i, EventType::Heartbeat));
+        }
+        assert!(t.len() <= 100, "{}", t.len());
+        // The most recent views are the ones kept.
+        assert_eq!(t.observe(&hb("v499", 1, 499, EventType::Heartbeat)), Seen::Duplicate);
+        t.expire(499 + 1000);
+        assert!(t.is_empty());
+    }
+}

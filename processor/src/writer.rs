@@ -1,0 +1,88 @@
+//! Writes a batch to the shards: each shard's rows in one insert into its
+//! `heartbeats_local` (ClickHouse's materialized views derive `views_local`
+//! and `minute_dims_local` from the same block). A shard already written is
+//! not written again when another shard's failure makes the batch retry.
+
+use std::time::{Duration, Instant};
+
+use qoe_common::clickhouse::Shard;
+use qoe_schema::rows::HeartbeatRow;
+
+use crate::batch::Batch;
+use crate::metrics::metrics;
+
+/// The table every row goes to.
+pub const TABLE: &str = "heartbeats_local";
+
+/// Why a shard did not take its rows.
+#[derive(Debug, thiserror::Error)]
+#[error("shard {shard} ({url}): {reason}")]
+pub struct WriteError {
+    /// 1-based shard number.
+    pub shard: usize,
+    /// Its URL.
+    pub url: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Inserts batches into every shard.
+pub struct Writer {
+    shards: Vec<Shard>,
+    timeout: Duration,
+}
+
+impl Writer {
+    /// A writer over `shards`, each insert bounded by `timeout`.
+    pub fn new(shards: Vec<Shard>, timeout: Duration) -> Self {
+        Writer { shards, timeout }
+    }
+
+    /// How many shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Writes every not-yet-written shard of `batch`; stops at the first
+    /// failure (the caller retries).
+    pub async fn write(&self, batch: &mut Batch) -> Result<(), WriteError> {
+        for (i, shard) in self.shards.iter().enumerate() {
+            if batch.written[i] || batch.rows[i].is_empty() {
+                batch.written[i] = true;
+                continue;
+            }
+            let started = Instant::now();
+            let result = tokio::time::timeout(self.timeout, insert(shard, &batch.rows[i])).await;
+            let err = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no answer within {:?}", self.timeout)),
+            };
+            if let Some(reason) = err {
+                metrics().insert_retries.with_label_values(&[TABLE]).inc();
+                return Err(WriteError {
+                    shard: shard.number,
+                    url: shard.url.clone(),
+                    reason,
+                });
+            }
+            let m = metrics();
+            m.insert_seconds
+                .with_label_values(&[TABLE])
+                .observe(started.elapsed().as_secs_f64());
+            m.rows_written
+                .with_label_values(&[TABLE])
+                .inc_by(batch.rows[i].len() as u64);
+            batch.written[i] = true;
+        }
+        Ok(())
+    }
+}
+
+async fn insert(shard: &Shard, rows: &[HeartbeatRow]) -> Result<(), clickhouse::error::Error> {
+    let mut insert = shard.client.insert::<HeartbeatRow>(TABLE).await?;
+    for row in rows {
+        insert.write(row).await?;
+    }
+    insert.end().await
+}
