@@ -40,7 +40,10 @@ impl Batch {
         self.started.get_or_insert_with(Instant::now);
         self.records += 1;
         self.bytes += bytes;
-        let next = self.offsets.entry((topic.to_owned(), partition)).or_insert(0);
+        let next = self
+            .offsets
+            .entry((topic.to_owned(), partition))
+            .or_insert(0);
         *next = (*next).max(offset + 1);
     }
 

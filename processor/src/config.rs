@@ -32,6 +32,11 @@ pub struct ProcessorConfig {
 pub struct ProcessorSettings {
     /// Kafka consumer group; every process of one deployment uses the same.
     pub group: String,
+    /// Static group membership (`group.instance.id`): a stable name per
+    /// process (e.g. the pod name). A restarted process with the same name
+    /// takes its partitions back at once instead of waiting for the broker
+    /// to expire the dead member. Empty = dynamic membership.
+    pub instance_id: String,
     /// Flush a batch when it has this many rows...
     pub batch_rows: usize,
     /// ...or when its oldest row has waited this long, whichever first.
@@ -58,6 +63,7 @@ impl Default for ProcessorSettings {
     fn default() -> Self {
         ProcessorSettings {
             group: "qoe-processor".into(),
+            instance_id: String::new(),
             batch_rows: 100_000,
             batch_interval: Duration::from_secs(1),
             max_open_views: 2_000_000,
@@ -94,13 +100,22 @@ impl Validate for ProcessorConfig {
             ));
         }
         if p.batch_rows == 0 {
-            return Err(ConfigError::invalid("processor.batch_rows", "must be greater than zero"));
+            return Err(ConfigError::invalid(
+                "processor.batch_rows",
+                "must be greater than zero",
+            ));
         }
         if p.batch_interval.is_zero() {
-            return Err(ConfigError::invalid("processor.batch_interval", "must be greater than zero"));
+            return Err(ConfigError::invalid(
+                "processor.batch_interval",
+                "must be greater than zero",
+            ));
         }
         if p.max_open_views == 0 {
-            return Err(ConfigError::invalid("processor.max_open_views", "must be greater than zero"));
+            return Err(ConfigError::invalid(
+                "processor.max_open_views",
+                "must be greater than zero",
+            ));
         }
         if p.retry_backoff.is_zero() || p.retry_max_backoff < p.retry_backoff {
             return Err(ConfigError::invalid(

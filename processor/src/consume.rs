@@ -11,7 +11,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
@@ -110,7 +112,10 @@ impl Loop {
             }
         }
         if !batch.is_empty() {
-            tracing::info!(records = batch.records, "flushing the last batch before exit");
+            tracing::info!(
+                records = batch.records,
+                "flushing the last batch before exit"
+            );
             self.flush(&mut batch).await;
         }
     }
@@ -119,13 +124,22 @@ impl Loop {
     /// their new owner, so drop them (and the per-view state they built).
     fn forget(&self, batch: &mut Batch, views: &mut ViewTable) {
         if !batch.is_empty() {
-            tracing::info!(records = batch.records, "rebalance: dropping uncommitted records; they will be read again");
+            tracing::info!(
+                records = batch.records,
+                "rebalance: dropping uncommitted records; they will be read again"
+            );
         }
         batch.clear();
         views.clear();
     }
 
-    async fn take(&self, msg: &BorrowedMessage<'_>, batch: &mut Batch, views: &mut ViewTable, shards: usize) {
+    async fn take(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        batch: &mut Batch,
+        views: &mut ViewTable,
+        shards: usize,
+    ) {
         metrics().records.inc();
         let payload = msg.payload().unwrap_or_default();
         match decode(payload) {
@@ -145,20 +159,36 @@ impl Loop {
     /// its offset is never committed before it is safe elsewhere.
     async fn dead_letter(&self, msg: &BorrowedMessage<'_>, reason: &'static str) {
         metrics().dead_letters.with_label_values(&[reason]).inc();
-        tracing::warn!(reason, topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), "dead-lettering a record");
+        tracing::warn!(
+            reason,
+            topic = msg.topic(),
+            partition = msg.partition(),
+            offset = msg.offset(),
+            "dead-lettering a record"
+        );
         let origin = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
         let mut backoff = self.settings.retry_backoff;
         loop {
             let headers = OwnedHeaders::new()
-                .insert(Header { key: DEAD_LETTER_REASON_HEADER, value: Some(reason) })
-                .insert(Header { key: "qoe-origin", value: Some(origin.as_str()) });
+                .insert(Header {
+                    key: DEAD_LETTER_REASON_HEADER,
+                    value: Some(reason),
+                })
+                .insert(Header {
+                    key: "qoe-origin",
+                    value: Some(origin.as_str()),
+                });
             let mut record = FutureRecord::to(&self.dead_letter_topic)
                 .payload(msg.payload().unwrap_or_default())
                 .headers(headers);
             if let Some(key) = msg.key() {
                 record = record.key(key);
             }
-            match self.dead_letters.send(record, Duration::from_secs(10)).await {
+            match self
+                .dead_letters
+                .send(record, Duration::from_secs(10))
+                .await
+            {
                 Ok(_) => return,
                 Err((err, _)) => {
                     tracing::error!(error = %err, "dead-letter topic refused a record; retrying");
@@ -267,10 +297,13 @@ pub type StartError = rdkafka::error::KafkaError;
 /// Creates the consumer (subscribed) and the dead-letter producer.
 pub fn clients(
     kafka: &qoe_common::config::KafkaConfig,
-    group: &str,
+    settings: &ProcessorSettings,
 ) -> Result<(StreamConsumer<Context>, FutureProducer), StartError> {
-    let mut cfg = qoe_common::kafka::consumer_config(kafka, group);
+    let mut cfg = qoe_common::kafka::consumer_config(kafka, &settings.group);
     cfg.set("statistics.interval.ms", "5000");
+    if !settings.instance_id.is_empty() {
+        cfg.set("group.instance.id", &settings.instance_id);
+    }
     let consumer: StreamConsumer<Context> = cfg.create_with_context(Context::default())?;
     consumer.subscribe(&[&kafka.topic])?;
     let producer: FutureProducer = qoe_common::kafka::producer_config(kafka).create()?;

@@ -42,10 +42,13 @@ pub async fn run(
     cfg: ProcessorConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProcessorError> {
-    let mut probes = vec![qoe_common::kafka::probe(&cfg.kafka, vec![cfg.kafka.topic.clone()])?];
+    let mut probes = vec![qoe_common::kafka::probe(
+        &cfg.kafka,
+        vec![cfg.kafka.topic.clone()],
+    )?];
     probes.extend(qoe_common::clickhouse::probes(&cfg.clickhouse));
     let admin = qoe_common::admin::start(&cfg.admin, probes).await?;
-    let (consumer, dead_letters) = consume::clients(&cfg.kafka, &cfg.processor.group)?;
+    let (consumer, dead_letters) = consume::clients(&cfg.kafka, &cfg.processor)?;
     let writer = writer::Writer::new(
         qoe_common::clickhouse::shards(&cfg.clickhouse),
         Duration::from_secs(30),

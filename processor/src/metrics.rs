@@ -4,8 +4,8 @@ use std::sync::OnceLock;
 
 use prometheus::{
     register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec,
+    register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec,
 };
 
 /// Every processor metric.
@@ -42,7 +42,9 @@ pub struct Metrics {
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(|| {
-        let seconds = vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+        let seconds = vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
         let sizes = prometheus::exponential_buckets(10.0, 4.0, 10).expect("buckets");
         // Registration fails only on a duplicate name, which OnceLock rules out.
         Metrics {
@@ -54,8 +56,12 @@ pub fn metrics() -> &'static Metrics {
             .expect("metric"),
             records: register_int_counter!("qoe_processor_records_total", "Records consumed")
                 .expect("metric"),
-            batch_rows: register_histogram!("qoe_processor_batch_rows", "Rows per flushed batch", sizes.clone())
-                .expect("metric"),
+            batch_rows: register_histogram!(
+                "qoe_processor_batch_rows",
+                "Rows per flushed batch",
+                sizes.clone()
+            )
+            .expect("metric"),
             batch_bytes: register_histogram!(
                 "qoe_processor_batch_bytes",
                 "Bytes (Kafka values) per flushed batch",

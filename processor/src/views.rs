@@ -59,11 +59,20 @@ impl ViewTable {
         let key = (Arc::from(hb.property_id.as_str()), e.view_id.clone());
         let seen = match self.views.get_mut(&key) {
             None => {
-                self.views.insert(key.clone(), ViewState { seq: e.seq, last_ts_ms: e.ts_ms });
+                self.views.insert(
+                    key.clone(),
+                    ViewState {
+                        seq: e.seq,
+                        last_ts_ms: e.ts_ms,
+                    },
+                );
                 Seen::New
             }
             Some(state) if e.seq > state.seq => {
-                *state = ViewState { seq: e.seq, last_ts_ms: e.ts_ms.max(state.last_ts_ms) };
+                *state = ViewState {
+                    seq: e.seq,
+                    last_ts_ms: e.ts_ms.max(state.last_ts_ms),
+                };
                 Seen::Newer
             }
             Some(state) if e.seq == state.seq => return Seen::Duplicate,
@@ -86,7 +95,10 @@ impl ViewTable {
         self.views.retain(|_, v| now_ms - v.last_ts_ms < timeout);
         let closed = before - self.views.len();
         if closed > 0 {
-            metrics().views_closed.with_label_values(&["timeout"]).inc_by(closed as u64);
+            metrics()
+                .views_closed
+                .with_label_values(&["timeout"])
+                .inc_by(closed as u64);
         }
         metrics().open_views.set(self.views.len() as i64);
     }
@@ -124,7 +136,10 @@ impl ViewTable {
                 true
             }
         });
-        metrics().views_closed.with_label_values(&["evicted"]).inc_by((n - left) as u64);
+        metrics()
+            .views_closed
+            .with_label_values(&["evicted"])
+            .inc_by((n - left) as u64);
     }
 }
 
@@ -144,7 +159,10 @@ mod tests {
     fn newer_duplicate_older() {
         let mut t = ViewTable::new(10, 1000);
         assert_eq!(t.observe(&hb("a", 5, 1, EventType::Heartbeat)), Seen::New);
-        assert_eq!(t.observe(&hb("a", 5, 1, EventType::Heartbeat)), Seen::Duplicate);
+        assert_eq!(
+            t.observe(&hb("a", 5, 1, EventType::Heartbeat)),
+            Seen::Duplicate
+        );
         assert_eq!(t.observe(&hb("a", 3, 1, EventType::Heartbeat)), Seen::Older);
         assert_eq!(t.observe(&hb("a", 6, 2, EventType::Heartbeat)), Seen::Newer);
         assert_eq!(t.observe(&hb("a", 7, 3, EventType::Viewend)), Seen::Newer);
@@ -159,7 +177,10 @@ mod tests {
         }
         assert!(t.len() <= 100, "{}", t.len());
         // The most recent views are the ones kept.
-        assert_eq!(t.observe(&hb("v499", 1, 499, EventType::Heartbeat)), Seen::Duplicate);
+        assert_eq!(
+            t.observe(&hb("v499", 1, 499, EventType::Heartbeat)),
+            Seen::Duplicate
+        );
         t.expire(499 + 1000);
         assert!(t.is_empty());
     }

@@ -1,0 +1,243 @@
+//! What the processor's integration tests share: a topic and a migrated
+//! database of their own, a producer of heartbeat records, a processor
+//! binary to start, and the committed-offsets and metrics checks.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use qoe_common::clickhouse::server_client;
+use qoe_schema::beacon::Event;
+use qoe_schema::metrics::{self, Overview, Range, ViewFacts};
+use qoe_schema::record::{Enrichment, Heartbeat};
+use qoe_testkit::{unique, Service, Stack};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+
+pub const PROPERTY: &str = "prop-1";
+
+pub struct Setup {
+    pub stack: Stack,
+    pub topic: String,
+    pub dlq: String,
+    pub db: String,
+}
+
+impl Setup {
+    /// A fresh topic (4 partitions), its dead-letter topic and a migrated database.
+    pub async fn new(name: &str) -> Setup {
+        let stack = Stack::from_env();
+        let topic = unique(name);
+        let dlq = format!("{topic}.dlq");
+        stack.create_topic(&topic, 4).await;
+        stack.create_topic(&dlq, 1).await;
+        let db = unique(name);
+        qoe_schema::migrate::apply(&stack.clickhouse(&db), qoe_schema::migrations::ALL)
+            .await
+            .expect("migrations");
+        Setup {
+            stack,
+            topic,
+            dlq,
+            db,
+        }
+    }
+
+    /// Produces `events` as heartbeat records keyed by view.
+    pub async fn produce(&self, events: &[Event]) {
+        let records: Vec<(String, Vec<u8>)> = events
+            .iter()
+            .map(|e| {
+                let hb = Heartbeat::new(
+                    PROPERTY.into(),
+                    e.ts_ms + 100,
+                    Enrichment::default(),
+                    e.clone(),
+                );
+                (e.view_id.to_string(), hb.encode())
+            })
+            .collect();
+        self.produce_raw(&records).await;
+    }
+
+    /// Produces raw `(key, value)` records.
+    pub async fn produce_raw(&self, records: &[(String, Vec<u8>)]) {
+        let producer: FutureProducer =
+            qoe_common::kafka::producer_config(&self.stack.kafka(&self.topic))
+                .create()
+                .unwrap();
+        for (key, value) in records {
+            producer
+                .send(
+                    FutureRecord::to(&self.topic).key(key).payload(value),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("produced");
+        }
+    }
+
+    /// Starts a processor in `group`, optionally through other shard URLs.
+    pub fn processor(
+        &self,
+        group: &str,
+        shards: Option<Vec<String>>,
+        extra: &[(&str, String)],
+    ) -> Service {
+        let shards = shards.unwrap_or_else(|| self.stack.shards.clone());
+        let mut env = vec![
+            ("QOE_KAFKA__BROKERS", self.stack.brokers.clone()),
+            ("QOE_KAFKA__TOPIC", self.topic.clone()),
+            ("QOE_KAFKA__DEAD_LETTER_TOPIC", self.dlq.clone()),
+            ("QOE_CLICKHOUSE__SHARDS", shards.join(",")),
+            ("QOE_CLICKHOUSE__DATABASE", self.db.clone()),
+            ("QOE_PROCESSOR__GROUP", group.to_owned()),
+            ("QOE_PROCESSOR__BATCH_ROWS", "200".to_owned()),
+            ("QOE_PROCESSOR__BATCH_INTERVAL", "200ms".to_owned()),
+            ("QOE_PROCESSOR__RETRY_MAX_BACKOFF", "500ms".to_owned()),
+        ];
+        env.extend(extra.iter().cloned());
+        Service::spawn("qoe-processor", env!("CARGO_BIN_EXE_qoe-processor"), &env)
+    }
+
+    /// Sum of `group`'s committed offsets over the topic's partitions.
+    pub fn committed(&self, group: &str) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.stack.brokers)
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let md = consumer
+            .fetch_metadata(Some(&self.topic), Duration::from_secs(5))
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in md.topics()[0].partitions() {
+            tpl.add_partition(&self.topic, p.id());
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(5))
+            .unwrap();
+        committed
+            .elements()
+            .iter()
+            .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
+            .sum()
+    }
+
+    /// Waits until `group` has committed `n` records.
+    pub async fn wait_committed(&self, group: &str, n: i64, timeout: Duration) {
+        let what = format!("group {group} to commit {n} records");
+        qoe_testkit::wait_until(timeout, &what, || async { self.committed(group) >= n }).await;
+    }
+
+    /// Every metric for `range`, read through the Distributed tables.
+    pub async fn overview(&self, range: Range, now: u32) -> Overview {
+        let client = server_client(&self.stack.clickhouse(&self.db), &self.stack.shards[0]);
+        client
+            .query(&metrics::overview_sql(
+                &self.db, PROPERTY, range, now, 3600, 86_400,
+            ))
+            .fetch_one()
+            .await
+            .expect("overview")
+    }
+
+    /// Concurrent viewers per minute, through the per-minute aggregate.
+    pub async fn concurrent(&self, range: Range) -> Vec<(u32, u64)> {
+        let client = server_client(&self.stack.clickhouse(&self.db), &self.stack.shards[0]);
+        client
+            .query(&metrics::concurrent_per_minute_sql(
+                &self.db, PROPERTY, range,
+            ))
+            .fetch_all()
+            .await
+            .expect("concurrent")
+    }
+
+    /// Rows of `table_local` on each shard.
+    pub async fn per_shard(&self, table: &str) -> Vec<u64> {
+        let mut out = Vec::new();
+        for url in &self.stack.shards {
+            let client = server_client(&self.stack.clickhouse(&self.db), url);
+            let n: u64 = client
+                .query(&format!("SELECT count() FROM {}.{table}_local", self.db))
+                .fetch_one()
+                .await
+                .unwrap();
+            out.push(n);
+        }
+        out
+    }
+
+    pub async fn drop_database(&self) {
+        for url in &self.stack.shards {
+            let _ = server_client(&self.stack.clickhouse(&self.db), url)
+                .query(&format!("DROP DATABASE IF EXISTS {}", self.db))
+                .execute()
+                .await;
+        }
+    }
+}
+
+/// The range covering `sample::views` and "now" for it.
+pub fn whole() -> (Range, u32) {
+    let now = (qoe_schema::sample::NOW_MS / 1000) as u32;
+    (
+        Range {
+            from: now - 7200,
+            to: now + 7200,
+        },
+        now,
+    )
+}
+
+/// Asserts ClickHouse's overview equals the definition over `events`.
+pub fn assert_matches(got: &Overview, events: &[Event], range: Range, now: u32) {
+    let want = metrics::overview(&ViewFacts::latest_per_view(events), range, now, 3600);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+    assert_eq!(
+        (
+            got.views,
+            got.unique_viewers,
+            got.watch_time_ms,
+            got.playing_time_ms,
+            got.ended_in_range
+        ),
+        (
+            want.views,
+            want.unique_viewers,
+            want.watch_time_ms,
+            want.playing_time_ms,
+            want.ended_in_range
+        )
+    );
+    assert_eq!(
+        (
+            got.startup_time_ms_p50,
+            got.startup_time_ms_p90,
+            got.startup_time_ms_p95
+        ),
+        (
+            want.startup_time_ms_p50,
+            want.startup_time_ms_p90,
+            want.startup_time_ms_p95
+        )
+    );
+    for (g, w) in [
+        (got.playback_failure_pct, want.playback_failure_pct),
+        (got.exits_before_start_pct, want.exits_before_start_pct),
+        (got.rebuffer_pct, want.rebuffer_pct),
+        (
+            got.rebuffer_frequency_per_min,
+            want.rebuffer_frequency_per_min,
+        ),
+        (
+            got.rebuffer_duration_ms_per_view,
+            want.rebuffer_duration_ms_per_view,
+        ),
+        (got.avg_bitrate_kbps, want.avg_bitrate_kbps),
+    ] {
+        assert!(close(g, w), "got {got:?}\nwant {want:?}");
+    }
+}
