@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
-use qoe_testkit::{create_topic, status_of, unique, Broker, Service};
+use qoe_testkit::{create_topic, free_port, status_of, unique, Broker, Service};
+
+fn listen() -> (&'static str, String) {
+    ("QOE_HTTP__LISTEN", format!("127.0.0.1:{}", free_port()))
+}
 
 #[tokio::test]
 async fn ready_follows_the_broker() {
@@ -15,6 +19,7 @@ async fn ready_follows_the_broker() {
         &[
             ("QOE_KAFKA__BROKERS", broker.addr.clone()),
             ("QOE_KAFKA__TOPIC", topic.clone()),
+            listen(),
         ],
     );
     qoe_testkit::wait_until(Duration::from_secs(20), "healthz", || async {
@@ -40,7 +45,7 @@ async fn ready_follows_the_broker() {
 
 #[tokio::test]
 async fn sigterm_exits_cleanly() {
-    let mut svc = Service::spawn("qoe-collector", env!("CARGO_BIN_EXE_qoe-collector"), &[]);
+    let mut svc = Service::spawn("qoe-collector", env!("CARGO_BIN_EXE_qoe-collector"), &[listen()]);
     qoe_testkit::wait_until(Duration::from_secs(20), "healthz", || async {
         status_of(&format!("{}/healthz", svc.admin)).await == Some(200)
     })
