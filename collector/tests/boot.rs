@@ -45,7 +45,11 @@ async fn ready_follows_the_broker() {
 
 #[tokio::test]
 async fn sigterm_exits_cleanly() {
-    let mut svc = Service::spawn("qoe-collector", env!("CARGO_BIN_EXE_qoe-collector"), &[listen()]);
+    let mut svc = Service::spawn(
+        "qoe-collector",
+        env!("CARGO_BIN_EXE_qoe-collector"),
+        &[listen()],
+    );
     qoe_testkit::wait_until(Duration::from_secs(20), "healthz", || async {
         status_of(&format!("{}/healthz", svc.admin)).await == Some(200)
     })

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use qoe_common::cli::HasLog;
-use qoe_common::config::{AdminConfig, ConfigError, LogConfig, Validate};
+use qoe_common::config::{AdminConfig, ConfigError, KafkaConfig, LogConfig, Validate};
 
 /// Everything `qoe-loadgen` reads at start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,6 +17,8 @@ pub struct LoadgenConfig {
     pub admin: AdminConfig,
     /// The pipeline under test.
     pub target: TargetConfig,
+    /// The broker and heartbeat topic `generate` writes to.
+    pub kafka: KafkaConfig,
 }
 
 /// Where the pipeline under test answers (`[target]`).
@@ -47,6 +49,7 @@ impl Default for LoadgenConfig {
             log: LogConfig::default(),
             admin: AdminConfig::on_port(9104),
             target: TargetConfig::default(),
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -54,6 +57,7 @@ impl Default for LoadgenConfig {
 impl Validate for LoadgenConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.admin.validate()?;
+        self.kafka.validate()?;
         for url in &self.target.ready_urls {
             if !url.starts_with("http://") {
                 return Err(ConfigError::invalid(

@@ -5,6 +5,7 @@
 //! simulator, `verify` and `capacity` arrive with the loadgen issue.
 
 pub mod config;
+pub mod generate;
 
 use std::time::{Duration, Instant};
 

@@ -29,6 +29,16 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime_duration)]
         timeout: Duration,
     },
+    /// Write realistic heartbeat history straight into the topic of
+    /// `[kafka]` (no collector), as fast as the broker takes it.
+    Generate {
+        /// How many heartbeats.
+        #[arg(long)]
+        heartbeats: u64,
+        /// Property id of the records.
+        #[arg(long, default_value = "bench-property")]
+        property: String,
+    },
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -50,6 +60,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match command {
         Command::Check { timeout } => runtime.block_on(qoe_loadgen::check(&cfg, timeout))?,
+        Command::Generate { heartbeats, property } => {
+            let g = qoe_loadgen::generate::generate(&cfg.kafka, &property, heartbeats)?;
+            println!(
+                "generated {} heartbeats of {} views into {} in {:.1}s ({:.0}/s)",
+                g.heartbeats,
+                g.views,
+                cfg.kafka.topic,
+                g.elapsed.as_secs_f64(),
+                g.heartbeats as f64 / g.elapsed.as_secs_f64()
+            );
+        }
     }
     Ok(())
 }

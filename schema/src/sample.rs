@@ -89,89 +89,94 @@ pub fn single_body() -> Vec<u8> {
 pub fn views(n: usize, base_ms: i64) -> Vec<Event> {
     let mut out = Vec::new();
     for i in 0..n {
-        let id = format!("view-{i:05}");
-        let start = base_ms - 1_800_000 + i as i64 * 37_000;
-        let kind = i % 6;
-        let startup = 300 + (i as u32 * 137) % 4000;
-        let mut e = event(&id, 1);
-        e.viewer_id = format!("viewer-{}", i % (n / 2 + 1)).into();
-        e.video_id = format!("video-{}", i % 4).into();
-        e.cdn = ["cdn-a", "cdn-b"][i % 2].into();
-        e.view_start_ms = start;
-        e.ts_ms = start;
-        e.event = EventType::Viewstart;
-        e.state = PlayerState::Idle;
-        e.play_requested = false;
-        e.startup_time_ms = None;
-        e.watch_time_ms = 0;
-        e.playing_time_ms = 0;
-        e.rebuffer_count = 0;
-        e.rebuffer_duration_ms = 0;
-        e.avg_bitrate_kbps = 0;
-        out.push(e.clone());
-        if kind == 5 {
-            e.seq += 1;
-            e.ts_ms += 5_000;
-            e.event = EventType::Viewend;
-            e.state = PlayerState::Ended;
-            out.push(e);
-            continue;
-        }
-        e.seq += 1;
-        e.ts_ms += 1_000;
-        e.event = EventType::Play;
-        e.state = PlayerState::Starting;
-        e.play_requested = true;
-        out.push(e.clone());
-        if kind == 2 || kind == 1 {
-            // Leaves (or fails) before the first frame.
-            e.seq += 1;
-            e.ts_ms += 6_000;
-            e.watch_time_ms = 6_000;
-            if kind == 1 {
-                e.event = EventType::Error;
-                e.state = PlayerState::Errored;
-                e.error_fatal = true;
-                e.error_code = "MEDIA_ERR_DECODE".into();
-            } else {
-                e.event = EventType::Viewend;
-                e.state = PlayerState::Ended;
-            }
-            out.push(e);
-            continue;
-        }
-        e.seq += 1;
-        e.ts_ms += i64::from(startup);
-        e.event = EventType::Playing;
-        e.state = PlayerState::Playing;
-        e.startup_time_ms = Some(startup);
-        e.watch_time_ms = u64::from(startup);
-        e.avg_bitrate_kbps = 2_000 + (i as u32 % 5) * 500;
-        out.push(e.clone());
-        for _ in 0..(3 + i % 5) {
-            e.seq += 1;
-            e.ts_ms += 10_000;
-            e.event = EventType::Heartbeat;
-            e.watch_time_ms += 10_000;
-            e.playing_time_ms += 10_000;
-            if kind == 4 {
-                e.rebuffer_count += 1;
-                e.rebuffer_duration_ms += 2_500;
-                e.playing_time_ms -= 2_500;
-            }
-            out.push(e.clone());
-        }
-        if kind != 3 {
-            e.seq += 1;
-            e.ts_ms += 2_000;
-            e.event = EventType::Viewend;
-            e.state = PlayerState::Ended;
-            e.watch_time_ms += 2_000;
-            e.playing_time_ms += 2_000;
-            out.push(e);
-        }
+        view_into(i, n, base_ms - 1_800_000 + i as i64 * 37_000, &mut out);
     }
     out
+}
+
+/// The events of view number `i` of `n` (see [`views`]), starting at
+/// `start` (ms), appended to `out`.
+pub fn view_into(i: usize, n: usize, start: i64, out: &mut Vec<Event>) {
+    let id = format!("view-{i:05}");
+    let kind = i % 6;
+    let startup = 300 + (i as u32 * 137) % 4000;
+    let mut e = event(&id, 1);
+    e.viewer_id = format!("viewer-{}", i % (n / 2 + 1)).into();
+    e.video_id = format!("video-{}", i % 4).into();
+    e.cdn = ["cdn-a", "cdn-b"][i % 2].into();
+    e.view_start_ms = start;
+    e.ts_ms = start;
+    e.event = EventType::Viewstart;
+    e.state = PlayerState::Idle;
+    e.play_requested = false;
+    e.startup_time_ms = None;
+    e.watch_time_ms = 0;
+    e.playing_time_ms = 0;
+    e.rebuffer_count = 0;
+    e.rebuffer_duration_ms = 0;
+    e.avg_bitrate_kbps = 0;
+    out.push(e.clone());
+    if kind == 5 {
+        e.seq += 1;
+        e.ts_ms += 5_000;
+        e.event = EventType::Viewend;
+        e.state = PlayerState::Ended;
+        out.push(e);
+        return;
+    }
+    e.seq += 1;
+    e.ts_ms += 1_000;
+    e.event = EventType::Play;
+    e.state = PlayerState::Starting;
+    e.play_requested = true;
+    out.push(e.clone());
+    if kind == 2 || kind == 1 {
+        // Leaves (or fails) before the first frame.
+        e.seq += 1;
+        e.ts_ms += 6_000;
+        e.watch_time_ms = 6_000;
+        if kind == 1 {
+            e.event = EventType::Error;
+            e.state = PlayerState::Errored;
+            e.error_fatal = true;
+            e.error_code = "MEDIA_ERR_DECODE".into();
+        } else {
+            e.event = EventType::Viewend;
+            e.state = PlayerState::Ended;
+        }
+        out.push(e);
+        return;
+    }
+    e.seq += 1;
+    e.ts_ms += i64::from(startup);
+    e.event = EventType::Playing;
+    e.state = PlayerState::Playing;
+    e.startup_time_ms = Some(startup);
+    e.watch_time_ms = u64::from(startup);
+    e.avg_bitrate_kbps = 2_000 + (i as u32 % 5) * 500;
+    out.push(e.clone());
+    for _ in 0..(3 + i % 5) {
+        e.seq += 1;
+        e.ts_ms += 10_000;
+        e.event = EventType::Heartbeat;
+        e.watch_time_ms += 10_000;
+        e.playing_time_ms += 10_000;
+        if kind == 4 {
+            e.rebuffer_count += 1;
+            e.rebuffer_duration_ms += 2_500;
+            e.playing_time_ms -= 2_500;
+        }
+        out.push(e.clone());
+    }
+    if kind != 3 {
+        e.seq += 1;
+        e.ts_ms += 2_000;
+        e.event = EventType::Viewend;
+        e.state = PlayerState::Ended;
+        e.watch_time_ms += 2_000;
+        e.playing_time_ms += 2_000;
+        out.push(e);
+    }
 }
 
 /// A batch the way a player SDK sends it: one view's `n` events, the
