@@ -25,12 +25,17 @@ pub struct Generated {
 }
 
 /// Produces `heartbeats` records for `property` into `kafka.topic`.
-pub fn generate(kafka: &KafkaConfig, property: &str, heartbeats: u64) -> Result<Generated, KafkaError> {
-    let producer: ThreadedProducer<DefaultProducerContext> = qoe_common::kafka::producer_config(kafka)
-        .set("linger.ms", "50")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .create()?;
+pub fn generate(
+    kafka: &KafkaConfig,
+    property: &str,
+    heartbeats: u64,
+) -> Result<Generated, KafkaError> {
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        qoe_common::kafka::producer_config(kafka)
+            .set("linger.ms", "50")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.kbytes", "1048576")
+            .create()?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -60,7 +60,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match command {
         Command::Check { timeout } => runtime.block_on(qoe_loadgen::check(&cfg, timeout))?,
-        Command::Generate { heartbeats, property } => {
+        Command::Generate {
+            heartbeats,
+            property,
+        } => {
             let g = qoe_loadgen::generate::generate(&cfg.kafka, &property, heartbeats)?;
             println!(
                 "generated {} heartbeats of {} views into {} in {:.1}s ({:.0}/s)",

@@ -19,7 +19,11 @@ async fn generates_decodable_heartbeats() {
         .output()
         .await
         .expect("run qoe-loadgen");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("generated 500 heartbeats"));
     let records = consume(&stack.brokers, &topic, 500, Duration::from_secs(60)).await;
     assert_eq!(records.len(), 500);

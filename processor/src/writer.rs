@@ -2,6 +2,7 @@
 //! `heartbeats_local` (ClickHouse's materialized views derive `views_local`
 //! and `minute_dims_local` from the same block). A shard already written is
 //! not written again when another shard's failure makes the batch retry.
+//! Shards are written concurrently.
 
 use std::time::{Duration, Instant};
 
@@ -43,39 +44,57 @@ impl Writer {
         self.shards.len()
     }
 
-    /// Writes every not-yet-written shard of `batch`; stops at the first
-    /// failure (the caller retries).
+    /// Writes every not-yet-written shard of `batch`, all shards at once;
+    /// returns the first failure (the caller retries the failed ones).
     pub async fn write(&self, batch: &mut Batch) -> Result<(), WriteError> {
-        for (i, shard) in self.shards.iter().enumerate() {
-            if batch.written[i] || batch.rows[i].is_empty() {
-                batch.written[i] = true;
-                continue;
+        let pending = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !batch.written[*i] && !batch.rows[*i].is_empty())
+            .map(|(i, shard)| {
+                let rows = &batch.rows[i];
+                async move {
+                    let started = Instant::now();
+                    let result = tokio::time::timeout(self.timeout, insert(shard, rows)).await;
+                    let outcome = match result {
+                        Ok(Ok(())) => Ok(started.elapsed()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+                    };
+                    (i, outcome)
+                }
+            });
+        let results = futures::future::join_all(pending).await;
+        let m = metrics();
+        let mut first_error = None;
+        for (i, outcome) in results {
+            match outcome {
+                Ok(took) => {
+                    m.insert_seconds
+                        .with_label_values(&[TABLE])
+                        .observe(took.as_secs_f64());
+                    m.rows_written
+                        .with_label_values(&[TABLE])
+                        .inc_by(batch.rows[i].len() as u64);
+                    batch.written[i] = true;
+                }
+                Err(reason) => {
+                    m.insert_retries.with_label_values(&[TABLE]).inc();
+                    first_error.get_or_insert(WriteError {
+                        shard: self.shards[i].number,
+                        url: self.shards[i].url.clone(),
+                        reason,
+                    });
+                }
             }
-            let started = Instant::now();
-            let result = tokio::time::timeout(self.timeout, insert(shard, &batch.rows[i])).await;
-            let err = match result {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some(format!("no answer within {:?}", self.timeout)),
-            };
-            if let Some(reason) = err {
-                metrics().insert_retries.with_label_values(&[TABLE]).inc();
-                return Err(WriteError {
-                    shard: shard.number,
-                    url: shard.url.clone(),
-                    reason,
-                });
-            }
-            let m = metrics();
-            m.insert_seconds
-                .with_label_values(&[TABLE])
-                .observe(started.elapsed().as_secs_f64());
-            m.rows_written
-                .with_label_values(&[TABLE])
-                .inc_by(batch.rows[i].len() as u64);
-            batch.written[i] = true;
         }
-        Ok(())
+        for (i, rows) in batch.rows.iter().enumerate() {
+            if rows.is_empty() {
+                batch.written[i] = true;
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 
