@@ -33,9 +33,11 @@ pub struct ProcessorSettings {
     /// Kafka consumer group; every process of one deployment uses the same.
     pub group: String,
     /// Static group membership (`group.instance.id`): a stable name per
-    /// process (e.g. the pod name). A restarted process with the same name
-    /// takes its partitions back at once instead of waiting for the broker
-    /// to expire the dead member. Empty = dynamic membership.
+    /// process (e.g. a StatefulSet pod name). A restarted process with the
+    /// same name takes its partitions back at once instead of waiting for
+    /// the broker to expire the dead member — but a static member that stops
+    /// for good keeps its partitions until its session expires, so leave it
+    /// empty (dynamic membership) for autoscaled processors.
     pub instance_id: String,
     /// Flush a batch when it has this many rows...
     pub batch_rows: usize,

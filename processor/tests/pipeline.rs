@@ -133,3 +133,44 @@ async fn poison_records_go_to_the_dead_letter_topic() {
     assert_matches(&setup.overview(range, now).await, &good, range, now);
     setup.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processors_share_the_work_and_survive_a_rebalance() {
+    let setup = Setup::new("scale").await;
+    let events = sample::views(80, sample::NOW_MS);
+    let (first, second) = events.split_at(events.len() / 2);
+    let group = unique("group");
+    // Dynamic membership: a leaving member hands its partitions over at once
+    // (a static member would keep them until its session expires).
+    let a = setup.processor(&group, None, &[]);
+    let mut b = setup.processor(&group, None, &[]);
+    // Both members join before the data arrives.
+    a.wait_ready(true, Duration::from_secs(30)).await;
+    b.wait_ready(true, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    setup.produce(first).await;
+    setup
+        .wait_committed(&group, first.len() as i64, Duration::from_secs(60))
+        .await;
+    let read = |text: String| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("qoe_processor_records_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (ra, rb) = (read(a.metrics().await), read(b.metrics().await));
+    assert!(ra > 0.0 && rb > 0.0, "both processors worked: {ra} + {rb}");
+
+    // One leaves (SIGTERM: it flushes, commits and leaves the group); the
+    // other takes its partitions and the rest of the stream.
+    let status = tokio::task::block_in_place(|| b.process.terminate(Duration::from_secs(30)))
+        .expect("b exits");
+    assert!(status.success());
+    setup.produce(second).await;
+    setup
+        .wait_committed(&group, events.len() as i64, Duration::from_secs(90))
+        .await;
+    let (range, now) = whole();
+    assert_matches(&setup.overview(range, now).await, &events, range, now);
+    setup.drop_database().await;
+}
