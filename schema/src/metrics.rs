@@ -144,6 +144,85 @@ pub struct Overview {
     pub avg_bitrate_kbps: f64,
 }
 
+impl Overview {
+    /// Compares two overviews the way `verify` and the tests do: counts,
+    /// sums and quantiles exactly, ratios within 1e-9 relative (the SQL and
+    /// Rust float paths may differ in the last bit). `Err` lists every
+    /// metric that differs, `name: got vs want`.
+    pub fn compare(&self, want: &Overview) -> Result<(), String> {
+        let mut diffs = Vec::new();
+        let exact = [
+            ("views", self.views, want.views),
+            ("unique_viewers", self.unique_viewers, want.unique_viewers),
+            ("watch_time_ms", self.watch_time_ms, want.watch_time_ms),
+            (
+                "playing_time_ms",
+                self.playing_time_ms,
+                want.playing_time_ms,
+            ),
+            ("ended_in_range", self.ended_in_range, want.ended_in_range),
+            (
+                "startup_time_ms_p50",
+                self.startup_time_ms_p50.into(),
+                want.startup_time_ms_p50.into(),
+            ),
+            (
+                "startup_time_ms_p90",
+                self.startup_time_ms_p90.into(),
+                want.startup_time_ms_p90.into(),
+            ),
+            (
+                "startup_time_ms_p95",
+                self.startup_time_ms_p95.into(),
+                want.startup_time_ms_p95.into(),
+            ),
+        ];
+        for (name, got, want) in exact {
+            if got != want {
+                diffs.push(format!("{name}: {got} vs {want}"));
+            }
+        }
+        let close = [
+            (
+                "playback_failure_pct",
+                self.playback_failure_pct,
+                want.playback_failure_pct,
+            ),
+            (
+                "exits_before_start_pct",
+                self.exits_before_start_pct,
+                want.exits_before_start_pct,
+            ),
+            ("rebuffer_pct", self.rebuffer_pct, want.rebuffer_pct),
+            (
+                "rebuffer_frequency_per_min",
+                self.rebuffer_frequency_per_min,
+                want.rebuffer_frequency_per_min,
+            ),
+            (
+                "rebuffer_duration_ms_per_view",
+                self.rebuffer_duration_ms_per_view,
+                want.rebuffer_duration_ms_per_view,
+            ),
+            (
+                "avg_bitrate_kbps",
+                self.avg_bitrate_kbps,
+                want.avg_bitrate_kbps,
+            ),
+        ];
+        for (name, got, want) in close {
+            if (got - want).abs() > 1e-9 * got.abs().max(want.abs()).max(1.0) {
+                diffs.push(format!("{name}: {got} vs {want}"));
+            }
+        }
+        if diffs.is_empty() {
+            Ok(())
+        } else {
+            Err(diffs.join("; "))
+        }
+    }
+}
+
 fn ratio(num: f64, den: f64) -> f64 {
     if den == 0.0 {
         0.0
@@ -512,6 +591,20 @@ mod tests {
         let facts = ViewFacts::latest_per_view([&later, &base, &base]);
         assert_eq!(facts.len(), 1);
         assert_eq!(facts[0].watch_time_ms, 99_000);
+    }
+
+    #[test]
+    fn compare_names_what_differs() {
+        let a = overview(&[view("a", 10, 100)], Range { from: 0, to: 1000 }, 5000, 3600);
+        assert_eq!(a.compare(&a.clone()), Ok(()));
+        let mut b = a.clone();
+        b.views += 1;
+        b.rebuffer_pct += 1e-3;
+        let err = a.compare(&b).unwrap_err();
+        assert!(err.contains("views: 1 vs 2") && err.contains("rebuffer_pct"), "{err}");
+        let mut c = a.clone();
+        c.avg_bitrate_kbps *= 1.0 + 1e-12; // float noise is not a difference
+        assert_eq!(a.compare(&c), Ok(()));
     }
 
     #[test]

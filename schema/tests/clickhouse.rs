@@ -11,70 +11,9 @@ use qoe_schema::rows::{shard_for, view_hash, HeartbeatRow};
 use qoe_schema::sample;
 use qoe_testkit::{unique, Stack};
 
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
-}
-
 fn assert_same(got: &Overview, want: &Overview) {
-    assert_eq!(
-        (
-            got.views,
-            got.unique_viewers,
-            got.watch_time_ms,
-            got.playing_time_ms,
-            got.ended_in_range
-        ),
-        (
-            want.views,
-            want.unique_viewers,
-            want.watch_time_ms,
-            want.playing_time_ms,
-            want.ended_in_range
-        ),
-        "counts and sums"
-    );
-    assert_eq!(
-        (
-            got.startup_time_ms_p50,
-            got.startup_time_ms_p90,
-            got.startup_time_ms_p95
-        ),
-        (
-            want.startup_time_ms_p50,
-            want.startup_time_ms_p90,
-            want.startup_time_ms_p95
-        ),
-        "startup quantiles"
-    );
-    for (name, g, w) in [
-        (
-            "playback_failure_pct",
-            got.playback_failure_pct,
-            want.playback_failure_pct,
-        ),
-        (
-            "exits_before_start_pct",
-            got.exits_before_start_pct,
-            want.exits_before_start_pct,
-        ),
-        ("rebuffer_pct", got.rebuffer_pct, want.rebuffer_pct),
-        (
-            "rebuffer_frequency_per_min",
-            got.rebuffer_frequency_per_min,
-            want.rebuffer_frequency_per_min,
-        ),
-        (
-            "rebuffer_duration_ms_per_view",
-            got.rebuffer_duration_ms_per_view,
-            want.rebuffer_duration_ms_per_view,
-        ),
-        (
-            "avg_bitrate_kbps",
-            got.avg_bitrate_kbps,
-            want.avg_bitrate_kbps,
-        ),
-    ] {
-        assert!(close(g, w), "{name}: got {g}, want {w}");
+    if let Err(diff) = got.compare(want) {
+        panic!("ClickHouse vs definition: {diff}");
     }
 }
 

@@ -195,49 +195,7 @@ pub fn whole() -> (Range, u32) {
 /// Asserts ClickHouse's overview equals the definition over `events`.
 pub fn assert_matches(got: &Overview, events: &[Event], range: Range, now: u32) {
     let want = metrics::overview(&ViewFacts::latest_per_view(events), range, now, 3600);
-    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
-    assert_eq!(
-        (
-            got.views,
-            got.unique_viewers,
-            got.watch_time_ms,
-            got.playing_time_ms,
-            got.ended_in_range
-        ),
-        (
-            want.views,
-            want.unique_viewers,
-            want.watch_time_ms,
-            want.playing_time_ms,
-            want.ended_in_range
-        )
-    );
-    assert_eq!(
-        (
-            got.startup_time_ms_p50,
-            got.startup_time_ms_p90,
-            got.startup_time_ms_p95
-        ),
-        (
-            want.startup_time_ms_p50,
-            want.startup_time_ms_p90,
-            want.startup_time_ms_p95
-        )
-    );
-    for (g, w) in [
-        (got.playback_failure_pct, want.playback_failure_pct),
-        (got.exits_before_start_pct, want.exits_before_start_pct),
-        (got.rebuffer_pct, want.rebuffer_pct),
-        (
-            got.rebuffer_frequency_per_min,
-            want.rebuffer_frequency_per_min,
-        ),
-        (
-            got.rebuffer_duration_ms_per_view,
-            want.rebuffer_duration_ms_per_view,
-        ),
-        (got.avg_bitrate_kbps, want.avg_bitrate_kbps),
-    ] {
-        assert!(close(g, w), "got {got:?}\nwant {want:?}");
+    if let Err(diff) = got.compare(&want) {
+        panic!("ClickHouse vs definition: {diff}");
     }
 }
