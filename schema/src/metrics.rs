@@ -595,13 +595,21 @@ mod tests {
 
     #[test]
     fn compare_names_what_differs() {
-        let a = overview(&[view("a", 10, 100)], Range { from: 0, to: 1000 }, 5000, 3600);
+        let a = overview(
+            &[view("a", 10, 100)],
+            Range { from: 0, to: 1000 },
+            5000,
+            3600,
+        );
         assert_eq!(a.compare(&a.clone()), Ok(()));
         let mut b = a.clone();
         b.views += 1;
         b.rebuffer_pct += 1e-3;
         let err = a.compare(&b).unwrap_err();
-        assert!(err.contains("views: 1 vs 2") && err.contains("rebuffer_pct"), "{err}");
+        assert!(
+            err.contains("views: 1 vs 2") && err.contains("rebuffer_pct"),
+            "{err}"
+        );
         let mut c = a.clone();
         c.avg_bitrate_kbps *= 1.0 + 1e-12; // float noise is not a difference
         assert_eq!(a.compare(&c), Ok(()));
