@@ -7,7 +7,7 @@
 //! sharded map, cleared shard by shard when it grows past its cap).
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -144,9 +144,8 @@ impl Enricher {
     pub fn user_agent(&self, ua: &str) -> UserAgent {
         // Cap what is hashed and stored: the header is attacker-controlled.
         let ua = &ua[..floor_char_boundary(ua, 512)];
-        let mut h = self.hasher.build_hasher();
-        ua.hash(&mut h);
-        let shard = &self.ua_cache[(h.finish() as usize) % UA_SHARDS];
+
+        let shard = &self.ua_cache[(self.hasher.hash_one(ua) as usize) % UA_SHARDS];
         if let Some(hit) = shard.lock().unwrap_or_else(|e| e.into_inner()).get(ua) {
             return hit.clone();
         }

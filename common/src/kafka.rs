@@ -81,10 +81,7 @@ fn check_topics(client: &BaseConsumer, topics: &[String]) -> Result<(), String> 
             return Err(format!("topic `{topic}` missing from metadata"));
         };
         if let Some(err) = t.error() {
-            return Err(format!(
-                "topic `{topic}`: {:?}",
-                rdkafka::types::RDKafkaRespErr::from(err)
-            ));
+            return Err(format!("topic `{topic}`: {:?}", err));
         }
         if t.partitions().is_empty() {
             return Err(format!("topic `{topic}` has no partitions"));
