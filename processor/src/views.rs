@@ -36,9 +36,12 @@ struct ViewState {
     last_ts_ms: i64,
 }
 
-/// Open views of this process, keyed by (property, view).
+/// Open views of this process, by property then view. Nested maps so a
+/// lookup borrows the record's strings: no allocation per record, only per
+/// new view.
 pub struct ViewTable {
-    views: HashMap<(Arc<str>, Arc<str>), ViewState>,
+    views: HashMap<String, HashMap<Arc<str>, ViewState>>,
+    len: usize,
     cap: usize,
     timeout_ms: i64,
 }
@@ -48,6 +51,7 @@ impl ViewTable {
     pub fn new(cap: usize, timeout_ms: i64) -> Self {
         ViewTable {
             views: HashMap::new(),
+            len: 0,
             cap: cap.max(1),
             timeout_ms,
         }
@@ -56,16 +60,23 @@ impl ViewTable {
     /// Records `hb` and says what it was.
     pub fn observe(&mut self, hb: &Heartbeat) -> Seen {
         let e = &hb.event;
-        let key = (Arc::from(hb.property_id.as_str()), e.view_id.clone());
-        let seen = match self.views.get_mut(&key) {
+        if !self.views.contains_key(hb.property_id.as_str()) {
+            self.views.insert(hb.property_id.clone(), HashMap::new());
+        }
+        let views = self
+            .views
+            .get_mut(hb.property_id.as_str())
+            .expect("inserted above");
+        let seen = match views.get_mut(&*e.view_id) {
             None => {
-                self.views.insert(
-                    key.clone(),
+                views.insert(
+                    e.view_id.clone(),
                     ViewState {
                         seq: e.seq,
                         last_ts_ms: e.ts_ms,
                     },
                 );
+                self.len += 1;
                 Seen::New
             }
             Some(state) if e.seq > state.seq => {
@@ -79,67 +90,77 @@ impl ViewTable {
             Some(_) => return Seen::Older,
         };
         if e.event == EventType::Viewend {
-            self.views.remove(&key);
+            views.remove(&*e.view_id);
+            self.len -= 1;
             metrics().views_closed.with_label_values(&["viewend"]).inc();
-        } else if self.views.len() > self.cap {
+        } else if self.len > self.cap {
             self.evict();
         }
-        metrics().open_views.set(self.views.len() as i64);
+        metrics().open_views.set(self.len as i64);
         seen
     }
 
     /// Closes views idle for the timeout as of `now_ms`.
     pub fn expire(&mut self, now_ms: i64) {
-        let before = self.views.len();
         let timeout = self.timeout_ms;
-        self.views.retain(|_, v| now_ms - v.last_ts_ms < timeout);
-        let closed = before - self.views.len();
-        if closed > 0 {
+        self.retain(|v| now_ms - v.last_ts_ms < timeout, usize::MAX, "timeout");
+    }
+
+    /// Keeps the views `keep` accepts, dropping at most `limit` others
+    /// (counted under `reason`); empty properties go too.
+    fn retain(&mut self, mut keep: impl FnMut(&ViewState) -> bool, limit: usize, reason: &str) {
+        let mut dropped = 0;
+        for views in self.views.values_mut() {
+            views.retain(|_, v| {
+                if dropped < limit && !keep(v) {
+                    dropped += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.views.retain(|_, views| !views.is_empty());
+        self.len -= dropped;
+        if dropped > 0 {
             metrics()
                 .views_closed
-                .with_label_values(&["timeout"])
-                .inc_by(closed as u64);
+                .with_label_values(&[reason])
+                .inc_by(dropped as u64);
         }
-        metrics().open_views.set(self.views.len() as i64);
+        metrics().open_views.set(self.len as i64);
     }
 
     /// Forgets everything (after a rebalance, the pending rows are gone and
     /// their records will be read again: none may count as a duplicate).
     pub fn clear(&mut self) {
         self.views.clear();
+        self.len = 0;
         metrics().open_views.set(0);
     }
 
     /// Views held.
     pub fn len(&self) -> usize {
-        self.views.len()
+        self.len
     }
 
     /// Whether no view is held.
     pub fn is_empty(&self) -> bool {
-        self.views.is_empty()
+        self.len == 0
     }
 
     /// Drops the least recently seen ~1 % (at least one) in one pass, so
     /// eviction costs O(1) amortized per insert.
     fn evict(&mut self) {
-        let n = (self.cap / 100).max(1).min(self.views.len());
-        let mut times: Vec<i64> = self.views.values().map(|v| v.last_ts_ms).collect();
+        let n = (self.cap / 100).max(1).min(self.len);
+        let mut times: Vec<i64> = self
+            .views
+            .values()
+            .flat_map(|views| views.values().map(|v| v.last_ts_ms))
+            .collect();
         let (_, cutoff, _) = times.select_nth_unstable(n - 1);
         let cutoff = *cutoff;
-        let mut left = n;
-        self.views.retain(|_, v| {
-            if left > 0 && v.last_ts_ms <= cutoff {
-                left -= 1;
-                false
-            } else {
-                true
-            }
-        });
-        metrics()
-            .views_closed
-            .with_label_values(&["evicted"])
-            .inc_by((n - left) as u64);
+        self.retain(|v| v.last_ts_ms > cutoff, n, "evicted");
     }
 }
 

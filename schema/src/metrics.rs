@@ -359,14 +359,15 @@ pub const OVERVIEW_METRICS: &[MetricSql] = &[
 /// `final_event`, `requested`, `has_startup`, `startup_ms`, `fatal`,
 /// `watch_ms`, `playing_ms`, `rebuffers`, `rebuffer_ms`, `bitrate_kbps`, and
 /// the flags `in_start`, `in_end`, `ended`.
-pub fn views_subquery(
-    database: &str,
-    property: &str,
-    range: Range,
-    now: u32,
-    inactivity_timeout_s: u64,
-    max_view_s: u32,
-) -> String {
+pub fn views_subquery(scope: &Scope<'_>) -> String {
+    let Scope {
+        database,
+        property,
+        range,
+        now,
+        inactivity_timeout_s,
+        max_view_s,
+    } = *scope;
     let p = sql_string(property);
     let (from, to) = (range.from, range.to);
     let lookback = from.saturating_sub(max_view_s);
@@ -390,15 +391,21 @@ pub fn views_subquery(
     )
 }
 
+/// What an overview query covers: one property, a range, "now" (for the
+/// inactivity timeout), and how long a view may last (how far before the
+/// range a view may have started and still end in it).
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub database: &'a str,
+    pub property: &'a str,
+    pub range: Range,
+    pub now: u32,
+    pub inactivity_timeout_s: u64,
+    pub max_view_s: u32,
+}
+
 /// The query returning one row with every [`OVERVIEW_METRICS`] column.
-pub fn overview_sql(
-    database: &str,
-    property: &str,
-    range: Range,
-    now: u32,
-    inactivity_timeout_s: u64,
-    max_view_s: u32,
-) -> String {
+pub fn overview_sql(scope: &Scope<'_>) -> String {
     let columns: Vec<String> = OVERVIEW_METRICS
         .iter()
         .map(|m| format!("{} AS {}", m.sql, m.name))
@@ -406,14 +413,7 @@ pub fn overview_sql(
     format!(
         "SELECT {} FROM ({})",
         columns.join(", "),
-        views_subquery(
-            database,
-            property,
-            range,
-            now,
-            inactivity_timeout_s,
-            max_view_s
-        )
+        views_subquery(scope)
     )
 }
 

@@ -111,7 +111,14 @@ async fn migrate_insert_replay_and_read_every_metric() {
     ] {
         for at in [now, now + 7200] {
             let want = metrics::overview(&facts, range, at, 3600);
-            let sql = metrics::overview_sql(&db, property, range, at, 3600, 86_400);
+            let sql = metrics::overview_sql(&metrics::Scope {
+                database: &db,
+                property,
+                range,
+                now: at,
+                inactivity_timeout_s: 3600,
+                max_view_s: 86_400,
+            });
             let got: Overview = reader
                 .query(&sql)
                 .fetch_one()

@@ -114,7 +114,7 @@ fn current_ddl_and_metric_queries() {
             {"table": "qoe.heartbeats_local", "rows": rows},
         ],
         "queries": {
-            "overview": metrics::overview_sql("qoe", "prop-1", range, now, 3600, 86_400),
+            "overview": metrics::overview_sql(&metrics::Scope { database: "qoe", property: "prop-1", range, now, inactivity_timeout_s: 3600, max_view_s: 86_400 }),
             "concurrent": metrics::concurrent_per_minute_sql("qoe", "prop-1", range),
         },
     });

@@ -135,9 +135,7 @@ impl Setup {
     pub async fn overview(&self, range: Range, now: u32) -> Overview {
         let client = server_client(&self.stack.clickhouse(&self.db), &self.stack.shards[0]);
         client
-            .query(&metrics::overview_sql(
-                &self.db, PROPERTY, range, now, 3600, 86_400,
-            ))
+            .query(&metrics::overview_sql(&scope(&self.db, range, now)))
             .fetch_one()
             .await
             .expect("overview")
@@ -177,6 +175,18 @@ impl Setup {
                 .execute()
                 .await;
         }
+    }
+}
+
+/// The overview scope the tests use: 1 h inactivity, views up to a day.
+pub fn scope(db: &str, range: Range, now: u32) -> metrics::Scope<'_> {
+    metrics::Scope {
+        database: db,
+        property: PROPERTY,
+        range,
+        now,
+        inactivity_timeout_s: 3600,
+        max_view_s: 86_400,
     }
 }
 
