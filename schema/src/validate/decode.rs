@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::scan::scan;
 use super::{reject, validate_with, BodyError, Checks, Decoded, Reason, Rejection, Strings};
 use crate::beacon::{RawEvent, MAX_EVENTS_PER_BATCH};
 
@@ -25,9 +26,13 @@ pub fn decode(body: &[u8], checks: &Checks) -> Result<Decoded, BodyError> {
         reason: Reason::InvalidUtf8,
         message: format!("body is not UTF-8 (first bad byte at {})", e.valid_up_to()),
     })?;
-    // Fast path, one streaming parse that validates each event as it is
-    // read: a well-formed body (nearly all traffic). Any problem sends it
-    // down the slow path, which finds and names it.
+    // Fast paths, each validating every event as soon as it is read: the
+    // scanner for the plain bodies SDKs send, then one streaming serde
+    // parse for any well-formed body. A problem sends the body down the
+    // slow path, which finds and names it.
+    if let Some(decoded) = decode_scan(text, checks) {
+        return Ok(decoded);
+    }
     if let Some(decoded) = decode_fast(text, checks) {
         return Ok(decoded);
     }
@@ -39,12 +44,28 @@ pub fn decode(body: &[u8], checks: &Checks) -> Result<Decoded, BodyError> {
     Ok(validate_all(events, checks))
 }
 
-fn decode_fast(text: &str, checks: &Checks) -> Option<Decoded> {
-    // Sized from the body (events are a few hundred bytes) to avoid regrowth.
-    let mut out = Decoded {
+pub(super) fn decode_scan(text: &str, checks: &Checks) -> Option<Decoded> {
+    let mut out = sized_for(text);
+    let mut sink = Sink {
+        checks,
+        out: &mut out,
+        strings: Strings::default(),
+    };
+    scan(text, |raw, metadata| sink.push(raw, metadata))?;
+    let any = !out.accepted.is_empty() || !out.rejected.is_empty();
+    any.then_some(out)
+}
+
+/// An empty result sized from the body (events are a few hundred bytes).
+fn sized_for(text: &str) -> Decoded {
+    Decoded {
         accepted: Vec::with_capacity((text.len() / 256).clamp(1, MAX_EVENTS_PER_BATCH)),
         rejected: Vec::new(),
-    };
+    }
+}
+
+pub(super) fn decode_fast(text: &str, checks: &Checks) -> Option<Decoded> {
+    let mut out = sized_for(text);
     let mut sink = Sink {
         checks,
         out: &mut out,

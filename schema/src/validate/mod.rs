@@ -8,6 +8,7 @@
 //! rest of this module checks one raw event and normalizes it.
 
 mod decode;
+mod scan;
 #[cfg(test)]
 mod tests;
 
@@ -150,7 +151,7 @@ impl Checks {
 }
 
 /// The outcome of decoding one body.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Decoded {
     /// Valid events, in request order.
     pub accepted: Vec<Event>,

@@ -214,3 +214,83 @@ fn codes_are_stable_and_unique() {
         assert_eq!(serde_json::to_value(r).unwrap(), json!(r.code()));
     }
 }
+
+mod scanner {
+    use super::*;
+    use crate::validate::decode::{decode_fast, decode_scan};
+    use proptest::prelude::*;
+
+    #[test]
+    fn takes_the_bodies_sdks_send() {
+        for body in [
+            sample::single_body(),
+            sample::batch_body(20),
+            sample::sdk_batch_body(20),
+        ] {
+            let text = std::str::from_utf8(&body).unwrap();
+            let scanned = decode_scan(text, &checks()).expect("in the scanner's subset");
+            assert_eq!(Some(scanned), decode_fast(text, &checks()));
+        }
+    }
+
+    #[test]
+    fn leaves_anything_unusual_to_serde() {
+        let ok = sample::wire(&sample::event("v1", 1)).to_string();
+        let cases = [
+            ok.replacen("\"seq\":1", "\"seq\":1.0", 1),
+            ok.replacen("\"seq\":1", "\"seq\":-1", 1),
+            ok.replacen("\"seq\":1", "\"seq\":01", 1),
+            ok.replacen("\"seq\":1", "\"seq\":1e0", 1),
+            ok.replacen("\"seq\":1", "\"seq\":99999999999999999999999", 1),
+            ok.replacen("{", "{\"cdn\":null,", 1)
+                .replacen("\"cdn\":\"", "\"cdn\":\"x", 1),
+            ok.replacen("{", "{\"view_id\":\"a\\u0062\",", 1),
+            ok.replacen("{", "{\"extra\":{\"nested\":1},", 1),
+            ok.replacen("{", "{\"seq\":\"1\",", 1),
+            format!("[{ok}] x"),
+            "[]".to_string(),
+            format!("{{\"events\":[{ok}],\"other\":1}}"),
+        ];
+        for body in cases {
+            assert_eq!(decode_scan(&body, &checks()), None, "{body}");
+        }
+        // Unknown scalar fields are ignored, as serde does.
+        let extra = ok.replacen("{", "{\"sdk\":\"web\",\"retries\":2,\"beta\":true,", 1);
+        let scanned = decode_scan(&extra, &checks()).expect("unknown scalars are fine");
+        assert_eq!(scanned.accepted.len(), 1);
+    }
+
+    fn edit() -> impl Strategy<Value = (usize, u8)> {
+        let bytes = b"\"\\,:{}[]0129-.eE nultrf\x01a".to_vec();
+        (any::<usize>(), proptest::sample::select(bytes))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// Whatever the scanner accepts, serde reads the same way.
+        #[test]
+        fn agrees_with_serde(
+            which in 0usize..3,
+            edits in proptest::collection::vec(edit(), 1..4),
+            insert in any::<bool>(),
+            cut in any::<usize>(),
+        ) {
+            let mut body = match which {
+                0 => sample::single_body(),
+                1 => sample::batch_body(3),
+                _ => sample::sdk_batch_body(3),
+            };
+            for (at, byte) in edits {
+                let at = at % body.len();
+                if insert { body.insert(at, byte) } else { body[at] = byte }
+            }
+            body.truncate(1 + cut % body.len());
+            if let Ok(text) = std::str::from_utf8(&body) {
+                if let Some(scanned) = decode_scan(text, &checks()) {
+                    prop_assert_eq!(Some(scanned), decode_fast(text, &checks()), "{}", text);
+                }
+            }
+        }
+    }
+}
