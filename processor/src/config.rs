@@ -39,6 +39,10 @@ pub struct ProcessorSettings {
     /// for good keeps its partitions until its session expires, so leave it
     /// empty (dynamic membership) for autoscaled processors.
     pub instance_id: String,
+    /// Worker threads decoding records and keeping per-view state; each
+    /// view belongs to one worker (`hash(view_id)`). 0 = one per core the
+    /// process may run on.
+    pub workers: usize,
     /// Flush a batch when it has this many rows...
     pub batch_rows: usize,
     /// ...or when its oldest row has waited this long, whichever first.
@@ -66,6 +70,7 @@ impl Default for ProcessorSettings {
         ProcessorSettings {
             group: "qoe-processor".into(),
             instance_id: String::new(),
+            workers: 0,
             batch_rows: 100_000,
             batch_interval: Duration::from_secs(1),
             max_open_views: 2_000_000,
@@ -74,6 +79,16 @@ impl Default for ProcessorSettings {
             retry_max_backoff: Duration::from_secs(10),
             crash_after_insert: false,
         }
+    }
+}
+
+impl ProcessorSettings {
+    /// `workers`, with 0 resolved to the cores available to the process.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 }
 
@@ -111,6 +126,12 @@ impl Validate for ProcessorConfig {
             return Err(ConfigError::invalid(
                 "processor.batch_interval",
                 "must be greater than zero",
+            ));
+        }
+        if p.workers > 256 {
+            return Err(ConfigError::invalid(
+                "processor.workers",
+                "at most 256 (0 = one per core)",
             ));
         }
         if p.max_open_views == 0 {

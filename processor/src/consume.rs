@@ -1,4 +1,5 @@
-//! The consume loop: records → per-view state → batch → shards → commit.
+//! The consume loop: records → workers (per-view state, rows) → batch →
+//! shards → commit.
 //!
 //! At-least-once, replay-idempotent: offsets are committed only after every
 //! shard acknowledged the batch's rows; a crash or a rebalance before that
@@ -19,13 +20,12 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use qoe_schema::record::{Heartbeat, DEAD_LETTER_REASON_HEADER};
-use qoe_schema::rows::{shard_for, HeartbeatRow};
+use qoe_schema::record::DEAD_LETTER_REASON_HEADER;
 
 use crate::batch::Batch;
 use crate::config::ProcessorSettings;
 use crate::metrics::metrics;
-use crate::views::{Seen, ViewTable};
+use crate::workers::{DeadLetter, Pool, Record};
 use crate::writer::Writer;
 
 /// Notices rebalances and publishes consumer lag.
@@ -68,6 +68,8 @@ pub struct Loop {
     pub consumer: StreamConsumer<Context>,
     pub dead_letters: FutureProducer,
     pub dead_letter_topic: String,
+    /// The topic consumed (the origin named in dead letters).
+    pub topic: String,
     pub writer: Writer,
     pub settings: ProcessorSettings,
 }
@@ -79,7 +81,9 @@ impl Loop {
         tokio::pin!(shutdown);
         let shards = self.writer.shard_count();
         let mut batch = Batch::new(shards);
-        let mut views = ViewTable::new(
+        let mut pool = Pool::start(
+            self.settings.worker_count(),
+            shards,
             self.settings.max_open_views,
             self.settings.view_timeout.as_millis() as i64,
         );
@@ -91,24 +95,24 @@ impl Loop {
                 received = self.consumer.recv() => match received {
                     Ok(msg) => {
                         if self.consumer.context().revoked.swap(false, Ordering::SeqCst) {
-                            self.forget(&mut batch, &mut views);
+                            self.forget(&mut batch, &mut pool).await;
                         }
-                        self.take(&msg, &mut batch, &mut views, shards).await;
+                        take(&msg, &mut batch, &mut pool).await;
                     }
                     Err(err) => tracing::warn!(error = %err, "consumer error"),
                 },
                 _ = ticker.tick() => {
                     if self.consumer.context().revoked.swap(false, Ordering::SeqCst) {
-                        self.forget(&mut batch, &mut views);
+                        self.forget(&mut batch, &mut pool).await;
                     }
-                    views.expire(now_ms());
+                    pool.expire(now_ms()).await;
                 }
             }
             let due = batch
                 .started
                 .is_some_and(|t| t.elapsed() >= self.settings.batch_interval);
-            if batch.row_count() >= self.settings.batch_rows || (due && !batch.is_empty()) {
-                self.flush(&mut batch).await;
+            if batch.records >= self.settings.batch_rows || (due && !batch.is_empty()) {
+                self.flush(&mut batch, &mut pool).await;
             }
         }
         if !batch.is_empty() {
@@ -116,13 +120,13 @@ impl Loop {
                 records = batch.records,
                 "flushing the last batch before exit"
             );
-            self.flush(&mut batch).await;
+            self.flush(&mut batch, &mut pool).await;
         }
     }
 
     /// A rebalance took partitions: their pending rows will be re-read by
     /// their new owner, so drop them (and the per-view state they built).
-    fn forget(&self, batch: &mut Batch, views: &mut ViewTable) {
+    async fn forget(&self, batch: &mut Batch, pool: &mut Pool) {
         if !batch.is_empty() {
             tracing::info!(
                 records = batch.records,
@@ -130,65 +134,35 @@ impl Loop {
             );
         }
         batch.clear();
-        views.clear();
-    }
-
-    async fn take(
-        &self,
-        msg: &BorrowedMessage<'_>,
-        batch: &mut Batch,
-        views: &mut ViewTable,
-        shards: usize,
-    ) {
-        metrics().records.inc();
-        let payload = msg.payload().unwrap_or_default();
-        match decode(payload) {
-            Ok(hb) => {
-                if views.observe(&hb) != Seen::Duplicate {
-                    let shard = shard_for(&hb.event.view_id, shards);
-                    batch.rows[shard].push(HeartbeatRow::from(&hb));
-                }
-            }
-            Err(reason) => self.dead_letter(msg, reason).await,
-        }
-        batch.cover(msg.topic(), msg.partition(), msg.offset(), payload.len());
+        pool.clear().await;
     }
 
     /// Sends a record that cannot be processed to the dead-letter topic,
     /// with the reason in a header; retries until the broker takes it, so
     /// its offset is never committed before it is safe elsewhere.
-    async fn dead_letter(&self, msg: &BorrowedMessage<'_>, reason: &'static str) {
+    async fn dead_letter(&self, dead: &DeadLetter) {
+        let DeadLetter { record, reason } = dead;
         metrics().dead_letters.with_label_values(&[reason]).inc();
-        tracing::warn!(
-            reason,
-            topic = msg.topic(),
-            partition = msg.partition(),
-            offset = msg.offset(),
-            "dead-lettering a record"
-        );
-        let origin = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
+        let origin = format!("{}/{}/{}", self.topic, record.partition, record.offset);
+        tracing::warn!(reason, %origin, "dead-lettering a record");
         let mut backoff = self.settings.retry_backoff;
         loop {
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: DEAD_LETTER_REASON_HEADER,
-                    value: Some(reason),
+                    value: Some(*reason),
                 })
                 .insert(Header {
                     key: "qoe-origin",
                     value: Some(origin.as_str()),
                 });
-            let mut record = FutureRecord::to(&self.dead_letter_topic)
-                .payload(msg.payload().unwrap_or_default())
+            let mut out = FutureRecord::to(&self.dead_letter_topic)
+                .payload(record.payload.as_slice())
                 .headers(headers);
-            if let Some(key) = msg.key() {
-                record = record.key(key);
+            if let Some(key) = &record.key {
+                out = out.key(key.as_slice());
             }
-            match self
-                .dead_letters
-                .send(record, Duration::from_secs(10))
-                .await
-            {
+            match self.dead_letters.send(out, Duration::from_secs(10)).await {
                 Ok(_) => return,
                 Err((err, _)) => {
                     tracing::error!(error = %err, "dead-letter topic refused a record; retrying");
@@ -199,9 +173,15 @@ impl Loop {
         }
     }
 
-    /// Writes the batch (pausing consumption while ClickHouse fails), then
-    /// commits its offsets.
-    async fn flush(&self, batch: &mut Batch) {
+    /// Collects the workers' rows, sends dead letters on, writes the rows
+    /// (pausing consumption while ClickHouse fails), then commits the
+    /// offsets.
+    async fn flush(&self, batch: &mut Batch, pool: &mut Pool) {
+        let output = pool.collect().await;
+        for dead in &output.dead_letters {
+            self.dead_letter(dead).await;
+        }
+        batch.rows = output.rows;
         let m = metrics();
         m.batch_rows.observe(batch.row_count() as f64);
         m.batch_bytes.observe(batch.bytes as f64);
@@ -275,13 +255,19 @@ impl Loop {
     }
 }
 
-/// Decodes a record, or says why it goes to the dead-letter topic.
-fn decode(payload: &[u8]) -> Result<Heartbeat, &'static str> {
-    let hb = Heartbeat::decode(payload).map_err(|e| e.reason())?;
-    if hb.event.view_id.is_empty() || hb.property_id.is_empty() {
-        return Err("invalid");
-    }
-    Ok(hb)
+/// Copies a record out of the consumer's buffer, covers its offset and
+/// hands it to its view's worker.
+async fn take(msg: &BorrowedMessage<'_>, batch: &mut Batch, pool: &mut Pool) {
+    metrics().records.inc();
+    let payload = msg.payload().unwrap_or_default();
+    batch.cover(msg.topic(), msg.partition(), msg.offset(), payload.len());
+    let record = Record {
+        payload: payload.to_vec(),
+        key: msg.key().map(<[u8]>::to_vec),
+        partition: msg.partition(),
+        offset: msg.offset(),
+    };
+    pool.push(record).await;
 }
 
 fn now_ms() -> i64 {

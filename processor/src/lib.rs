@@ -3,9 +3,12 @@
 //!
 //! How data moves (see [`consume::Loop`]):
 //! 1. The consumer (manual commits) hands each record to [`consume`], which
-//!    decodes it (`schema::record`) or sends it to the dead-letter topic.
-//! 2. [`views`] keeps each open view's latest `seq`: exact duplicates are
-//!    skipped; views close on `viewend` or inactivity; memory is capped.
+//!    routes it by `hash(view_id)` (the Kafka key) to one of
+//!    `processor.workers` threads ([`workers`]); the worker decodes it
+//!    (`schema::record`) or keeps it for the dead-letter topic.
+//! 2. Each worker's [`views`] keep its open views' latest `seq`: exact
+//!    duplicates are skipped; views close on `viewend` or inactivity;
+//!    memory is capped.
 //! 3. [`batch`] groups rows by shard (`schema::rows::shard_for(view_id)`) and
 //!    tracks the offsets they cover; it is flushed every
 //!    `processor.batch_interval` or `processor.batch_rows` rows.
@@ -19,6 +22,7 @@ pub mod config;
 pub mod consume;
 pub mod metrics;
 pub mod views;
+pub mod workers;
 pub mod writer;
 
 use std::future::Future;
@@ -70,6 +74,7 @@ pub async fn run(
         consumer,
         dead_letters,
         dead_letter_topic: cfg.kafka.dead_letter_topic.clone(),
+        topic: cfg.kafka.topic.clone(),
         writer,
         settings: cfg.processor.clone(),
     }

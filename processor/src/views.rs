@@ -36,7 +36,8 @@ struct ViewState {
     last_ts_ms: i64,
 }
 
-/// Open views of this process, by property then view. Nested maps so a
+/// Open views of one worker, by property then view (the `open_views` gauge
+/// sums every worker's table). Nested maps so a
 /// lookup borrows the record's strings: no allocation per record, only per
 /// new view.
 pub struct ViewTable {
@@ -77,6 +78,7 @@ impl ViewTable {
                     },
                 );
                 self.len += 1;
+                metrics().open_views.inc();
                 Seen::New
             }
             Some(state) if e.seq > state.seq => {
@@ -92,11 +94,11 @@ impl ViewTable {
         if e.event == EventType::Viewend {
             views.remove(&*e.view_id);
             self.len -= 1;
+            metrics().open_views.dec();
             metrics().views_closed.with_label_values(&["viewend"]).inc();
         } else if self.len > self.cap {
             self.evict();
         }
-        metrics().open_views.set(self.len as i64);
         seen
     }
 
@@ -122,21 +124,21 @@ impl ViewTable {
         }
         self.views.retain(|_, views| !views.is_empty());
         self.len -= dropped;
+        metrics().open_views.sub(dropped as i64);
         if dropped > 0 {
             metrics()
                 .views_closed
                 .with_label_values(&[reason])
                 .inc_by(dropped as u64);
         }
-        metrics().open_views.set(self.len as i64);
     }
 
     /// Forgets everything (after a rebalance, the pending rows are gone and
     /// their records will be read again: none may count as a duplicate).
     pub fn clear(&mut self) {
         self.views.clear();
+        metrics().open_views.sub(self.len as i64);
         self.len = 0;
-        metrics().open_views.set(0);
     }
 
     /// Views held.

@@ -1,0 +1,322 @@
+//! The worker pool: records are spread over `processor.workers` threads by
+//! `hash(view_id)`, so every update of a view is decoded, deduplicated and
+//! turned into a row by the same worker, which owns its views outright — no
+//! lock on the hot path.
+//!
+//! The Kafka key *is* the `view_id` (the collector's contract), so the
+//! consume loop routes a record by hashing its key without decoding it; the
+//! decoding, the CPU-heavy part, happens on the workers. Records travel in
+//! chunks to keep channel wake-ups rare, over bounded channels so a slow
+//! worker slows the consumer instead of growing a queue.
+//!
+//! At a flush the loop asks every worker for its rows (`collect`); because
+//! each channel is FIFO, the answer covers every record routed before it, so
+//! the offsets the loop tracked are exactly the ones the rows cover.
+
+use std::thread::JoinHandle;
+
+use qoe_schema::record::Heartbeat;
+use qoe_schema::rows::{shard_for, view_hash, HeartbeatRow};
+
+use crate::views::{Seen, ViewTable};
+
+/// Records per chunk sent to a worker.
+const CHUNK: usize = 256;
+/// Chunks a worker may have queued before the consume loop waits for it.
+const QUEUE_CHUNKS: usize = 16;
+
+/// One Kafka record, copied out of the consumer's buffer.
+pub struct Record {
+    /// The record's value (an encoded heartbeat).
+    pub payload: Vec<u8>,
+    /// The record's key (the `view_id`), kept for the dead-letter copy.
+    pub key: Option<Vec<u8>>,
+    /// Where it was read (the topic is the one the processor consumes).
+    pub partition: i32,
+    /// Its offset in `partition`.
+    pub offset: i64,
+}
+
+/// A record that cannot be processed, and why.
+pub struct DeadLetter {
+    /// The record as it was read.
+    pub record: Record,
+    /// `schema::record::RecordError::reason()`, or `invalid`.
+    pub reason: &'static str,
+}
+
+/// What the workers produced since the last collect.
+pub struct Output {
+    /// Rows per shard.
+    pub rows: Vec<Vec<HeartbeatRow>>,
+    /// Records for the dead-letter topic.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+enum Command {
+    Records(Vec<Record>),
+    Collect(flume::Sender<Output>),
+    Expire(i64),
+    Clear,
+}
+
+/// The threads and the loop's side of their channels.
+pub struct Pool {
+    senders: Vec<flume::Sender<Command>>,
+    pending: Vec<Vec<Record>>,
+    threads: Vec<JoinHandle<()>>,
+    shards: usize,
+}
+
+impl Pool {
+    /// Starts `workers` threads (at least one) writing rows for `shards`
+    /// shards, sharing `max_open_views` between them.
+    pub fn start(
+        workers: usize,
+        shards: usize,
+        max_open_views: usize,
+        view_timeout_ms: i64,
+    ) -> Pool {
+        let workers = workers.max(1);
+        let mut senders = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let (tx, rx) = flume::bounded(QUEUE_CHUNKS);
+            let views = ViewTable::new(max_open_views / workers, view_timeout_ms);
+            let worker = Worker {
+                views,
+                rows: vec![Vec::new(); shards],
+                dead_letters: Vec::new(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("qoe-worker-{i}"))
+                .spawn(move || worker.run(rx))
+                .expect("cannot start a worker thread");
+            senders.push(tx);
+            threads.push(thread);
+        }
+        Pool {
+            pending: (0..workers).map(|_| Vec::with_capacity(CHUNK)).collect(),
+            senders,
+            threads,
+            shards,
+        }
+    }
+
+    /// Worker threads.
+    pub fn len(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Whether the pool has no worker (never: it has at least one).
+    pub fn is_empty(&self) -> bool {
+        self.senders.is_empty()
+    }
+
+    /// The worker that owns the view `key` names.
+    pub fn worker_for(&self, key: &[u8]) -> usize {
+        // Not the bits that pick the shard, so workers stay balanced
+        // whatever the shard count.
+        let hash = view_hash(std::str::from_utf8(key).unwrap_or(""));
+        ((hash >> 32) % self.senders.len() as u64) as usize
+    }
+
+    /// Hands `record` to the worker of its view.
+    pub async fn push(&mut self, record: Record) {
+        let worker = self.worker_for(record.key.as_deref().unwrap_or_default());
+        self.pending[worker].push(record);
+        if self.pending[worker].len() >= CHUNK {
+            self.send_pending(worker).await;
+        }
+    }
+
+    /// Everything the workers made of the records pushed so far.
+    pub async fn collect(&mut self) -> Output {
+        let mut out = Output {
+            rows: vec![Vec::new(); self.shards],
+            dead_letters: Vec::new(),
+        };
+        let mut replies = Vec::with_capacity(self.senders.len());
+        for worker in 0..self.senders.len() {
+            self.send_pending(worker).await;
+            let (tx, rx) = flume::bounded(1);
+            self.send(worker, Command::Collect(tx)).await;
+            replies.push(rx);
+        }
+        for rx in replies {
+            let Ok(part) = rx.recv_async().await else {
+                continue;
+            };
+            for (all, rows) in out.rows.iter_mut().zip(part.rows) {
+                if all.is_empty() {
+                    *all = rows;
+                } else {
+                    all.extend(rows);
+                }
+            }
+            out.dead_letters.extend(part.dead_letters);
+        }
+        out
+    }
+
+    /// Closes views idle for the timeout as of `now_ms`.
+    pub async fn expire(&mut self, now_ms: i64) {
+        for worker in 0..self.senders.len() {
+            self.send(worker, Command::Expire(now_ms)).await;
+        }
+    }
+
+    /// Drops every pending record, row and view (a rebalance took the
+    /// partitions: their records will be read again).
+    pub async fn clear(&mut self) {
+        for worker in 0..self.senders.len() {
+            self.pending[worker].clear();
+            self.send(worker, Command::Clear).await;
+        }
+    }
+
+    async fn send_pending(&mut self, worker: usize) {
+        if self.pending[worker].is_empty() {
+            return;
+        }
+        let chunk = std::mem::replace(&mut self.pending[worker], Vec::with_capacity(CHUNK));
+        self.send(worker, Command::Records(chunk)).await;
+    }
+
+    async fn send(&self, worker: usize, command: Command) {
+        // A worker only stops when the pool is dropped; a panicked one is
+        // a bug, and losing its records must not go unnoticed.
+        if self.senders[worker].send_async(command).await.is_err() {
+            tracing::error!(worker, "a processor worker has died");
+            std::process::abort();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.senders.clear();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One worker's state: its views and the rows it made since the last
+/// collect.
+struct Worker {
+    views: ViewTable,
+    rows: Vec<Vec<HeartbeatRow>>,
+    dead_letters: Vec<DeadLetter>,
+}
+
+impl Worker {
+    fn run(mut self, rx: flume::Receiver<Command>) {
+        while let Ok(command) = rx.recv() {
+            match command {
+                Command::Records(records) => {
+                    for record in records {
+                        self.take(record);
+                    }
+                }
+                Command::Collect(reply) => {
+                    let shards = self.rows.len();
+                    let _ = reply.send(Output {
+                        rows: std::mem::replace(&mut self.rows, vec![Vec::new(); shards]),
+                        dead_letters: std::mem::take(&mut self.dead_letters),
+                    });
+                }
+                Command::Expire(now_ms) => self.views.expire(now_ms),
+                Command::Clear => {
+                    self.views.clear();
+                    self.rows.iter_mut().for_each(Vec::clear);
+                    self.dead_letters.clear();
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, record: Record) {
+        match decode(&record.payload) {
+            Ok(hb) => {
+                if self.views.observe(&hb) != Seen::Duplicate {
+                    let shard = shard_for(&hb.event.view_id, self.rows.len());
+                    self.rows[shard].push(HeartbeatRow::from(&hb));
+                }
+            }
+            Err(reason) => self.dead_letters.push(DeadLetter { record, reason }),
+        }
+    }
+}
+
+/// Decodes a record, or says why it goes to the dead-letter topic.
+fn decode(payload: &[u8]) -> Result<Heartbeat, &'static str> {
+    let hb = Heartbeat::decode(payload).map_err(|e| e.reason())?;
+    if hb.event.view_id.is_empty() || hb.property_id.is_empty() {
+        return Err("invalid");
+    }
+    Ok(hb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qoe_schema::record::Enrichment;
+
+    fn record(view: &str, seq: u32) -> Record {
+        let e = qoe_schema::sample::event(view, seq);
+        let hb = Heartbeat::new("p".into(), e.ts_ms, Enrichment::default(), e);
+        Record {
+            payload: hb.encode(),
+            key: Some(view.as_bytes().to_vec()),
+            partition: 0,
+            offset: i64::from(seq),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_view_always_goes_to_the_same_worker() {
+        let pool = Pool::start(4, 2, 1000, 60_000);
+        let mut used = std::collections::HashSet::new();
+        for i in 0..200 {
+            let key = format!("view-{i}");
+            let w = pool.worker_for(key.as_bytes());
+            assert_eq!(w, pool.worker_for(key.as_bytes()));
+            used.insert(w);
+        }
+        assert_eq!(used.len(), 4, "views spread over every worker");
+    }
+
+    #[tokio::test]
+    async fn rows_dead_letters_and_duplicates_across_workers() {
+        let mut pool = Pool::start(3, 2, 1000, 60_000);
+        for i in 0..100 {
+            pool.push(record(&format!("v{i}"), 1)).await;
+            pool.push(record(&format!("v{i}"), 1)).await; // duplicate: skipped
+            pool.push(record(&format!("v{i}"), 2)).await;
+        }
+        pool.push(Record {
+            payload: b"not a heartbeat".to_vec(),
+            key: None,
+            partition: 0,
+            offset: 999,
+        })
+        .await;
+        let out = pool.collect().await;
+        assert_eq!(out.rows.iter().map(Vec::len).sum::<usize>(), 200);
+        for (shard, rows) in out.rows.iter().enumerate() {
+            assert!(!rows.is_empty());
+            assert!(rows.iter().all(|r| shard_for(&r.view_id, 2) == shard));
+        }
+        assert_eq!(out.dead_letters.len(), 1);
+        assert_eq!(out.dead_letters[0].reason, "malformed");
+        // Collected rows are handed over once; the views are remembered.
+        pool.push(record("v1", 2)).await;
+        let again = pool.collect().await;
+        assert_eq!(again.rows.iter().map(Vec::len).sum::<usize>(), 0);
+        pool.clear().await;
+        pool.push(record("v1", 2)).await;
+        let after_clear = pool.collect().await;
+        assert_eq!(after_clear.rows.iter().map(Vec::len).sum::<usize>(), 1);
+    }
+}
