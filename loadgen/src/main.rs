@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use qoe_common::cli::{ServiceArgs, Start};
+use qoe_loadgen::run::Step;
 
 /// Load generator for qoe-pipeline: simulates viewers, verifies the numbers
 /// end to end and records SLO results.
@@ -29,6 +30,54 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime_duration)]
         timeout: Duration,
     },
+    /// Simulate `--viewers` concurrent viewers against the collector (open
+    /// loop, `--ramp` then hold for `--duration`), measure write and read
+    /// latency, verify every metric against the ground truth, judge the
+    /// SLOs (`[run.slo]`) and record the result (`[run] results_dir`).
+    /// Exit 1 when the verdict is a failure.
+    Run {
+        /// Concurrent viewers.
+        #[arg(long, default_value_t = 1000)]
+        viewers: u64,
+        /// Time to reach `--viewers` (viewers join along it).
+        #[arg(long, default_value = "30s", value_parser = humantime_duration)]
+        ramp: Duration,
+        /// Time to hold `--viewers` after the ramp.
+        #[arg(long, default_value = "1m", value_parser = humantime_duration)]
+        duration: Duration,
+        /// A scenario TOML instead of the flags: `[[steps]]` tables of
+        /// `viewers`, `ramp` and `hold` (a step or ramp profile).
+        #[arg(long, conflicts_with_all = ["viewers", "ramp", "duration"])]
+        scenario: Option<std::path::PathBuf>,
+    },
+    /// Step load: start at `--start` viewers, hold, judge the SLOs, add
+    /// `--step`, repeat until a step fails or `--max`. Reports the last
+    /// passing viewer count, the first SLO broken and which component's
+    /// backlog grew; records the result like `run`.
+    Capacity {
+        /// Viewers of the first step.
+        #[arg(long, default_value_t = 10_000)]
+        start: u64,
+        /// Viewers added per step.
+        #[arg(long, default_value_t = 10_000)]
+        step: u64,
+        /// Stop after the step reaching this many viewers.
+        #[arg(long, default_value_t = 1_000_000)]
+        max: u64,
+        /// Ramp into each step.
+        #[arg(long, default_value = "15s", value_parser = humantime_duration)]
+        ramp: Duration,
+        /// Hold of each step (its SLOs are judged over ramp + hold).
+        #[arg(long, default_value = "45s", value_parser = humantime_duration)]
+        hold: Duration,
+    },
+    /// Compare a recorded run's ground truth with the store again and
+    /// print the expected-vs-got table. Exit 1 on a mismatch.
+    Verify {
+        /// The run id (`<results_dir>/results/<id>.truth.json`).
+        #[arg(long)]
+        id: String,
+    },
     /// Write realistic heartbeat history straight into the topic of
     /// `[kafka]` (no collector), as fast as the broker takes it.
     Generate {
@@ -39,6 +88,42 @@ enum Command {
         #[arg(long, default_value = "bench-property")]
         property: String,
     },
+}
+
+fn read_scenario(path: &std::path::Path) -> anyhow::Result<Vec<Step>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Scenario {
+        steps: Vec<Step>,
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the scenario {}: {e}", path.display()))?;
+    let scenario: Scenario =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("scenario {}: {e}", path.display()))?;
+    anyhow::ensure!(
+        !scenario.steps.is_empty(),
+        "scenario {}: no [[steps]]",
+        path.display()
+    );
+    Ok(scenario.steps)
+}
+
+fn report(done: &qoe_loadgen::Finished) {
+    let r = &done.record;
+    for (i, s) in r.steps.iter().enumerate() {
+        println!(
+            "step {}: {} viewers, {:.0} s, {:.0} events/s, request p50/p99 {:.1}/{:.1} ms, write p50/p99 {:.1}/{:.1} s ({} markers), read p90 {:.0} ms, errors {:.3}/s, backlog {:?} -> {:?}{}",
+            i + 1, s.viewers, s.seconds, s.sent_per_s, s.request_p50_ms, s.request_p99_ms,
+            s.write_latency_p50_s, s.write_latency_p99_s, s.markers, s.read_latency_p90_ms,
+            s.errors_per_s, s.backlog_start, s.backlog_end,
+            if s.broken.is_empty() { String::new() } else { format!(" BROKE {}", s.broken.join(", ")) },
+        );
+    }
+    if let Some(v) = &r.verify {
+        println!("{}", v.table());
+    }
+    println!("verdict: {}", r.verdict);
+    println!("recorded: {}", done.result_path.display());
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -59,6 +144,70 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     match command {
+        Command::Run {
+            viewers,
+            ramp,
+            duration,
+            scenario,
+        } => {
+            let steps = match scenario {
+                Some(path) => read_scenario(&path)?,
+                None => vec![Step {
+                    viewers,
+                    ramp,
+                    hold: duration,
+                }],
+            };
+            let profile = serde_json::to_value(&steps)?;
+            let done = runtime.block_on(qoe_loadgen::load(&cfg, "run", &steps, profile))?;
+            report(&done);
+            if done.record.verdict != "pass" {
+                anyhow::bail!("verdict: {}", done.record.verdict);
+            }
+        }
+        Command::Capacity {
+            start,
+            step,
+            max,
+            ramp,
+            hold,
+        } => {
+            anyhow::ensure!(
+                start > 0 && step > 0,
+                "--start and --step must be greater than zero"
+            );
+            let mut steps = Vec::new();
+            let mut viewers = start;
+            while viewers <= max.max(start) {
+                steps.push(Step {
+                    viewers,
+                    ramp,
+                    hold,
+                });
+                viewers += step;
+            }
+            let profile = serde_json::json!({"start": start, "step": step, "max": max,
+                "ramp": format!("{ramp:?}"), "hold": format!("{hold:?}")});
+            let done = runtime.block_on(qoe_loadgen::load(&cfg, "capacity", &steps, profile))?;
+            report(&done);
+        }
+        Command::Verify { id } => {
+            let dir = std::path::Path::new(&cfg.run.results_dir);
+            let (_, truth) = qoe_loadgen::record::paths(dir, &id);
+            let saved = qoe_loadgen::truth::Saved::read(&truth)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", truth.display()))?;
+            let v = runtime.block_on(qoe_loadgen::truth::verify(
+                &cfg.clickhouse,
+                &saved,
+                cfg.run.settle_timeout,
+            ))?;
+            println!("{}", v.table());
+            anyhow::ensure!(
+                v.ok,
+                "the store does not match the ground truth ({} missing)",
+                v.missing
+            );
+        }
         Command::Check { timeout } => runtime.block_on(qoe_loadgen::check(&cfg, timeout))?,
         Command::Generate {
             heartbeats,

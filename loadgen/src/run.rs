@@ -1,0 +1,692 @@
+//! `run` and `capacity`: drive simulated viewers against the collector in
+//! open loop, watch write and read latency while doing so, judge each step
+//! against the SLOs, then verify the stored numbers against the ground
+//! truth.
+//!
+//! One driver task owns everything mutable (viewers, timer wheel, truth,
+//! statistics) and wakes every 10 ms: new viewers join as the profile
+//! ramps, due viewers report into the send queue, finished requests come
+//! back. Side tasks poll ClickHouse for write-latency markers and time
+//! overview queries (read latency); they report through channels.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::header::HeaderValue;
+use serde::{Deserialize, Serialize};
+
+use qoe_common::config::ClickHouseConfig;
+use qoe_schema::beacon::EventType;
+use qoe_schema::metrics::{self, Range, Scope};
+
+use crate::config::LoadgenConfig;
+use crate::model::Viewer;
+use crate::send::{self, now_ms, Done, Job, Outcome, Pool};
+use crate::truth::Truth;
+use crate::wheel::Wheel;
+
+/// One step of a load profile: ramp to `viewers` over `ramp`, then hold.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Step {
+    pub viewers: u64,
+    #[serde(with = "humantime_serde")]
+    pub ramp: Duration,
+    #[serde(with = "humantime_serde")]
+    pub hold: Duration,
+}
+
+/// Figures of one step (its ramp and hold).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StepResult {
+    pub viewers: u64,
+    pub seconds: f64,
+    pub requests: u64,
+    pub events_sent: u64,
+    pub events_accepted: u64,
+    pub events_rejected: u64,
+    pub shed: u64,
+    pub refused: u64,
+    pub failed: u64,
+    /// Batches given up after `run.max_attempts` sends.
+    pub dropped: u64,
+    pub errors_per_s: f64,
+    pub sent_per_s: f64,
+    pub request_p50_ms: f64,
+    pub request_p99_ms: f64,
+    pub write_latency_p50_s: f64,
+    pub write_latency_p99_s: f64,
+    pub markers: u64,
+    pub read_latency_p90_ms: f64,
+    pub reads: u64,
+    /// Backlog gauges at the step's start and end, by component.
+    pub backlog_start: Vec<(String, f64)>,
+    pub backlog_end: Vec<(String, f64)>,
+    /// SLOs this step broke (empty: passed).
+    pub broken: Vec<String>,
+}
+
+/// Everything a run measured.
+pub struct Outcomes {
+    pub steps: Vec<StepResult>,
+    pub truth: Truth,
+    pub range: Range,
+    pub view_prefix: String,
+    /// Whole-run figures (every step together).
+    pub total: StepResult,
+}
+
+/// Runs `steps` (stopping at the first that breaks an SLO when
+/// `stop_on_breach`), then lets in-flight batches finish.
+pub async fn drive(cfg: &LoadgenConfig, steps: &[Step], stop_on_breach: bool) -> Outcomes {
+    let run_tag: Arc<str> = format!("lg{}", now_ms() / 1000 % 100_000_000).into();
+    let url = format!(
+        "{}/v1/beacon/{}",
+        cfg.target.collector_url.trim_end_matches('/'),
+        cfg.target.property_key
+    );
+    let pool = Pool::start(url, cfg.run.connections, cfg.run.request_timeout);
+    let (marker_tx, marker_rx) = flume::unbounded::<(String, i64)>();
+    let (write_tx, write_rx) = flume::unbounded::<(i64, f64)>();
+    let (read_tx, read_rx) = flume::unbounded::<(i64, f64)>();
+    let started_ms = now_ms();
+    let watchers = [
+        tokio::spawn(watch_markers(cfg.clickhouse.clone(), marker_rx, write_tx)),
+        tokio::spawn(time_reads(
+            cfg.clickhouse.clone(),
+            cfg.target.property_id.clone(),
+            started_ms,
+            cfg.run.read_interval,
+            read_tx,
+        )),
+    ];
+    let headers = Headers::new(cfg);
+    let mut d = Driver {
+        cfg,
+        run_tag: run_tag.clone(),
+        headers,
+        viewers: Vec::new(),
+        wheel: Wheel::new(8192, 10, started_ms),
+        truth: Truth::default(),
+        pool,
+        outstanding: 0,
+        window: Window::default(),
+        total: Window::default(),
+        markers_pending: HashMap::new(),
+        next_marker: 0,
+    };
+    let mut results = Vec::new();
+    let mut due = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_progress = Instant::now();
+    let mut next_marker_at = started_ms;
+    let mut from_viewers = 0u64;
+    'steps: for step in steps {
+        let step_start = now_ms();
+        let step_end = step_start + (step.ramp + step.hold).as_millis() as i64;
+        d.window = Window::new(step_start);
+        let backlog_start = backlogs(cfg).await;
+        eprintln!(
+            "run: step to {} viewers (ramp {:?}, hold {:?})",
+            step.viewers, step.ramp, step.hold
+        );
+        loop {
+            tick.tick().await;
+            let now = now_ms();
+            if now >= step_end {
+                break;
+            }
+            // Viewers join along the ramp, spread over a heartbeat interval
+            // so a step does not arrive as one burst.
+            let ramp_ms = step.ramp.as_millis().max(1) as f64;
+            let progress = ((now - step_start) as f64 / ramp_ms).min(1.0);
+            let target =
+                from_viewers as f64 + (step.viewers as f64 - from_viewers as f64) * progress;
+            while (d.viewers.len() as f64) < target.floor() {
+                d.add_viewer(now);
+            }
+            if now >= next_marker_at {
+                d.send_marker(now);
+                next_marker_at = now + cfg.run.marker_interval.as_millis() as i64;
+            }
+            due.clear();
+            d.wheel.advance(now, &mut due);
+            for (at, item) in due.drain(..) {
+                d.fire(at, item, true);
+            }
+            d.collect(&marker_tx);
+            d.take_latencies(&write_rx, &read_rx);
+            if last_progress.elapsed() >= Duration::from_secs(1) {
+                last_progress = Instant::now();
+                d.progress(now, started_ms);
+            }
+        }
+        from_viewers = step.viewers;
+        // Markers sent in the step's last seconds are judged with the
+        // step: give them a moment to appear.
+        let grace = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < grace && d.window.markers_open(&d.markers_pending) {
+            tick.tick().await;
+            let now = now_ms();
+            due.clear();
+            d.wheel.advance(now, &mut due);
+            for (at, item) in due.drain(..) {
+                d.fire(at, item, true);
+            }
+            d.collect(&marker_tx);
+            d.take_latencies(&write_rx, &read_rx);
+        }
+        let backlog_end = backlogs(cfg).await;
+        let mut result = d.window.result(step.viewers, now_ms(), &d.markers_pending);
+        result.backlog_start = backlog_start;
+        result.backlog_end = backlog_end;
+        result.broken = breaches(cfg, &result);
+        eprintln!(
+            "run: step {} viewers: {} ({} sent/s, errors {:.3}/s, write p99 {:.1}s, read p90 {:.0}ms)",
+            step.viewers,
+            if result.broken.is_empty() { "passed".to_string() } else { format!("BROKE {}", result.broken.join(", ")) },
+            result.sent_per_s as u64,
+            result.errors_per_s,
+            result.write_latency_p99_s,
+            result.read_latency_p90_ms,
+        );
+        let broke = !result.broken.is_empty();
+        results.push(result);
+        if broke && stop_on_breach {
+            break 'steps;
+        }
+    }
+    // Load stops; batches queued or waiting to retry still go out.
+    let end_ms = now_ms();
+    let drain_until = Instant::now() + cfg.run.request_timeout * (cfg.run.max_attempts + 1).min(4);
+    while (d.outstanding > 0 || !d.wheel.is_empty()) && Instant::now() < drain_until {
+        tick.tick().await;
+        due.clear();
+        d.wheel.advance(now_ms(), &mut due);
+        for (at, item) in due.drain(..) {
+            d.fire(at, item, false);
+        }
+        d.collect(&marker_tx);
+    }
+    if d.outstanding > 0 {
+        eprintln!(
+            "run: {} batches still unanswered after the drain; not counted as acknowledged",
+            d.outstanding
+        );
+    }
+    for w in watchers {
+        w.abort();
+    }
+    let total = d
+        .total
+        .result(d.viewers.len() as u64, end_ms, &d.markers_pending);
+    d.pool.stop();
+    Outcomes {
+        steps: results,
+        range: Range {
+            from: (started_ms / 1000) as u32,
+            to: (end_ms / 1000) as u32 + 1,
+        },
+        view_prefix: format!("{run_tag}-"),
+        truth: d.truth,
+        total,
+    }
+}
+
+/// What the wheel holds.
+enum Item {
+    Viewer(u32),
+    Retry(Job),
+}
+
+struct Headers {
+    ips: Vec<HeaderValue>,
+    agents: Vec<HeaderValue>,
+}
+
+impl Headers {
+    fn new(cfg: &LoadgenConfig) -> Headers {
+        let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
+        Headers {
+            ips: cfg.model.client_ips.iter().map(|c| value(&c.0)).collect(),
+            agents: cfg.model.user_agents.iter().map(|c| value(&c.0)).collect(),
+        }
+    }
+}
+
+struct Driver<'c> {
+    cfg: &'c LoadgenConfig,
+    run_tag: Arc<str>,
+    headers: Headers,
+    viewers: Vec<Viewer>,
+    wheel: Wheel<Item>,
+    truth: Truth,
+    pool: Pool,
+    /// Batches sent and not answered yet.
+    outstanding: u64,
+    window: Window,
+    total: Window,
+    /// Marker view → intended send time, until seen in the store.
+    markers_pending: HashMap<String, i64>,
+    next_marker: u64,
+}
+
+impl Driver<'_> {
+    fn add_viewer(&mut self, now: i64) {
+        let index = self.viewers.len() as u64;
+        let viewer = Viewer::new(
+            &self.cfg.model,
+            &self.run_tag,
+            self.cfg.run.seed,
+            index,
+            now,
+        );
+        // First report somewhere in the coming interval.
+        let spread =
+            (index.wrapping_mul(0x9E37_79B9) % self.cfg.model.heartbeat_interval_ms) as i64;
+        self.viewers.push(viewer);
+        self.wheel
+            .schedule(now + spread, Item::Viewer(index as u32));
+    }
+
+    /// A marker: a one-event view whose arrival in the store is timed.
+    fn send_marker(&mut self, now: i64) {
+        let mut e = qoe_schema::sample::event("m", 1);
+        e.view_id = format!("{}-m{}", self.run_tag, self.next_marker).into();
+        e.viewer_id = format!("{}-marker", self.run_tag).into();
+        e.event = EventType::Viewstart;
+        e.ts_ms = now;
+        e.view_start_ms = now;
+        e.startup_time_ms = None;
+        e.play_requested = false;
+        e.watch_time_ms = 0;
+        e.playing_time_ms = 0;
+        e.rebuffer_count = 0;
+        e.rebuffer_duration_ms = 0;
+        e.error_fatal = false;
+        e.error_code = "".into();
+        e.error_message = "".into();
+        self.next_marker += 1;
+        let events = vec![e];
+        self.dispatch(Job {
+            viewer: self.next_marker as u32,
+            intended_ms: now,
+            body: send::body(&events),
+            events,
+            client: (self.headers.ips[0].clone(), self.headers.agents[0].clone()),
+            attempt: 0,
+            marker: true,
+        });
+    }
+
+    fn fire(&mut self, at: i64, item: Item, load: bool) {
+        match item {
+            Item::Retry(job) => self.dispatch(job),
+            Item::Viewer(_) if !load => {}
+            Item::Viewer(i) => {
+                let mut events = Vec::with_capacity(4);
+                let viewer = &mut self.viewers[i as usize];
+                let next = viewer.wake(&self.cfg.model, u64::from(i), at, &mut events);
+                let client = (
+                    self.headers.ips[viewer.ip].clone(),
+                    self.headers.agents[viewer.user_agent].clone(),
+                );
+                self.wheel.schedule(next, Item::Viewer(i));
+                if !events.is_empty() {
+                    self.dispatch(Job {
+                        viewer: i,
+                        intended_ms: at,
+                        body: send::body(&events),
+                        events,
+                        client,
+                        attempt: 0,
+                        marker: false,
+                    });
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, mut job: Job) {
+        if job.attempt == 0 {
+            self.window.events_sent += job.events.len() as u64;
+            self.total.events_sent += job.events.len() as u64;
+        }
+        job.attempt += 1;
+        self.outstanding += 1;
+        self.window.requests += 1;
+        self.total.requests += 1;
+        self.pool.send(job);
+    }
+
+    /// Takes finished requests: acknowledged events into the truth, shed
+    /// or unanswered batches back into the wheel for a retry.
+    fn collect(&mut self, markers: &flume::Sender<(String, i64)>) {
+        while let Ok(Done {
+            job,
+            outcome,
+            latency_ms,
+        }) = self.pool.done.try_recv()
+        {
+            self.outstanding -= 1;
+            for w in [&mut self.window, &mut self.total] {
+                w.request_ms.push(latency_ms as f32);
+            }
+            let retry_in_ms = match &outcome {
+                Outcome::Accepted { rejected } => {
+                    let mut n_rejected = 0;
+                    for (i, e) in job.events.iter().enumerate() {
+                        if let Some((_, reason)) = rejected.iter().find(|r| r.0 == i) {
+                            n_rejected += 1;
+                            if self.total.events_rejected < 5 {
+                                tracing::warn!(view = %e.view_id, seq = e.seq, reason, "an event of the model was rejected");
+                            }
+                        } else {
+                            self.truth.accept(e);
+                        }
+                    }
+                    let accepted = job.events.len() as u64 - n_rejected;
+                    for w in [&mut self.window, &mut self.total] {
+                        w.events_accepted += accepted;
+                        w.events_rejected += n_rejected;
+                    }
+                    if job.marker && accepted > 0 {
+                        let view = job.events[0].view_id.to_string();
+                        self.markers_pending.insert(view.clone(), job.intended_ms);
+                        let _ = markers.send((view, job.intended_ms));
+                    }
+                    None
+                }
+                Outcome::Shed { retry_after_s, .. } => {
+                    self.window.shed += 1;
+                    self.total.shed += 1;
+                    Some(*retry_after_s as i64 * 1000)
+                }
+                Outcome::Refused { status, body } => {
+                    self.window.refused += 1;
+                    self.total.refused += 1;
+                    if self.total.refused <= 5 {
+                        tracing::warn!(status, body = %body, "the collector refused a batch");
+                    }
+                    None
+                }
+                Outcome::Failed(error) => {
+                    self.window.failed += 1;
+                    self.total.failed += 1;
+                    if self.total.failed <= 5 {
+                        tracing::warn!(%error, "a batch got no answer");
+                    }
+                    Some(1000)
+                }
+            };
+            if let Some(wait) = retry_in_ms {
+                if job.attempt < self.cfg.run.max_attempts {
+                    self.wheel.schedule(now_ms() + wait, Item::Retry(job));
+                } else {
+                    self.window.dropped += 1;
+                    self.total.dropped += 1;
+                }
+            }
+        }
+    }
+
+    fn take_latencies(
+        &mut self,
+        writes: &flume::Receiver<(i64, f64)>,
+        reads: &flume::Receiver<(i64, f64)>,
+    ) {
+        while let Ok((intended, seconds)) = writes.try_recv() {
+            self.markers_pending.retain(|_, at| *at != intended);
+            for w in [&mut self.window, &mut self.total] {
+                if intended >= w.start_ms {
+                    w.write_s.push(seconds as f32);
+                }
+            }
+        }
+        while let Ok((at, ms)) = reads.try_recv() {
+            for w in [&mut self.window, &mut self.total] {
+                if at >= w.start_ms {
+                    w.read_ms.push(ms as f32);
+                }
+            }
+        }
+    }
+
+    fn progress(&mut self, now: i64, started: i64) {
+        let w = &mut self.window;
+        let sent_per_s = (w.requests - w.last_requests) as f64;
+        w.last_requests = w.requests;
+        let recent = &mut w.request_ms[w.last_latency..];
+        recent.sort_by(f32::total_cmp);
+        let (p50, p99) = (pick(recent, 0.5), pick(recent, 0.99));
+        w.last_latency = w.request_ms.len();
+        eprintln!(
+            "run: t={:>4}s viewers={} req/s={:.0} accepted={} shed={} errors={} queued={} p50={:.1}ms p99={:.1}ms",
+            (now - started) / 1000,
+            self.viewers.len(),
+            sent_per_s,
+            self.total.events_accepted,
+            self.total.shed,
+            self.total.refused + self.total.failed,
+            self.pool.queued(),
+            p50,
+            p99,
+        );
+    }
+}
+
+/// Raw samples of one step (or the whole run).
+#[derive(Default)]
+struct Window {
+    start_ms: i64,
+    requests: u64,
+    events_sent: u64,
+    events_accepted: u64,
+    events_rejected: u64,
+    shed: u64,
+    refused: u64,
+    failed: u64,
+    dropped: u64,
+    request_ms: Vec<f32>,
+    write_s: Vec<f32>,
+    read_ms: Vec<f32>,
+    last_requests: u64,
+    last_latency: usize,
+}
+
+impl Window {
+    fn new(start_ms: i64) -> Window {
+        Window {
+            start_ms,
+            ..Window::default()
+        }
+    }
+
+    fn markers_open(&self, pending: &HashMap<String, i64>) -> bool {
+        pending.values().any(|&at| at >= self.start_ms)
+    }
+
+    fn result(&mut self, viewers: u64, now: i64, pending: &HashMap<String, i64>) -> StepResult {
+        let seconds = ((now - self.start_ms) as f64 / 1000.0).max(0.001);
+        // Markers of this window still unseen count with their age so far:
+        // a store that never shows them cannot pass.
+        let mut write_s = self.write_s.clone();
+        write_s.extend(
+            pending
+                .values()
+                .filter(|&&at| at >= self.start_ms)
+                .map(|&at| ((now - at) as f64 / 1000.0) as f32),
+        );
+        for v in [&mut self.request_ms, &mut write_s, &mut self.read_ms] {
+            v.sort_by(f32::total_cmp);
+        }
+        let errors = self.shed + self.refused + self.failed;
+        StepResult {
+            viewers,
+            seconds,
+            requests: self.requests,
+            events_sent: self.events_sent,
+            events_accepted: self.events_accepted,
+            events_rejected: self.events_rejected,
+            shed: self.shed,
+            refused: self.refused,
+            failed: self.failed,
+            dropped: self.dropped,
+            errors_per_s: errors as f64 / seconds,
+            sent_per_s: self.events_sent as f64 / seconds,
+            request_p50_ms: pick(&self.request_ms, 0.5),
+            request_p99_ms: pick(&self.request_ms, 0.99),
+            write_latency_p50_s: pick(&write_s, 0.5),
+            write_latency_p99_s: pick(&write_s, 0.99),
+            markers: write_s.len() as u64,
+            read_latency_p90_ms: pick(&self.read_ms, 0.9),
+            reads: self.read_ms.len() as u64,
+            ..StepResult::default()
+        }
+    }
+}
+
+/// The element at ⌊q·n⌋ of sorted samples (0 when there are none).
+pub fn pick(sorted: &[f32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    f64::from(sorted[((q * sorted.len() as f64) as usize).min(sorted.len() - 1)])
+}
+
+/// The SLOs `r` broke, by name.
+pub fn breaches(cfg: &LoadgenConfig, r: &StepResult) -> Vec<String> {
+    let slo = &cfg.run.slo;
+    let mut broken = Vec::new();
+    if r.write_latency_p99_s >= slo.write_latency_p99_s || r.markers == 0 {
+        broken.push(format!("write_latency_p99 {:.1}s", r.write_latency_p99_s));
+    }
+    if r.errors_per_s >= slo.errors_per_s {
+        broken.push(format!("error_rate {:.3}/s", r.errors_per_s));
+    }
+    if r.read_latency_p90_ms >= slo.read_latency_p90_ms || r.reads == 0 {
+        broken.push(format!("read_latency_p90 {:.0}ms", r.read_latency_p90_ms));
+    }
+    broken
+}
+
+/// Polls the store for marker views; reports `(intended send, latency s)`
+/// as each appears.
+async fn watch_markers(
+    ch: ClickHouseConfig,
+    new: flume::Receiver<(String, i64)>,
+    found: flume::Sender<(i64, f64)>,
+) {
+    let Some(shard) = qoe_common::clickhouse::shards(&ch).into_iter().next() else {
+        return;
+    };
+    let mut pending: HashMap<String, i64> = HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        while let Ok((view, at)) = new.try_recv() {
+            pending.insert(view, at);
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = pending.keys().map(|v| metrics::sql_string(v)).collect();
+        let sql = format!(
+            "SELECT DISTINCT view_id FROM {}.heartbeats WHERE view_id IN ({})",
+            ch.database,
+            list.join(",")
+        );
+        let seen_at = now_ms();
+        match shard.client.query(&sql).fetch_all::<String>().await {
+            Ok(views) => {
+                for view in views {
+                    if let Some(at) = pending.remove(&view) {
+                        let _ = found.send((at, (seen_at - at) as f64 / 1000.0));
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "marker poll failed"),
+        }
+    }
+}
+
+/// Times the overview query the api will serve, over the run so far.
+async fn time_reads(
+    ch: ClickHouseConfig,
+    property: String,
+    started_ms: i64,
+    every: Duration,
+    out: flume::Sender<(i64, f64)>,
+) {
+    let Some(shard) = qoe_common::clickhouse::shards(&ch).into_iter().next() else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let now = now_ms();
+        let scope = Scope {
+            database: &ch.database,
+            property: &property,
+            range: Range {
+                from: (started_ms / 1000) as u32,
+                to: (now / 1000) as u32 + 1,
+            },
+            now: (now / 1000) as u32,
+            inactivity_timeout_s: metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
+            max_view_s: 6 * 3600,
+        };
+        let sql = metrics::overview_sql(&scope);
+        let t = Instant::now();
+        let result = shard
+            .client
+            .query(&sql)
+            .fetch_one::<metrics::Overview>()
+            .await;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            // A failed read counts as slow as the SLO allows plus more.
+            Ok(_) => {
+                let _ = out.send((now, ms));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "read probe failed");
+                let _ = out.send((now, f64::from(u32::MAX)));
+            }
+        }
+    }
+}
+
+/// Current backlog gauges (sum over label sets), by component.
+pub async fn backlogs(cfg: &LoadgenConfig) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for (name, base, metric) in &cfg.target.backlogs {
+        let url = format!("{}/metrics", base.trim_end_matches('/'));
+        let value = match qoe_common::httpc::get(&url, Duration::from_secs(2)).await {
+            Ok(reply) => reply
+                .text()
+                .lines()
+                .filter(|l| {
+                    l.starts_with(metric.as_str()) && l[metric.len()..].starts_with([' ', '{'])
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+            Err(_) => f64::NAN,
+        };
+        out.push((name.clone(), value));
+    }
+    out
+}
+
+/// The component whose backlog grew the most during `r` (relative to the
+/// larger of its start and 1000), if any grew.
+pub fn backlog_grew(r: &StepResult) -> Option<String> {
+    r.backlog_end
+        .iter()
+        .filter_map(|(name, end)| {
+            let start = r.backlog_start.iter().find(|(n, _)| n == name)?.1;
+            let growth = (end - start) / start.max(1000.0);
+            (growth.is_finite() && growth > 0.1).then(|| (name.clone(), growth, *end))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(name, _, end)| format!("{name} (backlog {end:.0})"))
+}

@@ -1,0 +1,342 @@
+//! Ground truth and `verify`: what the run had acknowledged, kept compactly
+//! (each view's latest accepted event and a bitset of its accepted `seq`s),
+//! and the comparison of every metric computed from it by `schema`'s
+//! definitions with what the store answers.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use qoe_common::config::ClickHouseConfig;
+use qoe_schema::beacon::Event;
+use qoe_schema::metrics::{self, Overview, Range, Scope, ViewFacts};
+
+/// What the collector acknowledged during a run.
+#[derive(Default)]
+pub struct Truth {
+    views: HashMap<Arc<str>, ViewTruth>,
+}
+
+struct ViewTruth {
+    latest: Event,
+    /// Bit `seq` set when that event was acknowledged.
+    seqs: Vec<u64>,
+}
+
+impl Truth {
+    /// Records an acknowledged event (idempotent: a retried one counts once).
+    pub fn accept(&mut self, e: &Event) {
+        let view = self
+            .views
+            .entry(e.view_id.clone())
+            .or_insert_with(|| ViewTruth {
+                latest: e.clone(),
+                seqs: Vec::new(),
+            });
+        let (word, bit) = (e.seq as usize / 64, e.seq % 64);
+        if view.seqs.len() <= word {
+            view.seqs.resize(word + 1, 0);
+        }
+        view.seqs[word] |= 1 << bit;
+        if e.seq > view.latest.seq {
+            view.latest = e.clone();
+        }
+    }
+
+    /// Distinct acknowledged events.
+    pub fn events(&self) -> u64 {
+        self.views
+            .values()
+            .flat_map(|v| v.seqs.iter())
+            .map(|w| u64::from(w.count_ones()))
+            .sum()
+    }
+
+    /// Views with an acknowledged event.
+    pub fn views(&self) -> usize {
+        self.views.len()
+    }
+
+    /// The compact record `verify` works from.
+    pub fn saved(&self, property: &str, view_prefix: &str, range: Range) -> Saved {
+        let mut views: Vec<ViewFacts> = self
+            .views
+            .values()
+            .map(|v| ViewFacts::from_event(&v.latest))
+            .collect();
+        views.sort_by(|a, b| a.view_id.cmp(&b.view_id));
+        Saved {
+            property: property.to_owned(),
+            view_prefix: view_prefix.to_owned(),
+            from: range.from,
+            to: range.to,
+            events: self.events(),
+            views,
+        }
+    }
+}
+
+/// Ground truth as written next to a run's result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    /// Property id the run's events belong to.
+    pub property: String,
+    /// Every view id of the run starts with this.
+    pub view_prefix: String,
+    /// The run's time range, seconds since the epoch, `[from, to)`.
+    pub from: u32,
+    pub to: u32,
+    /// Distinct acknowledged events.
+    pub events: u64,
+    /// Each view's facts from its latest acknowledged event.
+    pub views: Vec<ViewFacts>,
+}
+
+impl Saved {
+    /// Writes it as JSON.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        serde_json::to_writer(file, self).map_err(std::io::Error::other)
+    }
+
+    /// Reads what [`Saved::write`] wrote.
+    pub fn read(path: &Path) -> std::io::Result<Saved> {
+        let file = std::io::BufReader::new(std::fs::File::open(path)?);
+        serde_json::from_reader(file).map_err(std::io::Error::other)
+    }
+}
+
+/// One line of the verify table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Line {
+    pub metric: String,
+    pub expected: f64,
+    pub got: f64,
+    /// `exact`, or the relative tolerance allowed.
+    pub tolerance: String,
+    pub ok: bool,
+}
+
+/// The outcome of `verify`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verification {
+    pub lines: Vec<Line>,
+    /// Acknowledged events absent from the store.
+    pub missing: u64,
+    /// Whether every line matched and nothing is missing.
+    pub ok: bool,
+}
+
+impl Verification {
+    /// The expected-vs-got table, for the terminal and RESULTS.md.
+    pub fn table(&self) -> String {
+        let mut out = String::from(
+            "| metric | expected | got | tolerance | ok |\n| --- | --- | --- | --- | --- |\n",
+        );
+        for l in &self.lines {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                l.metric,
+                fmt_num(l.expected),
+                fmt_num(l.got),
+                l.tolerance,
+                if l.ok { "yes" } else { "NO" }
+            ));
+        }
+        out
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.6}")
+    }
+}
+
+/// Why verify could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("query failed on {url}: {source}")]
+    Query {
+        url: String,
+        source: clickhouse::error::Error,
+    },
+    #[error("no ClickHouse shard configured (clickhouse.shards)")]
+    NoShard,
+}
+
+/// Events of the run in the store (distinct `(view_id, seq)`).
+pub async fn stored_events(ch: &ClickHouseConfig, saved: &Saved) -> Result<u64, VerifyError> {
+    let sql = format!(
+        "SELECT uniqExact(view_id, seq) FROM {db}.heartbeats WHERE property_id = {p} \
+         AND ts >= toDateTime({from}) AND ts < toDateTime({to}) AND view_id LIKE {prefix}",
+        db = ch.database,
+        p = metrics::sql_string(&saved.property),
+        from = saved.from,
+        to = saved.to,
+        prefix = metrics::sql_string(&format!("{}%", saved.view_prefix)),
+    );
+    query_one::<u64>(ch, &sql).await
+}
+
+/// Waits (up to `timeout`) until every acknowledged event is stored, then
+/// compares every metric. `now` is the evaluation time for both sides.
+pub async fn verify(
+    ch: &ClickHouseConfig,
+    saved: &Saved,
+    timeout: std::time::Duration,
+) -> Result<Verification, VerifyError> {
+    let started = std::time::Instant::now();
+    let mut stored = stored_events(ch, saved).await?;
+    while stored < saved.events && started.elapsed() < timeout {
+        eprintln!(
+            "verify: {stored}/{} acknowledged events stored; waiting for the pipeline",
+            saved.events
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        stored = stored_events(ch, saved).await?;
+    }
+    let now = (send_now_s()).max(saved.to);
+    let scope = Scope {
+        database: &ch.database,
+        property: &saved.property,
+        range: Range {
+            from: saved.from,
+            to: saved.to,
+        },
+        now,
+        inactivity_timeout_s: metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
+        max_view_s: 6 * 3600,
+    };
+    let got: Overview = query_one(ch, &metrics::overview_sql(&scope)).await?;
+    let want = metrics::overview(
+        &saved.views,
+        scope.range,
+        now,
+        metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
+    );
+    let missing = saved.events.saturating_sub(stored);
+    let mut lines = vec![Line {
+        metric: "heartbeats stored".into(),
+        expected: saved.events as f64,
+        got: stored as f64,
+        tolerance: "exact".into(),
+        ok: stored == saved.events,
+    }];
+    lines.extend(compare(&want, &got));
+    let ok = missing == 0 && lines.iter().all(|l| l.ok);
+    Ok(Verification { lines, missing, ok })
+}
+
+/// Metric by metric: counts, sums and exact quantiles must be equal;
+/// `unique_viewers` is `uniq` in SQL (exact below ~65 k, within 2 % above);
+/// ratios within 1e-9 relative (float evaluation order).
+pub fn compare(want: &Overview, got: &Overview) -> Vec<Line> {
+    let (w, g) = (
+        serde_json::to_value(want).unwrap_or_default(),
+        serde_json::to_value(got).unwrap_or_default(),
+    );
+    let Some(fields) = w.as_object() else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .map(|(name, expected)| {
+            let expected = expected.as_f64().unwrap_or(f64::NAN);
+            let got = g.get(name).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+            let integer = w[name].is_u64();
+            let (tolerance, rel) = match (name.as_str(), integer) {
+                ("unique_viewers", _) => ("2 %", 0.02),
+                (_, true) => ("exact", 0.0),
+                _ => ("1e-9", 1e-9),
+            };
+            let ok = (got - expected).abs() <= rel * expected.abs().max(got.abs()).max(1.0)
+                || (rel == 0.0 && got == expected);
+            Line {
+                metric: name.clone(),
+                expected,
+                got,
+                tolerance: tolerance.into(),
+                ok,
+            }
+        })
+        .collect()
+}
+
+async fn query_one<T>(ch: &ClickHouseConfig, sql: &str) -> Result<T, VerifyError>
+where
+    T: clickhouse::RowOwned + clickhouse::RowRead,
+{
+    let shard = qoe_common::clickhouse::shards(ch)
+        .into_iter()
+        .next()
+        .ok_or(VerifyError::NoShard)?;
+    shard
+        .client
+        .query(sql)
+        .fetch_one::<T>()
+        .await
+        .map_err(|source| VerifyError::Query {
+            url: shard.url.clone(),
+            source,
+        })
+}
+
+fn send_now_s() -> u32 {
+    (crate::send::now_ms() / 1000) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledged_events_count_once_and_the_latest_wins() {
+        let mut t = Truth::default();
+        let a = qoe_schema::sample::event("v1", 1);
+        let mut b = qoe_schema::sample::event("v1", 70);
+        b.watch_time_ms = 99;
+        t.accept(&b);
+        t.accept(&a);
+        t.accept(&b); // a retry acknowledged twice
+        assert_eq!(t.events(), 2);
+        assert_eq!(t.views(), 1);
+        let saved = t.saved(
+            "p",
+            "v",
+            Range {
+                from: 0,
+                to: u32::MAX,
+            },
+        );
+        assert_eq!(saved.views[0].watch_time_ms, 99);
+    }
+
+    #[test]
+    fn compare_is_exact_for_counts_and_tolerant_for_uniq() {
+        let views = vec![ViewFacts::from_event(&qoe_schema::sample::event("v1", 1))];
+        let range = Range {
+            from: 0,
+            to: u32::MAX,
+        };
+        let want = metrics::overview(&views, range, u32::MAX - 1, 3600);
+        assert!(compare(&want, &want).iter().all(|l| l.ok));
+        let mut got = want.clone();
+        got.views += 1;
+        let bad: Vec<_> = compare(&want, &got).into_iter().filter(|l| !l.ok).collect();
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].metric, "views");
+        let mut big = want.clone();
+        big.unique_viewers = 100_000;
+        let mut close = big.clone();
+        close.unique_viewers = 101_000;
+        assert!(
+            compare(&big, &close).iter().all(|l| l.ok),
+            "1 % off is within uniq's error"
+        );
+    }
+}
