@@ -134,8 +134,11 @@ pub async fn load(
         Vec::new()
     } else {
         let mut b = run::breaches(cfg, &out.total);
-        b.extend(out.steps.iter().flat_map(|s| s.broken.iter().cloned()));
-        b.dedup();
+        for s in out.steps.iter().flat_map(|s| s.broken.iter()) {
+            if !b.contains(s) {
+                b.push(s.clone());
+            }
+        }
         b
     };
     let (mut last_passing, mut first_breach, mut grew) = (None, None, None);

@@ -50,6 +50,8 @@ pub struct StepResult {
     pub failed: u64,
     /// Batches given up after `run.max_attempts` sends.
     pub dropped: u64,
+    /// Batches still queued (or waiting to retry) when the load stopped.
+    pub unsent: u64,
     pub errors_per_s: f64,
     pub sent_per_s: f64,
     pub request_p50_ms: f64,
@@ -114,6 +116,8 @@ pub async fn drive(cfg: &LoadgenConfig, steps: &[Step], stop_on_breach: bool) ->
         total: Window::default(),
         markers_pending: HashMap::new(),
         next_marker: 0,
+        draining: false,
+        retries_pending: 0,
     };
     let mut results = Vec::new();
     let mut due = Vec::new();
@@ -197,21 +201,29 @@ pub async fn drive(cfg: &LoadgenConfig, steps: &[Step], stop_on_breach: bool) ->
             break 'steps;
         }
     }
-    // Load stops; batches queued or waiting to retry still go out.
+    // Load stops. Batches still queued here never reached the server: they
+    // are taken back (not acknowledged, so not in the truth), and so are
+    // pending retries. Requests in flight are waited for, so that nothing
+    // the server accepted is missing from the truth.
     let end_ms = now_ms();
-    let drain_until = Instant::now() + cfg.run.request_timeout * (cfg.run.max_attempts + 1).min(4);
-    while (d.outstanding > 0 || !d.wheel.is_empty()) && Instant::now() < drain_until {
+    let unsent = d.pool.unqueue() as u64;
+    d.outstanding -= unsent;
+    d.draining = true;
+    let drain_until = Instant::now() + cfg.run.request_timeout + Duration::from_secs(2);
+    while d.outstanding > 0 && Instant::now() < drain_until {
         tick.tick().await;
-        due.clear();
-        d.wheel.advance(now_ms(), &mut due);
-        for (at, item) in due.drain(..) {
-            d.fire(at, item, false);
-        }
         d.collect(&marker_tx);
+    }
+    d.total.unsent += unsent + d.retries_pending;
+    if d.total.unsent > 0 {
+        eprintln!(
+            "run: {} batches were still queued or waiting to retry when the load stopped; not sent",
+            d.total.unsent
+        );
     }
     if d.outstanding > 0 {
         eprintln!(
-            "run: {} batches still unanswered after the drain; not counted as acknowledged",
+            "run: {} batches got no answer within the request timeout: their outcome is unknown",
             d.outstanding
         );
     }
@@ -270,6 +282,10 @@ struct Driver<'c> {
     /// Marker view → intended send time, until seen in the store.
     markers_pending: HashMap<String, i64>,
     next_marker: u64,
+    /// The load has stopped: nothing is retried any more.
+    draining: bool,
+    /// Retries waiting in the wheel.
+    retries_pending: u64,
 }
 
 impl Driver<'_> {
@@ -322,7 +338,10 @@ impl Driver<'_> {
 
     fn fire(&mut self, at: i64, item: Item, load: bool) {
         match item {
-            Item::Retry(job) => self.dispatch(job),
+            Item::Retry(job) => {
+                self.retries_pending -= 1;
+                self.dispatch(job)
+            }
             Item::Viewer(_) if !load => {}
             Item::Viewer(i) => {
                 let mut events = Vec::with_capacity(4);
@@ -421,7 +440,10 @@ impl Driver<'_> {
                 }
             };
             if let Some(wait) = retry_in_ms {
-                if job.attempt < self.cfg.run.max_attempts {
+                if self.draining {
+                    self.total.unsent += 1;
+                } else if job.attempt < self.cfg.run.max_attempts {
+                    self.retries_pending += 1;
                     self.wheel.schedule(now_ms() + wait, Item::Retry(job));
                 } else {
                     self.window.dropped += 1;
@@ -458,14 +480,16 @@ impl Driver<'_> {
         let sent_per_s = (w.requests - w.last_requests) as f64;
         w.last_requests = w.requests;
         let recent = &mut w.request_ms[w.last_latency..];
+        let answered = recent.len();
         recent.sort_by(f32::total_cmp);
         let (p50, p99) = (pick(recent, 0.5), pick(recent, 0.99));
         w.last_latency = w.request_ms.len();
         eprintln!(
-            "run: t={:>4}s viewers={} req/s={:.0} accepted={} shed={} errors={} queued={} p50={:.1}ms p99={:.1}ms",
+            "run: t={:>4}s viewers={} sent/s={:.0} answered/s={} accepted={} shed={} errors={} queued={} p50={:.1}ms p99={:.1}ms",
             (now - started) / 1000,
             self.viewers.len(),
             sent_per_s,
+            answered,
             self.total.events_accepted,
             self.total.shed,
             self.total.refused + self.total.failed,
@@ -488,6 +512,7 @@ struct Window {
     refused: u64,
     failed: u64,
     dropped: u64,
+    unsent: u64,
     request_ms: Vec<f32>,
     write_s: Vec<f32>,
     read_ms: Vec<f32>,
@@ -533,6 +558,7 @@ impl Window {
             refused: self.refused,
             failed: self.failed,
             dropped: self.dropped,
+            unsent: self.unsent,
             errors_per_s: errors as f64 / seconds,
             sent_per_s: self.events_sent as f64 / seconds,
             request_p50_ms: pick(&self.request_ms, 0.5),

@@ -75,6 +75,7 @@ struct RejectedEvent {
 /// [`Pool::done`].
 pub struct Pool {
     jobs: flume::Sender<Job>,
+    queue: flume::Receiver<Job>,
     /// Finished attempts.
     pub done: flume::Receiver<Done>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -114,7 +115,12 @@ impl Pool {
                 })
             })
             .collect();
-        Pool { jobs, done, tasks }
+        Pool {
+            jobs,
+            queue,
+            done,
+            tasks,
+        }
     }
 
     /// Queues a batch.
@@ -125,6 +131,12 @@ impl Pool {
     /// Batches waiting for a connection.
     pub fn queued(&self) -> usize {
         self.jobs.len()
+    }
+
+    /// Takes back every batch not sent yet (the run is over: they never
+    /// reached the server, so they are simply not acknowledged).
+    pub fn unqueue(&self) -> usize {
+        self.queue.drain().count()
     }
 
     /// Stops the senders (queued batches are dropped).

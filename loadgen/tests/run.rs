@@ -1,0 +1,152 @@
+//! A short `run` against a real collector and processor (in process) on the
+//! test stack's broker and both ClickHouse shards: the verdict passes, the
+//! verify table matches the ground truth exactly, write and read latency
+//! are measured, and the run is recorded.
+#![allow(clippy::field_reassign_with_default)] // settings read better one per line
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use qoe_loadgen::run::Step;
+use qoe_loadgen::LoadgenConfig;
+use qoe_testkit::{free_port, unique, wait_until, Stack};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_run_verifies_and_records() {
+    let stack = Stack::from_env();
+    let topic = unique("loadgen");
+    stack.create_topic(&topic, 4).await;
+    let db = unique("loadgen");
+    let ch = stack.clickhouse(&db);
+    qoe_schema::migrate::apply(&ch, qoe_schema::migrations::ALL)
+        .await
+        .expect("migrate");
+    let property = unique("prop");
+
+    let (ingest, collector_admin, processor_admin) = (free_port(), free_port(), free_port());
+    let mut collector = qoe_collector::CollectorConfig::default();
+    collector.kafka = stack.kafka(&topic);
+    collector.http.listen = ([127, 0, 0, 1], ingest).into();
+    collector.admin.listen = ([127, 0, 0, 1], collector_admin).into();
+    collector.properties = BTreeMap::from([("lg-key".to_owned(), property.clone())]);
+    let mut processor = qoe_processor::ProcessorConfig::default();
+    processor.kafka = stack.kafka(&topic);
+    processor.clickhouse = ch.clone();
+    processor.admin.listen = ([127, 0, 0, 1], processor_admin).into();
+    processor.processor.group = unique("group");
+    processor.processor.batch_interval = Duration::from_millis(200);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let services = [
+        tokio::spawn({
+            let stop = until_stopped(stop_rx.clone());
+            async move { qoe_collector::run(collector, stop).await.is_ok() }
+        }),
+        tokio::spawn({
+            let stop = until_stopped(stop_rx.clone());
+            async move { qoe_processor::run(processor, stop).await.is_ok() }
+        }),
+    ];
+    let ready = |port: u16| format!("http://127.0.0.1:{port}/readyz");
+    for port in [collector_admin, processor_admin] {
+        let url = ready(port);
+        wait_until(Duration::from_secs(30), "services ready", || {
+            let url = url.clone();
+            async move {
+                qoe_common::httpc::get(&url, Duration::from_secs(1))
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+            }
+        })
+        .await;
+    }
+
+    let results = std::env::temp_dir().join(unique("loadtests"));
+    let mut cfg = LoadgenConfig::default();
+    cfg.clickhouse = ch.clone();
+    cfg.target.collector_url = format!("http://127.0.0.1:{ingest}");
+    cfg.target.property_key = "lg-key".into();
+    cfg.target.property_id = property.clone();
+    cfg.target.backlogs = vec![
+        (
+            "collector".into(),
+            format!("http://127.0.0.1:{collector_admin}"),
+            "qoe_collector_backlog".into(),
+        ),
+        (
+            "processor".into(),
+            format!("http://127.0.0.1:{processor_admin}"),
+            "qoe_processor_consumer_lag".into(),
+        ),
+    ];
+    cfg.run.results_dir = results.display().to_string();
+    cfg.run.marker_interval = Duration::from_millis(500);
+    cfg.run.read_interval = Duration::from_millis(500);
+    cfg.run.settle_timeout = Duration::from_secs(60);
+    // A fast audience: a report a second, views of a few seconds, so views
+    // start, rebuffer, fail and end within the run.
+    cfg.model.heartbeat_interval_ms = 1_000;
+    cfg.model.view_median_s = 4.0;
+    cfg.model.rebuffers_per_min = 6.0;
+    cfg.model.exit_before_start = 0.1;
+    cfg.model.startup_failure = 0.1;
+    let steps = [Step {
+        viewers: 40,
+        ramp: Duration::from_secs(2),
+        hold: Duration::from_secs(8),
+    }];
+    let done = qoe_loadgen::load(&cfg, "run", &steps, serde_json::json!({}))
+        .await
+        .expect("run");
+    let _ = stop_tx.send(true);
+    for service in services {
+        assert!(
+            service.await.expect("service task"),
+            "service stopped cleanly"
+        );
+    }
+
+    let r = &done.record;
+    let verify = r.verify.as_ref().expect("verify ran");
+    assert!(verify.ok, "{}", verify.table());
+    assert_eq!(verify.missing, 0);
+    let stored = &verify.lines[0];
+    assert!(
+        stored.expected > 200.0,
+        "a real amount of events: {}",
+        stored.expected
+    );
+    assert_eq!(r.verdict, "pass", "{:?}", r.steps);
+    let step = &r.steps[0];
+    assert_eq!(step.viewers, 40);
+    assert!(step.markers >= 5, "write latency measured: {step:?}");
+    assert!(step.reads >= 5, "read latency measured: {step:?}");
+    assert!(step.write_latency_p99_s > 0.0 && step.write_latency_p99_s < 30.0);
+    assert_eq!(
+        step.shed + step.refused + step.failed + step.events_rejected,
+        0
+    );
+    let views = verify
+        .lines
+        .iter()
+        .find(|l| l.metric == "views")
+        .expect("views line");
+    assert!(
+        views.expected > 40.0,
+        "views ended and were replaced: {}",
+        views.expected
+    );
+    // Recorded: the JSON, the truth beside it, and a RESULTS.md row.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&done.result_path).expect("result")).expect("json");
+    assert_eq!(json["verdict"], "pass");
+    let table = std::fs::read_to_string(results.join("RESULTS.md")).expect("RESULTS.md");
+    assert!(table.contains(&r.id), "{table}");
+    assert!(results
+        .join("results")
+        .join(format!("{}.truth.json", r.id))
+        .exists());
+    let _ = std::fs::remove_dir_all(&results);
+}
