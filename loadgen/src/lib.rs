@@ -167,10 +167,13 @@ pub async fn load(
         None => broken.push("verify could not run".into()),
     }
     let verdict = if capacity {
-        let mut v = format!(
-            "capacity {} viewers",
-            last_passing.map_or("below the first step".to_string(), |n| n.to_string())
-        );
+        let mut v = match last_passing {
+            Some(n) => format!("capacity {n} viewers"),
+            None => format!(
+                "capacity below the first step ({} viewers)",
+                steps.first().map_or(0, |s| s.viewers)
+            ),
+        };
         if let Some(b) = &first_breach {
             v.push_str(&format!("; first breach {b}"));
         }

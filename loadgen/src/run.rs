@@ -113,7 +113,7 @@ pub async fn drive(cfg: &LoadgenConfig, steps: &[Step], stop_on_breach: bool) ->
         pool,
         outstanding: 0,
         window: Window::default(),
-        total: Window::default(),
+        total: Window::new(started_ms),
         markers_pending: HashMap::new(),
         next_marker: 0,
         draining: false,
