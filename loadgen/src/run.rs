@@ -118,9 +118,9 @@ pub async fn drive(cfg: &LoadgenConfig, steps: &[Step], stop_on_breach: bool) ->
         next_marker: 0,
         draining: false,
         retries_pending: 0,
+        due: Vec::new(),
     };
     let mut results = Vec::new();
-    let mut due = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_progress = Instant::now();
@@ -154,13 +154,7 @@ pub async fn drive(cfg: &LoadgenConfig, steps: &[Step], stop_on_breach: bool) ->
                 d.send_marker(now);
                 next_marker_at = now + cfg.run.marker_interval.as_millis() as i64;
             }
-            due.clear();
-            d.wheel.advance(now, &mut due);
-            for (at, item) in due.drain(..) {
-                d.fire(at, item, true);
-            }
-            d.collect(&marker_tx);
-            d.take_latencies(&write_rx, &read_rx);
+            d.turn(now, &marker_tx, &write_rx, &read_rx);
             if last_progress.elapsed() >= Duration::from_secs(1) {
                 last_progress = Instant::now();
                 d.progress(now, started_ms);
@@ -172,14 +166,7 @@ pub async fn drive(cfg: &LoadgenConfig, steps: &[Step], stop_on_breach: bool) ->
         let grace = Instant::now() + Duration::from_secs(5);
         while Instant::now() < grace && d.window.markers_open(&d.markers_pending) {
             tick.tick().await;
-            let now = now_ms();
-            due.clear();
-            d.wheel.advance(now, &mut due);
-            for (at, item) in due.drain(..) {
-                d.fire(at, item, true);
-            }
-            d.collect(&marker_tx);
-            d.take_latencies(&write_rx, &read_rx);
+            d.turn(now_ms(), &marker_tx, &write_rx, &read_rx);
         }
         let backlog_end = backlogs(cfg).await;
         let mut result = d.window.result(step.viewers, now_ms(), &d.markers_pending);
@@ -286,6 +273,8 @@ struct Driver<'c> {
     draining: bool,
     /// Retries waiting in the wheel.
     retries_pending: u64,
+    /// Scratch for the wheel's due items.
+    due: Vec<(i64, Item)>,
 }
 
 impl Driver<'_> {
@@ -336,13 +325,31 @@ impl Driver<'_> {
         });
     }
 
-    fn fire(&mut self, at: i64, item: Item, load: bool) {
+    /// One driver turn: due reports and retries out, answers and
+    /// latencies in.
+    fn turn(
+        &mut self,
+        now: i64,
+        markers: &flume::Sender<(String, i64)>,
+        writes: &flume::Receiver<(i64, f64)>,
+        reads: &flume::Receiver<(i64, f64)>,
+    ) {
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.advance(now, &mut due);
+        for (at, item) in due.drain(..) {
+            self.fire(at, item);
+        }
+        self.due = due;
+        self.collect(markers);
+        self.take_latencies(writes, reads);
+    }
+
+    fn fire(&mut self, at: i64, item: Item) {
         match item {
             Item::Retry(job) => {
                 self.retries_pending -= 1;
                 self.dispatch(job)
             }
-            Item::Viewer(_) if !load => {}
             Item::Viewer(i) => {
                 let mut events = Vec::with_capacity(4);
                 let viewer = &mut self.viewers[i as usize];
