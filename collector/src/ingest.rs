@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
 use std::sync::RwLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -276,12 +276,8 @@ impl Ingest {
     }
 
     fn checks(&self) -> Checks {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
         Checks {
-            now_ms,
+            now_ms: qoe_common::clock::now_ms(),
             max_age_ms: self.cfg.ingest.max_age.as_millis() as i64,
             max_future_ms: self.cfg.ingest.max_future.as_millis() as i64,
         }

@@ -17,10 +17,12 @@
 //! - [`clickhouse`]: a ClickHouse HTTP client per shard, configured once.
 //! - [`httpc`]: a small HTTP client for probes, tools and tests.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a future.
+//! - [`clock`]: milliseconds since the Unix epoch.
 
 pub mod admin;
 pub mod cli;
 pub mod clickhouse;
+pub mod clock;
 pub mod config;
 pub mod health;
 pub mod httpc;

@@ -5,7 +5,7 @@
 //! failures, exits before start, abandonment), their starts spread over the
 //! last two hours so the raw table's hourly partitions stay few.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -36,10 +36,7 @@ pub fn generate(
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")
             .create()?;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms = qoe_common::clock::now_ms();
     // About 5.5 events per view in the sample model.
     let views_total = (heartbeats / 5).max(1) as usize;
     let started = Instant::now();

@@ -22,7 +22,9 @@ use qoe_schema::metrics::{self, Range, Scope};
 
 use crate::config::LoadgenConfig;
 use crate::model::Viewer;
-use crate::send::{self, now_ms, Done, Job, Outcome, Pool};
+use qoe_common::clock::now_ms;
+
+use crate::send::{self, Done, Job, Outcome, Pool};
 use crate::truth::Truth;
 use crate::wheel::Wheel;
 

@@ -296,16 +296,8 @@ pub fn body(events: &[Event]) -> Bytes {
     Bytes::from(serde_json::to_vec(&batch).unwrap_or_default())
 }
 
-/// Now, ms since the epoch.
-pub fn now_ms() -> i64 {
-    now_ms_f64() as i64
-}
-
 fn now_ms_f64() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
+    qoe_common::clock::since_epoch().as_secs_f64() * 1000.0
 }
 
 #[cfg(test)]

@@ -200,7 +200,7 @@ pub async fn verify(
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         stored = stored_events(ch, saved).await?;
     }
-    let now = (send_now_s()).max(saved.to);
+    let now = ((qoe_common::clock::now_ms() / 1000) as u32).max(saved.to);
     let scope = Scope {
         database: &ch.database,
         property: &saved.property,
@@ -284,10 +284,6 @@ where
             url: shard.url.clone(),
             source,
         })
-}
-
-fn send_now_s() -> u32 {
-    (crate::send::now_ms() / 1000) as u32
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! itself when the insert succeeds.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -105,7 +105,7 @@ impl Loop {
                     if self.consumer.context().revoked.swap(false, Ordering::SeqCst) {
                         self.forget(&mut batch, &mut pool).await;
                     }
-                    pool.expire(now_ms()).await;
+                    pool.expire(qoe_common::clock::now_ms()).await;
                 }
             }
             let due = batch
@@ -268,13 +268,6 @@ async fn take(msg: &BorrowedMessage<'_>, batch: &mut Batch, pool: &mut Pool) {
         offset: msg.offset(),
     };
     pool.push(record).await;
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Why the loop could not start.

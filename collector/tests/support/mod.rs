@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
@@ -92,12 +92,7 @@ impl Collector {
     }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+pub use qoe_common::clock::now_ms;
 
 /// A valid wire event of `view` with `seq`, timed now.
 pub fn event(view: &str, seq: u32) -> Value {
