@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
-use qoe_schema::beacon::Event;
+use qoe_schema::beacon::{Event, WireEvent};
 
 /// One SDK batch on its way.
 #[derive(Debug, Clone)]
@@ -209,89 +209,14 @@ async fn post(
     }
 }
 
-/// An event as an SDK spells it on the wire.
-#[derive(Serialize)]
-struct Wire<'a> {
-    view_id: &'a str,
-    seq: u32,
-    event: &'static str,
-    ts: i64,
-    view_start: i64,
-    viewer_id: &'a str,
-    video_id: &'a str,
-    video_title: &'a str,
-    stream_type: &'static str,
-    video_duration_ms: u64,
-    player_name: &'a str,
-    player_version: &'a str,
-    player_width: u16,
-    player_height: u16,
-    autoplay: bool,
-    cdn: &'a str,
-    state: &'static str,
-    play_requested: bool,
-    watch_time_ms: u64,
-    playing_time_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    startup_time_ms: Option<u32>,
-    rebuffer_count: u32,
-    rebuffer_duration_ms: u64,
-    bitrate_kbps: u32,
-    avg_bitrate_kbps: u32,
-    dropped_frames: u64,
-    playhead_ms: u64,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    error_code: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    error_message: &'a str,
-    error_fatal: bool,
-}
-
-impl<'a> From<&'a Event> for Wire<'a> {
-    fn from(e: &'a Event) -> Self {
-        Wire {
-            view_id: &e.view_id,
-            seq: e.seq,
-            event: e.event.as_str(),
-            ts: e.ts_ms,
-            view_start: e.view_start_ms,
-            viewer_id: &e.viewer_id,
-            video_id: &e.video_id,
-            video_title: &e.video_title,
-            stream_type: e.stream_type.as_str(),
-            video_duration_ms: e.video_duration_ms,
-            player_name: &e.player_name,
-            player_version: &e.player_version,
-            player_width: e.player_width,
-            player_height: e.player_height,
-            autoplay: e.autoplay,
-            cdn: &e.cdn,
-            state: e.state.as_str(),
-            play_requested: e.play_requested,
-            watch_time_ms: e.watch_time_ms,
-            playing_time_ms: e.playing_time_ms,
-            startup_time_ms: e.startup_time_ms,
-            rebuffer_count: e.rebuffer_count,
-            rebuffer_duration_ms: e.rebuffer_duration_ms,
-            bitrate_kbps: e.bitrate_kbps,
-            avg_bitrate_kbps: e.avg_bitrate_kbps,
-            dropped_frames: e.dropped_frames,
-            playhead_ms: e.playhead_ms,
-            error_code: &e.error_code,
-            error_message: &e.error_message,
-            error_fatal: e.error_fatal,
-        }
-    }
-}
-
 /// The body an SDK posts for `events`: `{"events": [...]}`.
 pub fn body(events: &[Event]) -> Bytes {
     #[derive(Serialize)]
     struct Batch<'a> {
-        events: Vec<Wire<'a>>,
+        events: Vec<WireEvent<'a>>,
     }
     let batch = Batch {
-        events: events.iter().map(Wire::from).collect(),
+        events: events.iter().map(WireEvent::from).collect(),
     };
     Bytes::from(serde_json::to_vec(&batch).unwrap_or_default())
 }

@@ -384,6 +384,81 @@ pub struct Event {
     pub error_fatal: bool,
 }
 
+/// An event as an SDK spells it on the wire (the reverse of decoding:
+/// `ts`, `view_start`, names for enums, `startup_time_ms` only once known).
+/// Fields carry the wire names documented in `schema/README.md`.
+#[derive(Serialize)]
+pub struct WireEvent<'a> {
+    pub view_id: &'a str,
+    pub seq: u32,
+    pub event: &'static str,
+    pub ts: i64,
+    pub view_start: i64,
+    pub viewer_id: &'a str,
+    pub video_id: &'a str,
+    pub video_title: &'a str,
+    pub stream_type: &'static str,
+    pub video_duration_ms: u64,
+    pub player_name: &'a str,
+    pub player_version: &'a str,
+    pub player_width: u16,
+    pub player_height: u16,
+    pub autoplay: bool,
+    pub cdn: &'a str,
+    pub state: &'static str,
+    pub play_requested: bool,
+    pub watch_time_ms: u64,
+    pub playing_time_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub startup_time_ms: Option<u32>,
+    pub rebuffer_count: u32,
+    pub rebuffer_duration_ms: u64,
+    pub bitrate_kbps: u32,
+    pub avg_bitrate_kbps: u32,
+    pub dropped_frames: u64,
+    pub playhead_ms: u64,
+    pub error_code: &'a str,
+    pub error_message: &'a str,
+    pub error_fatal: bool,
+}
+
+impl<'a> From<&'a Event> for WireEvent<'a> {
+    fn from(e: &'a Event) -> Self {
+        WireEvent {
+            view_id: &e.view_id,
+            seq: e.seq,
+            event: e.event.as_str(),
+            ts: e.ts_ms,
+            view_start: e.view_start_ms,
+            viewer_id: &e.viewer_id,
+            video_id: &e.video_id,
+            video_title: &e.video_title,
+            stream_type: e.stream_type.as_str(),
+            video_duration_ms: e.video_duration_ms,
+            player_name: &e.player_name,
+            player_version: &e.player_version,
+            player_width: e.player_width,
+            player_height: e.player_height,
+            autoplay: e.autoplay,
+            cdn: &e.cdn,
+            state: e.state.as_str(),
+            play_requested: e.play_requested,
+            watch_time_ms: e.watch_time_ms,
+            playing_time_ms: e.playing_time_ms,
+            startup_time_ms: e.startup_time_ms,
+            rebuffer_count: e.rebuffer_count,
+            rebuffer_duration_ms: e.rebuffer_duration_ms,
+            bitrate_kbps: e.bitrate_kbps,
+            avg_bitrate_kbps: e.avg_bitrate_kbps,
+            dropped_frames: e.dropped_frames,
+            playhead_ms: e.playhead_ms,
+            error_code: &e.error_code,
+            error_message: &e.error_message,
+            error_fatal: e.error_fatal,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

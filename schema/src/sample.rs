@@ -43,25 +43,7 @@ pub fn event(view_id: &str, seq: u32) -> Event {
 
 /// The wire JSON of `e`, as an SDK would send it.
 pub fn wire(e: &Event) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "view_id": e.view_id, "seq": e.seq, "event": e.event.as_str(), "ts": e.ts_ms,
-        "view_start": e.view_start_ms, "viewer_id": e.viewer_id, "video_id": e.video_id,
-        "video_title": e.video_title, "stream_type": e.stream_type.as_str(),
-        "video_duration_ms": e.video_duration_ms, "player_name": e.player_name,
-        "player_version": e.player_version, "player_width": e.player_width,
-        "player_height": e.player_height, "autoplay": e.autoplay, "cdn": e.cdn,
-        "state": e.state.as_str(), "play_requested": e.play_requested,
-        "watch_time_ms": e.watch_time_ms, "playing_time_ms": e.playing_time_ms,
-        "rebuffer_count": e.rebuffer_count, "rebuffer_duration_ms": e.rebuffer_duration_ms,
-        "bitrate_kbps": e.bitrate_kbps, "avg_bitrate_kbps": e.avg_bitrate_kbps,
-        "dropped_frames": e.dropped_frames, "playhead_ms": e.playhead_ms,
-        "error_code": e.error_code, "error_message": e.error_message,
-        "error_fatal": e.error_fatal,
-    });
-    if let Some(s) = e.startup_time_ms {
-        v["startup_time_ms"] = s.into();
-    }
-    v
+    serde_json::to_value(crate::beacon::WireEvent::from(e)).expect("an event serializes")
 }
 
 /// A realistic SDK batch body: `n` heartbeats of different views.
