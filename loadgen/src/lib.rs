@@ -101,14 +101,7 @@ pub async fn load(
     let capacity = kind == "capacity";
     let started = std::time::SystemTime::now();
     let started_at = humantime_serde::re::humantime::format_rfc3339_seconds(started).to_string();
-    let id = format!(
-        "{}-{kind}",
-        started_at
-            .replace([':', '-'], "")
-            .trim_end_matches('Z')
-            .to_owned()
-            + "Z"
-    );
+    let id = format!("{}-{kind}", started_at.replace([':', '-'], ""));
     let out = run::drive(cfg, steps, capacity).await;
     let saved = out
         .truth

@@ -203,7 +203,6 @@ pub struct Viewer {
     /// Index into `user_agents`.
     pub user_agent: usize,
     views: u32,
-    run: Arc<str>,
     /// The current view.
     pub view: View,
 }
@@ -216,14 +215,13 @@ impl Viewer {
         let ip = rng.weighted(model.client_ips.iter().map(|c| c.1));
         let user_agent = rng.weighted(model.user_agents.iter().map(|c| c.1));
         let id: Arc<str> = format!("{run}-u{index}").into();
-        let view = View::start(model, &mut rng, run, &id, index, 0, now_ms);
+        let view = View::start(model, &mut rng, &id, 0, now_ms);
         Viewer {
             rng,
             id,
             ip,
             user_agent,
             views: 1,
-            run: run.clone(),
             view,
         }
     }
@@ -232,23 +230,9 @@ impl Viewer {
     /// order, a `heartbeat` last unless the view ended), and returns when
     /// to wake next. A view that is over is replaced by a fresh one, which
     /// sends its `viewstart` at the next wake.
-    pub fn wake(
-        &mut self,
-        model: &ModelConfig,
-        index: u64,
-        now_ms: i64,
-        out: &mut Vec<Event>,
-    ) -> i64 {
+    pub fn wake(&mut self, model: &ModelConfig, now_ms: i64, out: &mut Vec<Event>) -> i64 {
         if self.view.phase == Phase::Over {
-            self.view = View::start(
-                model,
-                &mut self.rng,
-                &self.run,
-                &self.id,
-                index,
-                self.views,
-                now_ms,
-            );
+            self.view = View::start(model, &mut self.rng, &self.id, self.views, now_ms);
             self.views += 1;
         }
         self.view.report(model, &mut self.rng, now_ms, out);
@@ -259,15 +243,8 @@ impl Viewer {
 }
 
 impl View {
-    fn start(
-        model: &ModelConfig,
-        rng: &mut Rng,
-        run: &str,
-        viewer: &Arc<str>,
-        index: u64,
-        n: u32,
-        now_ms: i64,
-    ) -> View {
+    /// The `n`th view of `viewer` (its id: `<viewer_id>-<n>`), from `now_ms`.
+    fn start(model: &ModelConfig, rng: &mut Rng, viewer: &Arc<str>, n: u32, now_ms: i64) -> View {
         let live = rng.chance(model.live_share);
         // Popularity ∝ 1/rank: rank = titles^u spreads draws that way.
         let rank = ((model.titles as f64).powf(rng.unit()) as u32).clamp(1, model.titles);
@@ -289,7 +266,7 @@ impl View {
             .clamp(10_000.0, 4.0 * 3_600_000.0) as i64;
         let (player_name, player_version, _) = &model.players[player];
         let e = Event {
-            view_id: format!("{run}-{index}-{n}").into(),
+            view_id: format!("{viewer}-{n}").into(),
             seq: 0,
             event: EventType::Viewstart,
             ts_ms: now_ms,
@@ -528,7 +505,7 @@ mod tests {
         let mut now = 1_000_000;
         let mut out = Vec::new();
         while now < 1_000_000 + minutes * 60_000 {
-            now = v.wake(model, 1, now, &mut out);
+            now = v.wake(model, now, &mut out);
         }
         out
     }

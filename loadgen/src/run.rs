@@ -17,7 +17,6 @@ use hyper::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 
 use qoe_common::config::ClickHouseConfig;
-use qoe_schema::beacon::EventType;
 use qoe_schema::metrics::{self, Range, Scope};
 
 use crate::config::LoadgenConfig;
@@ -297,31 +296,30 @@ impl Driver<'_> {
             .schedule(now + spread, Item::Viewer(index as u32));
     }
 
-    /// A marker: a one-event view whose arrival in the store is timed.
+    /// A marker: the first report of a view of its own (indexes far above
+    /// any viewer's), whose arrival in the store is timed.
     fn send_marker(&mut self, now: i64) {
-        let mut e = qoe_schema::sample::event("m", 1);
-        e.view_id = format!("{}-m{}", self.run_tag, self.next_marker).into();
-        e.viewer_id = format!("{}-marker", self.run_tag).into();
-        e.event = EventType::Viewstart;
-        e.ts_ms = now;
-        e.view_start_ms = now;
-        e.startup_time_ms = None;
-        e.play_requested = false;
-        e.watch_time_ms = 0;
-        e.playing_time_ms = 0;
-        e.rebuffer_count = 0;
-        e.rebuffer_duration_ms = 0;
-        e.error_fatal = false;
-        e.error_code = "".into();
-        e.error_message = "".into();
+        const MARKER_BASE: u64 = 1 << 40;
+        let index = MARKER_BASE + self.next_marker;
         self.next_marker += 1;
-        let events = vec![e];
+        let mut marker = Viewer::new(
+            &self.cfg.model,
+            &self.run_tag,
+            self.cfg.run.seed,
+            index,
+            now,
+        );
+        let mut events = Vec::with_capacity(4);
+        marker.wake(&self.cfg.model, now, &mut events);
         self.dispatch(Job {
             viewer: self.next_marker as u32,
             intended_ms: now,
             body: send::body(&events),
             events,
-            client: (self.headers.ips[0].clone(), self.headers.agents[0].clone()),
+            client: (
+                self.headers.ips[marker.ip].clone(),
+                self.headers.agents[marker.user_agent].clone(),
+            ),
             attempt: 0,
             marker: true,
         });
@@ -355,7 +353,7 @@ impl Driver<'_> {
             Item::Viewer(i) => {
                 let mut events = Vec::with_capacity(4);
                 let viewer = &mut self.viewers[i as usize];
-                let next = viewer.wake(&self.cfg.model, u64::from(i), at, &mut events);
+                let next = viewer.wake(&self.cfg.model, at, &mut events);
                 let client = (
                     self.headers.ips[viewer.ip].clone(),
                     self.headers.agents[viewer.user_agent].clone(),

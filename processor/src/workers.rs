@@ -103,16 +103,6 @@ impl Pool {
         }
     }
 
-    /// Worker threads.
-    pub fn len(&self) -> usize {
-        self.senders.len()
-    }
-
-    /// Whether the pool has no worker (never: it has at least one).
-    pub fn is_empty(&self) -> bool {
-        self.senders.is_empty()
-    }
-
     /// The worker that owns the view `key` names.
     pub fn worker_for(&self, key: &[u8]) -> usize {
         // Not the bits that pick the shard, so workers stay balanced
