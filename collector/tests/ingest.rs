@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use qoe_schema::record::{Heartbeat, FORMAT_HEADER};
+use qoe_schema::record::{Heartbeat, FORMAT_HEADER, FORMAT_VERSION};
 use qoe_testkit::{consume, unique, Stack};
 use rdkafka::message::{Headers, Message};
 use serde_json::json;
@@ -94,7 +94,12 @@ async fn every_accepted_event_reaches_the_topic_enriched() {
             .iter()
             .find(|h| h.key == FORMAT_HEADER)
             .unwrap();
-        assert_eq!(header.value.unwrap(), b"1");
+        assert_eq!(header.value.unwrap(), FORMAT_VERSION.to_string().as_bytes());
+        assert_eq!(
+            msg.payload().unwrap()[0],
+            FORMAT_VERSION as u8,
+            "binary record"
+        );
         assert_eq!(hb.property_id, PROPERTY);
         assert!(hb.received_at_ms > 0);
         if hb.event.view_id.starts_with("single-") {

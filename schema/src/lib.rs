@@ -7,7 +7,8 @@
 //!   per refused body or event.
 //! - [`record`]: the Kafka record — the validated event plus the collector's
 //!   enrichment, versioned.
-//! - [`rows`]: the ClickHouse row a record becomes, and its shard.
+//! - [`rows`]: the ClickHouse row a record becomes (and its RowBinary
+//!   encoding), and its shard.
 //! - [`migrate`] / [`migrations`]: the ClickHouse DDL as versioned
 //!   migrations, applied to every shard by `qoe-migrate`.
 //! - [`metrics`]: every QoE metric's definition, in Rust and in SQL.

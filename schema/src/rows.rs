@@ -4,9 +4,17 @@
 //! ClickHouse's materialized views derive the per-view and per-minute tables
 //! from every inserted block (see `schema/migrations/`). All rows of one view
 //! go to one shard ([`shard_for`]), so per-view collapsing happens locally.
+//!
+//! The processor does not build `HeartbeatRow`s: [`write_row_binary`]
+//! encodes a heartbeat straight into the RowBinary bytes of the same row
+//! (no per-field allocation), and [`insert_sql`] names the columns in that
+//! order. `HeartbeatRow` stays the readable definition that tests, the
+//! loadgen and the row encoder's own test compare against.
 
+use clickhouse::Row as _;
 use serde::{Deserialize, Serialize};
 
+use crate::record::binary::put_str;
 use crate::record::Heartbeat;
 
 /// One row of `heartbeats_local` (column names = field names).
@@ -107,6 +115,62 @@ impl From<&Heartbeat> for HeartbeatRow {
     }
 }
 
+/// `INSERT INTO {table} (...) FORMAT RowBinary` with the columns in the
+/// order [`write_row_binary`] writes them.
+pub fn insert_sql(table: &str) -> String {
+    format!(
+        "INSERT INTO {table} ({}) FORMAT RowBinary",
+        HeartbeatRow::COLUMN_NAMES.join(", ")
+    )
+}
+
+/// Appends `hb` as one RowBinary row of [`HeartbeatRow`]'s columns: the
+/// same values as `HeartbeatRow::from(hb)`, without building it.
+pub fn write_row_binary(hb: &Heartbeat, buf: &mut Vec<u8>) {
+    fn u8_(buf: &mut Vec<u8>, v: bool) {
+        buf.push(u8::from(v));
+    }
+    let (e, x) = (&hb.event, &hb.enrichment);
+    put_str(buf, &hb.property_id);
+    put_str(buf, &e.view_id);
+    buf.extend_from_slice(&e.seq.to_le_bytes());
+    put_str(buf, e.event.as_str());
+    buf.extend_from_slice(&seconds(e.ts_ms).to_le_bytes());
+    buf.extend_from_slice(&seconds(hb.received_at_ms).to_le_bytes());
+    buf.extend_from_slice(&seconds(e.view_start_ms).to_le_bytes());
+    put_str(buf, &e.viewer_id);
+    put_str(buf, &e.video_id);
+    put_str(buf, &e.video_title);
+    put_str(buf, e.stream_type.as_str());
+    buf.extend_from_slice(&e.video_duration_ms.to_le_bytes());
+    put_str(buf, &e.player_name);
+    put_str(buf, &e.player_version);
+    buf.extend_from_slice(&e.player_width.to_le_bytes());
+    buf.extend_from_slice(&e.player_height.to_le_bytes());
+    u8_(buf, e.autoplay);
+    put_str(buf, &e.cdn);
+    put_str(buf, &x.country);
+    buf.extend_from_slice(&x.asn.to_le_bytes());
+    put_str(buf, &x.os);
+    put_str(buf, &x.browser);
+    put_str(buf, &x.device_type);
+    put_str(buf, e.state.as_str());
+    u8_(buf, e.play_requested);
+    u8_(buf, e.startup_time_ms.is_some());
+    buf.extend_from_slice(&e.startup_time_ms.unwrap_or(0).to_le_bytes());
+    buf.extend_from_slice(&e.watch_time_ms.to_le_bytes());
+    buf.extend_from_slice(&e.playing_time_ms.to_le_bytes());
+    buf.extend_from_slice(&e.rebuffer_count.to_le_bytes());
+    buf.extend_from_slice(&e.rebuffer_duration_ms.to_le_bytes());
+    buf.extend_from_slice(&e.bitrate_kbps.to_le_bytes());
+    buf.extend_from_slice(&e.avg_bitrate_kbps.to_le_bytes());
+    buf.extend_from_slice(&e.dropped_frames.to_le_bytes());
+    buf.extend_from_slice(&e.playhead_ms.to_le_bytes());
+    put_str(buf, &e.error_code);
+    put_str(buf, &e.error_message);
+    u8_(buf, e.error_fatal);
+}
+
 /// ClickHouse's `sipHash64(view_id)`: SipHash-2-4 with zero keys over the
 /// bytes. The `Distributed` tables shard by the same expression, so rows
 /// written directly to `*_local` tables land where the cluster expects them.
@@ -120,4 +184,71 @@ pub fn view_hash(view_id: &str) -> u64 {
 /// The 0-based shard of `view_id` among `shards` shards (equal weights).
 pub fn shard_for(view_id: &str, shards: usize) -> usize {
     (view_hash(view_id) % shards.max(1) as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::beacon::{EventType, PlayerState, StreamType};
+    use crate::record::Enrichment;
+    use crate::sample;
+
+    fn heartbeats() -> Vec<Heartbeat> {
+        let enrichment = Enrichment {
+            country: "BR".into(),
+            asn: 28573,
+            os: "iOS".into(),
+            browser: "Safari".into(),
+            device_type: "mobile".into(),
+        };
+        let plain = sample::event("view-a", 3);
+        let mut failed = sample::event("view-b", 70_000);
+        failed.event = EventType::Error;
+        failed.state = PlayerState::Errored;
+        failed.stream_type = StreamType::OnDemand;
+        failed.startup_time_ms = None;
+        failed.error_fatal = true;
+        failed.error_code = "MEDIA_ERR_DECODE".into();
+        failed.error_message = "décodage impossible — 解码失败".into();
+        failed.video_title = "x".repeat(300).into(); // a two-byte length varint
+        failed.watch_time_ms = u64::from(u32::MAX) + 5;
+        [plain, failed]
+            .into_iter()
+            .map(|e| Heartbeat::new("prop-1".into(), sample::NOW_MS + 250, enrichment.clone(), e))
+            .collect()
+    }
+
+    /// The clickhouse crate's own RowBinary reader, given our bytes, must
+    /// read back exactly the `HeartbeatRow`s the same heartbeats make.
+    #[tokio::test]
+    async fn row_binary_reads_back_as_heartbeat_rows() {
+        let mock = clickhouse::test::Mock::new();
+        let client = clickhouse::Client::default().with_mock(&mock);
+        let recording = mock.add(clickhouse::test::handlers::record::<HeartbeatRow>());
+        let hbs = heartbeats();
+        let mut buf = Vec::new();
+        for hb in &hbs {
+            write_row_binary(hb, &mut buf);
+        }
+        let mut insert = client.insert_formatted_with(insert_sql("heartbeats_local"));
+        insert
+            .send(buf.into())
+            .await
+            .expect("mock takes the insert");
+        insert.end().await.expect("mock answers");
+        let read: Vec<HeartbeatRow> = recording.collect().await;
+        let expected: Vec<HeartbeatRow> = hbs.iter().map(HeartbeatRow::from).collect();
+        assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn insert_names_every_column_in_row_order() {
+        let sql = insert_sql("t");
+        assert!(sql.starts_with("INSERT INTO t (property_id, view_id, seq, event, ts,"));
+        assert!(sql.ends_with("error_code, error_message, error_fatal) FORMAT RowBinary"));
+        assert_eq!(
+            sql.matches(", ").count() + 1,
+            HeartbeatRow::COLUMN_NAMES.len()
+        );
+    }
 }

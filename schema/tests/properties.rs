@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use qoe_schema::beacon::{Event, EventType, PlayerState, StreamType};
-use qoe_schema::record::{Enrichment, Heartbeat};
+use qoe_schema::record::{Enrichment, Heartbeat, JSON_FORMAT_VERSION};
 use qoe_schema::sample::{self, NOW_MS};
 use qoe_schema::validate::{decode, Checks};
 
@@ -68,7 +68,10 @@ proptest! {
         prop_assert_eq!(&out.accepted, &events);
         for e in events {
             let hb = Heartbeat::new("p".into(), NOW_MS, Enrichment::default(), e);
-            prop_assert_eq!(Heartbeat::decode(&hb.encode()).unwrap(), hb);
+            prop_assert_eq!(Heartbeat::decode(&hb.encode()).unwrap(), hb.clone());
+            // Records of the previous (JSON) format still read the same.
+            let v1 = Heartbeat::decode(&hb.encode_json()).unwrap();
+            prop_assert_eq!(v1, Heartbeat { v: JSON_FORMAT_VERSION, ..hb });
         }
     }
 

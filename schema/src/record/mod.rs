@@ -2,17 +2,26 @@
 //! live here and nowhere else.
 //!
 //! Key: `view_id` (one view's events stay ordered in one partition).
-//! Value: JSON of [`Heartbeat`], whose `v` field is the format version; the
-//! same version is also sent as the [`FORMAT_HEADER`] header so consumers can
-//! route by version without parsing. A consumer that meets a version it does
-//! not know sends the record to the dead-letter topic instead of guessing.
+//! Value, by format version (also sent as the [`FORMAT_HEADER`] header so
+//! consumers can route by version without parsing):
+//! - **2** (written today): the compact [`binary`] encoding; its first byte
+//!   is the version.
+//! - **1**: JSON of [`Heartbeat`] with `"v": 1`. Still read, so records a
+//!   previous collector wrote are processed during a rolling upgrade.
+//!
+//! A consumer that meets a version it does not know sends the record to the
+//! dead-letter topic instead of guessing.
 
 use serde::{Deserialize, Serialize};
 
 use crate::beacon::Event;
 
+pub mod binary;
+
 /// Current record format version.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = binary::VERSION as u16;
+/// The JSON format version, still decoded.
+pub const JSON_FORMAT_VERSION: u16 = 1;
 /// Kafka header carrying the format version (decimal ASCII).
 pub const FORMAT_HEADER: &str = "qoe-format";
 /// Kafka header carrying the reason a record was dead-lettered.
@@ -51,11 +60,14 @@ pub struct Heartbeat {
 /// Why a record could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    /// Not JSON of the expected shape.
-    #[error("undecodable record: {0}")]
-    Malformed(#[from] serde_json::Error),
+    /// A version-1 record that is not JSON of the expected shape.
+    #[error("undecodable JSON record: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A version-2 record that does not decode.
+    #[error("undecodable binary record: {0}")]
+    Binary(#[from] binary::BinaryError),
     /// A version this build does not understand.
-    #[error("unsupported record format version {0} (this build reads {FORMAT_VERSION})")]
+    #[error("unsupported record format version {0} (this build reads {JSON_FORMAT_VERSION} and {FORMAT_VERSION})")]
     Version(u16),
 }
 
@@ -63,7 +75,7 @@ impl RecordError {
     /// A short, stable reason for metrics and the dead-letter header.
     pub fn reason(&self) -> &'static str {
         match self {
-            RecordError::Malformed(_) => "malformed",
+            RecordError::Json(_) | RecordError::Binary(_) => "malformed",
             RecordError::Version(_) => "unsupported_version",
         }
     }
@@ -91,23 +103,58 @@ impl Heartbeat {
         &self.event.view_id
     }
 
-    /// The Kafka value.
+    /// The Kafka value (current format).
     pub fn encode(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(768);
+        let mut buf = Vec::with_capacity(384);
         self.encode_into(&mut buf);
         buf
     }
 
     /// Appends the Kafka value to `buf` (lets producers reuse buffers).
     pub fn encode_into(&self, buf: &mut Vec<u8>) {
-        // Serializing plain structs of strings and numbers cannot fail.
-        serde_json::to_writer(buf, self).expect("heartbeat serializes");
+        binary::encode_into(self, buf);
     }
 
-    /// Decodes a Kafka value, refusing unknown versions.
+    /// The version-1 JSON value (what collectors wrote before version 2).
+    pub fn encode_json(&self) -> Vec<u8> {
+        /// `Heartbeat`'s JSON shape, borrowed.
+        #[derive(Serialize)]
+        struct V1<'a> {
+            v: u16,
+            property_id: &'a str,
+            received_at_ms: i64,
+            enrichment: &'a Enrichment,
+            event: &'a Event,
+        }
+        let json = V1 {
+            v: JSON_FORMAT_VERSION,
+            property_id: &self.property_id,
+            received_at_ms: self.received_at_ms,
+            enrichment: &self.enrichment,
+            event: &self.event,
+        };
+        // Serializing plain structs of strings and numbers cannot fail.
+        serde_json::to_vec(&json).expect("heartbeat serializes")
+    }
+
+    /// Decodes a Kafka value of either format, refusing unknown versions.
     pub fn decode(bytes: &[u8]) -> Result<Heartbeat, RecordError> {
+        match bytes.first() {
+            Some(&binary::VERSION) => Ok(binary::decode(bytes)?),
+            Some(b'{') => Self::decode_json(bytes),
+            // Anything else is a future binary version, or garbage.
+            Some(&v) if v > binary::VERSION && v < b' ' => Err(RecordError::Version(v.into())),
+            _ => Err(binary::BinaryError {
+                what: "neither a binary nor a JSON record",
+                at: 0,
+            }
+            .into()),
+        }
+    }
+
+    fn decode_json(bytes: &[u8]) -> Result<Heartbeat, RecordError> {
         match serde_json::from_slice::<Heartbeat>(bytes) {
-            Ok(hb) if hb.v == FORMAT_VERSION => Ok(hb),
+            Ok(hb) if hb.v == JSON_FORMAT_VERSION => Ok(hb),
             Ok(hb) => Err(RecordError::Version(hb.v)),
             Err(err) => {
                 // A future version may not even parse as this one: say so.
@@ -116,8 +163,10 @@ impl Heartbeat {
                     v: u16,
                 }
                 match serde_json::from_slice::<VersionOnly>(bytes) {
-                    Ok(VersionOnly { v }) if v != FORMAT_VERSION => Err(RecordError::Version(v)),
-                    _ => Err(RecordError::Malformed(err)),
+                    Ok(VersionOnly { v }) if v != JSON_FORMAT_VERSION => {
+                        Err(RecordError::Version(v))
+                    }
+                    _ => Err(RecordError::Json(err)),
                 }
             }
         }
