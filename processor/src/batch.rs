@@ -4,16 +4,41 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use qoe_schema::rows::HeartbeatRow;
+use bytes::Bytes;
+
+/// One shard's rows, already RowBinary-encoded (`schema::rows`), in the
+/// chunks the workers made them in. A retry sends the very same bytes.
+#[derive(Debug, Default, Clone)]
+pub struct ShardRows {
+    /// RowBinary rows, one chunk per worker.
+    pub chunks: Vec<Bytes>,
+    /// How many rows the chunks hold.
+    pub count: usize,
+}
+
+impl ShardRows {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds a chunk of `count` rows.
+    pub fn push(&mut self, chunk: Vec<u8>, count: usize) {
+        if count > 0 {
+            self.chunks.push(chunk.into());
+            self.count += count;
+        }
+    }
+}
 
 /// Rows waiting for ClickHouse and the offsets they cover.
 pub struct Batch {
     /// Rows per shard (index = shard number − 1).
-    pub rows: Vec<Vec<HeartbeatRow>>,
+    pub rows: Vec<ShardRows>,
     /// Shards whose rows are already written (a retry skips them).
     pub written: Vec<bool>,
-    /// Next offset to commit, per (topic, partition).
-    pub offsets: BTreeMap<(String, i32), i64>,
+    /// Next offset to commit, per partition of the consumed topic.
+    pub offsets: BTreeMap<i32, i64>,
     /// Records covered (rows, skipped duplicates and dead letters).
     pub records: usize,
     /// Bytes of the records' values.
@@ -26,7 +51,7 @@ impl Batch {
     /// An empty batch for `shards` shards.
     pub fn new(shards: usize) -> Self {
         Batch {
-            rows: vec![Vec::new(); shards],
+            rows: vec![ShardRows::default(); shards],
             written: vec![false; shards],
             offsets: BTreeMap::new(),
             records: 0,
@@ -36,20 +61,17 @@ impl Batch {
     }
 
     /// Notes that a record at `offset` is covered by this batch.
-    pub fn cover(&mut self, topic: &str, partition: i32, offset: i64, bytes: usize) {
+    pub fn cover(&mut self, partition: i32, offset: i64, bytes: usize) {
         self.started.get_or_insert_with(Instant::now);
         self.records += 1;
         self.bytes += bytes;
-        let next = self
-            .offsets
-            .entry((topic.to_owned(), partition))
-            .or_insert(0);
+        let next = self.offsets.entry(partition).or_insert(0);
         *next = (*next).max(offset + 1);
     }
 
     /// Rows in the batch.
     pub fn row_count(&self) -> usize {
-        self.rows.iter().map(Vec::len).sum()
+        self.rows.iter().map(|r| r.count).sum()
     }
 
     /// Whether nothing is pending.

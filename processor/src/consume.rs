@@ -235,8 +235,9 @@ impl Loop {
 
     fn commit(&self, batch: &Batch) {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), next) in &batch.offsets {
-            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+        for (partition, next) in &batch.offsets {
+            if let Err(e) = tpl.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))
+            {
                 tracing::warn!(error = %e, "cannot build the commit list");
             }
         }
@@ -260,7 +261,7 @@ impl Loop {
 async fn take(msg: &BorrowedMessage<'_>, batch: &mut Batch, pool: &mut Pool) {
     metrics().records.inc();
     let payload = msg.payload().unwrap_or_default();
-    batch.cover(msg.topic(), msg.partition(), msg.offset(), payload.len());
+    batch.cover(msg.partition(), msg.offset(), payload.len());
     let record = Record {
         payload: payload.to_vec(),
         key: msg.key().map(<[u8]>::to_vec),

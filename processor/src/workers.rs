@@ -1,7 +1,7 @@
 //! The worker pool: records are spread over `processor.workers` threads by
 //! `hash(view_id)`, so every update of a view is decoded, deduplicated and
-//! turned into a row by the same worker, which owns its views outright — no
-//! lock on the hot path.
+//! encoded into its shard's RowBinary rows by the same worker, which owns its
+//! views outright — no lock on the hot path.
 //!
 //! The Kafka key *is* the `view_id` (the collector's contract), so the
 //! consume loop routes a record by hashing its key without decoding it; the
@@ -16,8 +16,9 @@
 use std::thread::JoinHandle;
 
 use qoe_schema::record::Heartbeat;
-use qoe_schema::rows::{shard_for, view_hash, HeartbeatRow};
+use qoe_schema::rows::{shard_for, view_hash, write_row_binary};
 
+use crate::batch::ShardRows;
 use crate::views::{Seen, ViewTable};
 
 /// Records per chunk sent to a worker.
@@ -48,7 +49,7 @@ pub struct DeadLetter {
 /// What the workers produced since the last collect.
 pub struct Output {
     /// Rows per shard.
-    pub rows: Vec<Vec<HeartbeatRow>>,
+    pub rows: Vec<ShardRows>,
     /// Records for the dead-letter topic.
     pub dead_letters: Vec<DeadLetter>,
 }
@@ -85,7 +86,7 @@ impl Pool {
             let views = ViewTable::new(max_open_views / workers, view_timeout_ms);
             let worker = Worker {
                 views,
-                rows: vec![Vec::new(); shards],
+                rows: vec![Encoded::default(); shards],
                 dead_letters: Vec::new(),
             };
             let thread = std::thread::Builder::new()
@@ -123,7 +124,7 @@ impl Pool {
     /// Everything the workers made of the records pushed so far.
     pub async fn collect(&mut self) -> Output {
         let mut out = Output {
-            rows: vec![Vec::new(); self.shards],
+            rows: vec![ShardRows::default(); self.shards],
             dead_letters: Vec::new(),
         };
         let mut replies = Vec::with_capacity(self.senders.len());
@@ -138,11 +139,8 @@ impl Pool {
                 continue;
             };
             for (all, rows) in out.rows.iter_mut().zip(part.rows) {
-                if all.is_empty() {
-                    *all = rows;
-                } else {
-                    all.extend(rows);
-                }
+                all.chunks.extend(rows.chunks);
+                all.count += rows.count;
             }
             out.dead_letters.extend(part.dead_letters);
         }
@@ -196,8 +194,15 @@ impl Drop for Pool {
 /// collect.
 struct Worker {
     views: ViewTable,
-    rows: Vec<Vec<HeartbeatRow>>,
+    rows: Vec<Encoded>,
     dead_letters: Vec<DeadLetter>,
+}
+
+/// One shard's rows being encoded by one worker.
+#[derive(Default, Clone)]
+struct Encoded {
+    bytes: Vec<u8>,
+    count: usize,
 }
 
 impl Worker {
@@ -210,16 +215,30 @@ impl Worker {
                     }
                 }
                 Command::Collect(reply) => {
-                    let shards = self.rows.len();
+                    let rows = self
+                        .rows
+                        .iter_mut()
+                        .map(|shard| {
+                            let mut out = ShardRows::default();
+                            // Presize the next buffer like this one: no regrowth.
+                            let next = Vec::with_capacity(shard.bytes.capacity());
+                            out.push(std::mem::replace(&mut shard.bytes, next), shard.count);
+                            shard.count = 0;
+                            out
+                        })
+                        .collect();
                     let _ = reply.send(Output {
-                        rows: std::mem::replace(&mut self.rows, vec![Vec::new(); shards]),
+                        rows,
                         dead_letters: std::mem::take(&mut self.dead_letters),
                     });
                 }
                 Command::Expire(now_ms) => self.views.expire(now_ms),
                 Command::Clear => {
                     self.views.clear();
-                    self.rows.iter_mut().for_each(Vec::clear);
+                    self.rows.iter_mut().for_each(|shard| {
+                        shard.bytes.clear();
+                        shard.count = 0;
+                    });
                     self.dead_letters.clear();
                 }
             }
@@ -230,8 +249,10 @@ impl Worker {
         match decode(&record.payload) {
             Ok(hb) => {
                 if self.views.observe(&hb) != Seen::Duplicate {
-                    let shard = shard_for(&hb.event.view_id, self.rows.len());
-                    self.rows[shard].push(HeartbeatRow::from(&hb));
+                    let i = shard_for(&hb.event.view_id, self.rows.len());
+                    let shard = &mut self.rows[i];
+                    write_row_binary(&hb, &mut shard.bytes);
+                    shard.count += 1;
                 }
             }
             Err(reason) => self.dead_letters.push(DeadLetter { record, reason }),
@@ -264,6 +285,30 @@ mod tests {
         }
     }
 
+    /// The `view_id` of each row: the second RowBinary column, after the
+    /// property (both under 128 bytes: one length byte). Rows of `record()`
+    /// differ only in view and seq (fixed width), so each row's length is
+    /// that of a fresh encoding of its view.
+    fn read_views(rows: &ShardRows) -> Vec<String> {
+        let all = rows.chunks.concat();
+        let mut found = Vec::new();
+        let mut at = 0;
+        while at < all.len() {
+            let view_at = at + 2 + usize::from(all[at]);
+            let view_len = usize::from(all[view_at - 1]);
+            let view = std::str::from_utf8(&all[view_at..view_at + view_len]).unwrap();
+            let mut row = Vec::new();
+            write_row_binary(
+                &Heartbeat::decode(&record(view, 1).payload).unwrap(),
+                &mut row,
+            );
+            at += row.len();
+            found.push(view.to_owned());
+        }
+        assert_eq!(found.len(), rows.count);
+        found
+    }
+
     #[tokio::test]
     async fn a_view_always_goes_to_the_same_worker() {
         let pool = Pool::start(4, 2, 1000, 60_000);
@@ -293,20 +338,20 @@ mod tests {
         })
         .await;
         let out = pool.collect().await;
-        assert_eq!(out.rows.iter().map(Vec::len).sum::<usize>(), 200);
+        assert_eq!(out.rows.iter().map(|r| r.count).sum::<usize>(), 200);
         for (shard, rows) in out.rows.iter().enumerate() {
             assert!(!rows.is_empty());
-            assert!(rows.iter().all(|r| shard_for(&r.view_id, 2) == shard));
+            assert!(read_views(rows).iter().all(|v| shard_for(v, 2) == shard));
         }
         assert_eq!(out.dead_letters.len(), 1);
         assert_eq!(out.dead_letters[0].reason, "malformed");
         // Collected rows are handed over once; the views are remembered.
         pool.push(record("v1", 2)).await;
         let again = pool.collect().await;
-        assert_eq!(again.rows.iter().map(Vec::len).sum::<usize>(), 0);
+        assert_eq!(again.rows.iter().map(|r| r.count).sum::<usize>(), 0);
         pool.clear().await;
         pool.push(record("v1", 2)).await;
         let after_clear = pool.collect().await;
-        assert_eq!(after_clear.rows.iter().map(Vec::len).sum::<usize>(), 1);
+        assert_eq!(after_clear.rows.iter().map(|r| r.count).sum::<usize>(), 1);
     }
 }

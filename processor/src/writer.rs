@@ -1,15 +1,15 @@
 //! Writes a batch to the shards: each shard's rows in one insert into its
 //! `heartbeats_local` (ClickHouse's materialized views derive `views_local`
-//! and `minute_dims_local` from the same block). A shard already written is
-//! not written again when another shard's failure makes the batch retry.
-//! Shards are written concurrently.
+//! and `minute_dims_local` from the same block). The rows arrive already
+//! RowBinary-encoded by the workers; the insert streams their chunks as one
+//! body. A shard already written is not written again when another shard's
+//! failure makes the batch retry. Shards are written concurrently.
 
 use std::time::{Duration, Instant};
 
 use qoe_common::clickhouse::Shard;
-use qoe_schema::rows::HeartbeatRow;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, ShardRows};
 use crate::metrics::metrics;
 
 /// The table every row goes to.
@@ -31,12 +31,17 @@ pub struct WriteError {
 pub struct Writer {
     shards: Vec<Shard>,
     timeout: Duration,
+    sql: String,
 }
 
 impl Writer {
     /// A writer over `shards`, each insert bounded by `timeout`.
     pub fn new(shards: Vec<Shard>, timeout: Duration) -> Self {
-        Writer { shards, timeout }
+        Writer {
+            shards,
+            timeout,
+            sql: qoe_schema::rows::insert_sql(TABLE),
+        }
     }
 
     /// How many shards.
@@ -56,7 +61,7 @@ impl Writer {
                 let rows = &batch.rows[i];
                 async move {
                     let started = Instant::now();
-                    let result = tokio::time::timeout(self.timeout, insert(shard, rows)).await;
+                    let result = tokio::time::timeout(self.timeout, self.insert(shard, rows)).await;
                     let outcome = match result {
                         Ok(Ok(())) => Ok(started.elapsed()),
                         Ok(Err(e)) => Err(e.to_string()),
@@ -76,7 +81,7 @@ impl Writer {
                         .observe(took.as_secs_f64());
                     m.rows_written
                         .with_label_values(&[TABLE])
-                        .inc_by(batch.rows[i].len() as u64);
+                        .inc_by(batch.rows[i].count as u64);
                     batch.written[i] = true;
                 }
                 Err(reason) => {
@@ -96,12 +101,16 @@ impl Writer {
         }
         first_error.map_or(Ok(()), Err)
     }
-}
 
-async fn insert(shard: &Shard, rows: &[HeartbeatRow]) -> Result<(), clickhouse::error::Error> {
-    let mut insert = shard.client.insert::<HeartbeatRow>(TABLE).await?;
-    for row in rows {
-        insert.write(row).await?;
+    async fn insert(
+        &self,
+        shard: &Shard,
+        rows: &ShardRows,
+    ) -> Result<(), clickhouse::error::Error> {
+        let mut insert = shard.client.insert_formatted_with(self.sql.as_str());
+        for chunk in &rows.chunks {
+            insert.send(chunk.clone()).await?;
+        }
+        insert.end().await
     }
-    insert.end().await
 }

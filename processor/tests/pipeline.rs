@@ -93,10 +93,17 @@ async fn poison_records_go_to_the_dead_letter_topic() {
     let good: Vec<_> = sample::views(6, sample::NOW_MS);
     setup.produce(&good[..5]).await;
     let future = br#"{"v": 99, "whatever": true}"#.to_vec();
+    let future_binary = b"\x07a later binary layout".to_vec();
+    let mut truncated =
+        qoe_schema::record::Heartbeat::new("p".into(), 0, Default::default(), good[0].clone())
+            .encode();
+    truncated.truncate(truncated.len() / 2);
     setup
         .produce_raw(&[
             ("bad-1".into(), b"\x00not json".to_vec()),
             ("bad-2".into(), future),
+            ("bad-3".into(), future_binary),
+            ("bad-4".into(), truncated),
         ])
         .await;
     setup.produce(&good[5..]).await;
@@ -104,9 +111,9 @@ async fn poison_records_go_to_the_dead_letter_topic() {
     let group = unique("group");
     let _svc = setup.processor(&group, None, &[]);
     setup
-        .wait_committed(&group, good.len() as i64 + 2, Duration::from_secs(60))
+        .wait_committed(&group, good.len() as i64 + 4, Duration::from_secs(60))
         .await;
-    let dead = consume(&setup.stack.brokers, &setup.dlq, 2, Duration::from_secs(30)).await;
+    let dead = consume(&setup.stack.brokers, &setup.dlq, 4, Duration::from_secs(30)).await;
     let mut reasons: Vec<String> = dead
         .iter()
         .map(|m| {
@@ -120,7 +127,15 @@ async fn poison_records_go_to_the_dead_letter_topic() {
         })
         .collect();
     reasons.sort();
-    assert_eq!(reasons, ["malformed", "unsupported_version"]);
+    assert_eq!(
+        reasons,
+        [
+            "malformed",
+            "malformed",
+            "unsupported_version",
+            "unsupported_version"
+        ]
+    );
     assert_eq!(
         dead.iter()
             .find(|m| m.key() == Some(b"bad-1"))

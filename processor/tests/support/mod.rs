@@ -44,18 +44,26 @@ impl Setup {
         }
     }
 
-    /// Produces `events` as heartbeat records keyed by view.
+    /// Produces `events` as heartbeat records keyed by view. Every third
+    /// is in the version-1 JSON format, as a collector of the previous
+    /// release wrote it: a rolling upgrade mixes both in one topic.
     pub async fn produce(&self, events: &[Event]) {
         let records: Vec<(String, Vec<u8>)> = events
             .iter()
-            .map(|e| {
+            .enumerate()
+            .map(|(i, e)| {
                 let hb = Heartbeat::new(
                     PROPERTY.into(),
                     e.ts_ms + 100,
                     Enrichment::default(),
                     e.clone(),
                 );
-                (e.view_id.to_string(), hb.encode())
+                let value = if i % 3 == 0 {
+                    hb.encode_json()
+                } else {
+                    hb.encode()
+                };
+                (e.view_id.to_string(), value)
             })
             .collect();
         self.produce_raw(&records).await;
