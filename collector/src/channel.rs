@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use qoe_schema::record::Heartbeat;
+use qoe_schema::beacon::Event;
+use qoe_schema::record::Enrichment;
 
 use crate::metrics::metrics;
 
@@ -75,13 +76,46 @@ impl Backlog {
     }
 }
 
-/// One accepted heartbeat on its way to Kafka.
+/// What one request adds to each of its events; shared by them.
+#[derive(Debug)]
+pub struct Origin {
+    /// The property the ingest key belongs to.
+    pub property_id: String,
+    /// Server receive time, ms since the Unix epoch.
+    pub received_at_ms: i64,
+    /// Country, ASN, OS, browser and device type.
+    pub enrichment: Enrichment,
+    /// When the request was accepted (for the enqueue → delivery histogram).
+    pub enqueued: Instant,
+}
+
+/// One accepted heartbeat on its way to Kafka: its event and the request it
+/// came with (together, a `schema::record::Heartbeat`).
 #[derive(Debug)]
 pub struct Record {
-    /// The enriched heartbeat.
-    pub heartbeat: Heartbeat,
-    /// When it was accepted (for the enqueue → delivery histogram).
-    pub enqueued: Instant,
+    /// The validated event.
+    pub event: Event,
+    /// Its request's property, receive time and enrichment.
+    pub origin: Arc<Origin>,
+}
+
+impl Record {
+    /// The Kafka key.
+    pub fn key(&self) -> &str {
+        &self.event.view_id
+    }
+
+    /// Appends the Kafka value (the current record format) to `buf`.
+    pub fn encode_into(&self, buf: &mut Vec<u8>) {
+        let o = &self.origin;
+        qoe_schema::record::binary::encode_parts(
+            &o.property_id,
+            o.received_at_ms,
+            &o.enrichment,
+            &self.event,
+            buf,
+        );
+    }
 }
 
 /// Why records could not be enqueued.
@@ -128,8 +162,7 @@ impl Channel {
         }
         let k = self.senders.len() as u64;
         for record in records {
-            let worker =
-                (qoe_schema::rows::view_hash(&record.heartbeat.event.view_id) % k) as usize;
+            let worker = (qoe_schema::rows::view_hash(&record.event.view_id) % k) as usize;
             if self.senders[worker].try_send(record).is_err() {
                 // Only when the workers are gone (shutdown): give the room back.
                 self.backlog.release(1);
@@ -149,18 +182,38 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qoe_schema::record::Enrichment;
+    use qoe_schema::record::Heartbeat;
+
+    fn origin() -> Arc<Origin> {
+        Arc::new(Origin {
+            property_id: "p".into(),
+            received_at_ms: 7,
+            enrichment: Enrichment {
+                country: "FR".into(),
+                ..Enrichment::default()
+            },
+            enqueued: Instant::now(),
+        })
+    }
 
     fn record(view: &str) -> Record {
         Record {
-            heartbeat: Heartbeat::new(
-                "p".into(),
-                0,
-                Enrichment::default(),
-                qoe_schema::sample::event(view, 1),
-            ),
-            enqueued: Instant::now(),
+            event: qoe_schema::sample::event(view, 1),
+            origin: origin(),
         }
+    }
+
+    #[test]
+    fn a_record_encodes_as_its_heartbeat() {
+        let r = record("v-9");
+        let mut buf = Vec::new();
+        r.encode_into(&mut buf);
+        let hb = Heartbeat::decode(&buf).unwrap();
+        assert_eq!(hb.property_id, "p");
+        assert_eq!(hb.received_at_ms, 7);
+        assert_eq!(hb.enrichment.country, "FR");
+        assert_eq!(hb.event, r.event);
+        assert_eq!(r.key(), "v-9");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,12 +21,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::json;
+use serde::Serialize;
 
-use qoe_schema::record::Heartbeat;
 use qoe_schema::validate::{self, Checks};
 
-use crate::channel::{Channel, EnqueueError, Record};
+use crate::channel::{Channel, EnqueueError, Origin, Record};
 use crate::config::CollectorConfig;
 use crate::enrich::Enricher;
 use crate::metrics::metrics;
@@ -47,6 +46,23 @@ pub struct Ingest {
     enricher: Enricher,
     cfg: CollectorConfig,
     cors_origin: HeaderValue,
+}
+
+/// The answer to a beacon: how many events were accepted and why the others
+/// were not (`error` when none was).
+#[derive(Serialize)]
+struct Answer<'a> {
+    accepted: usize,
+    rejected: &'a [validate::Rejection],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody<'a>>,
+}
+
+/// `{"code": ..., "message": ...}`: a machine-readable code and its words.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
 }
 
 /// A refusal: status, stable code, human message.
@@ -190,22 +206,18 @@ impl Ingest {
                 m.drops.with_label_values(&["stale"]).inc();
             }
         }
-        let rejected = serde_json::to_value(&decoded.rejected).unwrap_or_default();
         if decoded.accepted.is_empty() {
             // One event: its own reason is the answer; several: see `rejected`.
             let (code, message) = match decoded.rejected.as_slice() {
-                [only] => (only.reason.code(), only.message.clone()),
-                _ => (
-                    "no_valid_events",
-                    "no event of this request is valid".to_owned(),
-                ),
+                [only] => (only.reason.code(), only.message.as_str()),
+                _ => ("no_valid_events", "no event of this request is valid"),
             };
-            return Ok(self.json(
-                StatusCode::BAD_REQUEST,
-                json!({"accepted": 0, "rejected": rejected,
-                       "error": {"code": code, "message": message}}),
-                None,
-            ));
+            let answer = Answer {
+                accepted: 0,
+                rejected: &decoded.rejected,
+                error: Some(ErrorBody { code, message }),
+            };
+            return Ok(self.json(StatusCode::BAD_REQUEST, &answer, None));
         }
         if let Some(bucket) = &property.bucket {
             if let Err(wait) = bucket.try_take(decoded.accepted.len()) {
@@ -221,20 +233,19 @@ impl Ingest {
             }
         }
 
-        let enrichment = self.enricher.enrich(client_ip, user_agent.as_deref());
         let accepted = decoded.accepted.len();
-        let now = Instant::now();
+        let origin = Arc::new(Origin {
+            property_id: property.id.clone(),
+            received_at_ms: checks.now_ms,
+            enrichment: self.enricher.enrich(client_ip, user_agent.as_deref()),
+            enqueued: Instant::now(),
+        });
         let records: Vec<Record> = decoded
             .accepted
             .into_iter()
             .map(|event| Record {
-                heartbeat: Heartbeat::new(
-                    property.id.clone(),
-                    checks.now_ms,
-                    enrichment.clone(),
-                    event,
-                ),
-                enqueued: now,
+                event,
+                origin: origin.clone(),
             })
             .collect();
         let result = match &*self.channel.read().unwrap_or_else(|e| e.into_inner()) {
@@ -244,11 +255,12 @@ impl Ingest {
         match result {
             Ok(()) => {
                 m.events_accepted.inc_by(accepted as u64);
-                Ok(self.json(
-                    StatusCode::ACCEPTED,
-                    json!({"accepted": accepted, "rejected": rejected}),
-                    None,
-                ))
+                let answer = Answer {
+                    accepted,
+                    rejected: &decoded.rejected,
+                    error: None,
+                };
+                Ok(self.json(StatusCode::ACCEPTED, &answer, None))
             }
             Err(EnqueueError::Full) => {
                 m.drops.with_label_values(&["channel_full"]).inc();
@@ -369,20 +381,28 @@ impl Ingest {
     }
 
     fn refusal(&self, r: Refusal) -> Response<Full<Bytes>> {
-        self.json(
-            r.status,
-            json!({"error": {"code": r.code, "message": r.message}}),
-            r.retry_after,
-        )
+        #[derive(Serialize)]
+        struct Refused<'a> {
+            error: ErrorBody<'a>,
+        }
+        let body = Refused {
+            error: ErrorBody {
+                code: r.code,
+                message: &r.message,
+            },
+        };
+        self.json(r.status, &body, r.retry_after)
     }
 
     fn json(
         &self,
         status: StatusCode,
-        body: serde_json::Value,
+        body: &impl Serialize,
         retry_after: Option<u32>,
     ) -> Response<Full<Bytes>> {
-        let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+        // Plain structs of strings and numbers always serialize.
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         h.insert(

@@ -59,10 +59,27 @@ pub(crate) fn put_str(buf: &mut Vec<u8>, s: &str) {
 
 /// Appends the binary record of `hb` to `buf`.
 pub fn encode_into(hb: &Heartbeat, buf: &mut Vec<u8>) {
-    let (x, e) = (&hb.enrichment, &hb.event);
+    encode_parts(
+        &hb.property_id,
+        hb.received_at_ms,
+        &hb.enrichment,
+        &hb.event,
+        buf,
+    );
+}
+
+/// Appends the binary record of the heartbeat these parts make, for callers
+/// that share one request's property and enrichment between its events.
+pub fn encode_parts(
+    property_id: &str,
+    received_at_ms: i64,
+    x: &Enrichment,
+    e: &Event,
+    buf: &mut Vec<u8>,
+) {
     buf.push(VERSION);
-    put_str(buf, &hb.property_id);
-    put_zigzag(buf, hb.received_at_ms);
+    put_str(buf, property_id);
+    put_zigzag(buf, received_at_ms);
     put_str(buf, &x.country);
     put_varint(buf, u64::from(x.asn));
     put_str(buf, &x.os);
