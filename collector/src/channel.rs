@@ -3,19 +3,22 @@
 //! A request either gets room for *all* its events or none: the [`Backlog`]
 //! reserves them atomically before anything is enqueued, so a 202 always
 //! means every accepted event is in the channel, and a full channel is a
-//! clean 503. The backlog counts records until the broker acknowledges them
+//! clean 503. The backlog counts events until the broker acknowledges them
 //! (channel plus the Kafka client's queue), so memory stays bounded even
 //! while the broker is down.
 //!
-//! There is one flume channel per drain worker and each view's records go to
-//! the worker `hash(view_id) % K`, so one view's heartbeats keep their order
-//! into Kafka while K workers share the serialization work.
+//! What travels is a [`Record`]: the events one request carried for one
+//! view, which become one Kafka record. There is one flume channel per
+//! drain worker and each view's records go to the worker
+//! `hash(view_id) % K`, so one view's heartbeats keep their order into
+//! Kafka while K workers share the serialization work.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use qoe_schema::beacon::Event;
+use qoe_schema::record::binary::MAX_EVENTS;
 use qoe_schema::record::Enrichment;
 
 use crate::metrics::metrics;
@@ -89,30 +92,55 @@ pub struct Origin {
     pub enqueued: Instant,
 }
 
-/// One accepted heartbeat on its way to Kafka: its event and the request it
-/// came with (together, a `schema::record::Heartbeat`).
+/// Accepted heartbeats on their way to Kafka as one record: 1 to
+/// `binary::MAX_EVENTS` events of one view, in request order, and the
+/// request they came with (together, a `schema::record::Record`).
 #[derive(Debug)]
 pub struct Record {
-    /// The validated event.
-    pub event: Event,
-    /// Its request's property, receive time and enrichment.
+    /// The validated events, all of one view.
+    pub events: Vec<Event>,
+    /// Their request's property, receive time and enrichment.
     pub origin: Arc<Origin>,
 }
 
 impl Record {
-    /// The Kafka key.
+    /// Groups a request's events into records: one per view (several when
+    /// a view has more than `binary::MAX_EVENTS`), each view's events in
+    /// request order.
+    pub fn group(mut events: Vec<Event>, origin: &Arc<Origin>) -> Vec<Record> {
+        // A stable sort keeps each view's events in order; an SDK batch is
+        // one view, already "sorted".
+        if !events.is_sorted_by(|a, b| a.view_id <= b.view_id) {
+            events.sort_by(|a, b| a.view_id.cmp(&b.view_id));
+        }
+        let mut records: Vec<Record> = Vec::new();
+        for event in events {
+            match records.last_mut() {
+                Some(r) if r.key() == &*event.view_id && r.events.len() < MAX_EVENTS => {
+                    r.events.push(event)
+                }
+                _ => records.push(Record {
+                    events: vec![event],
+                    origin: origin.clone(),
+                }),
+            }
+        }
+        records
+    }
+
+    /// The Kafka key: the events' `view_id`.
     pub fn key(&self) -> &str {
-        &self.event.view_id
+        self.events.first().map_or("", |e| &e.view_id)
     }
 
     /// Appends the Kafka value (the current record format) to `buf`.
     pub fn encode_into(&self, buf: &mut Vec<u8>) {
         let o = &self.origin;
-        qoe_schema::record::binary::encode_parts(
+        qoe_schema::record::binary::encode(
             &o.property_id,
             o.received_at_ms,
             &o.enrichment,
-            &self.event,
+            &self.events,
             buf,
         );
     }
@@ -152,23 +180,28 @@ impl Channel {
         )
     }
 
-    /// Enqueues every record or none.
+    /// Enqueues every record or none (room is reserved per event).
     pub fn enqueue(&self, records: Vec<Record>) -> Result<(), EnqueueError> {
-        if records.is_empty() {
+        let events: usize = records.iter().map(|r| r.events.len()).sum();
+        if events == 0 {
             return Ok(());
         }
-        if !self.backlog.try_reserve(records.len()) {
+        if !self.backlog.try_reserve(events) {
             return Err(EnqueueError::Full);
         }
         let k = self.senders.len() as u64;
+        let mut left = events;
         for record in records {
-            let worker = (qoe_schema::rows::view_hash(&record.event.view_id) % k) as usize;
+            let n = record.events.len();
+            let worker = (qoe_schema::rows::view_hash(record.key()) % k) as usize;
             if self.senders[worker].try_send(record).is_err() {
-                // Only when the workers are gone (shutdown): give the room back.
-                self.backlog.release(1);
+                // Only when the workers are gone (shutdown): give back the
+                // room of everything not enqueued.
+                self.backlog.release(left);
                 return Err(EnqueueError::Closed);
             }
-            metrics().channel_depth.inc();
+            left -= n;
+            metrics().channel_depth.add(n as i64);
         }
         Ok(())
     }
@@ -182,7 +215,6 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qoe_schema::record::Heartbeat;
 
     fn origin() -> Arc<Origin> {
         Arc::new(Origin {
@@ -198,22 +230,51 @@ mod tests {
 
     fn record(view: &str) -> Record {
         Record {
-            event: qoe_schema::sample::event(view, 1),
+            events: vec![qoe_schema::sample::event(view, 1)],
             origin: origin(),
         }
     }
 
     #[test]
-    fn a_record_encodes_as_its_heartbeat() {
-        let r = record("v-9");
+    fn a_record_encodes_as_its_events_with_their_origin() {
+        let r = Record {
+            events: vec![
+                qoe_schema::sample::event("v-9", 1),
+                qoe_schema::sample::event("v-9", 2),
+            ],
+            origin: origin(),
+        };
         let mut buf = Vec::new();
         r.encode_into(&mut buf);
-        let hb = Heartbeat::decode(&buf).unwrap();
-        assert_eq!(hb.property_id, "p");
-        assert_eq!(hb.received_at_ms, 7);
-        assert_eq!(hb.enrichment.country, "FR");
-        assert_eq!(hb.event, r.event);
+        let decoded = qoe_schema::record::Record::decode(&buf).unwrap();
+        assert_eq!(decoded.property_id, "p");
+        assert_eq!(decoded.received_at_ms, 7);
+        assert_eq!(decoded.enrichment.country, "FR");
+        assert_eq!(decoded.events, r.events);
         assert_eq!(r.key(), "v-9");
+    }
+
+    #[test]
+    fn grouping_keeps_each_views_order_and_caps_records() {
+        let mut events = Vec::new();
+        for seq in 1..=3 {
+            events.push(qoe_schema::sample::event("b", seq));
+            events.push(qoe_schema::sample::event("a", seq));
+        }
+        let grouped = Record::group(events, &origin());
+        let seqs: Vec<(&str, Vec<u32>)> = grouped
+            .iter()
+            .map(|r| (r.key(), r.events.iter().map(|e| e.seq).collect()))
+            .collect();
+        assert_eq!(seqs, [("a", vec![1, 2, 3]), ("b", vec![1, 2, 3])]);
+
+        let many = (1..=MAX_EVENTS as u32 + 5)
+            .map(|seq| qoe_schema::sample::event("big", seq))
+            .collect();
+        let grouped = Record::group(many, &origin());
+        let sizes: Vec<usize> = grouped.iter().map(|r| r.events.len()).collect();
+        assert_eq!(sizes, [MAX_EVENTS, 5]);
+        assert_eq!(grouped[1].events[0].seq, MAX_EVENTS as u32 + 1);
     }
 
     #[test]

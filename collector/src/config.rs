@@ -123,7 +123,7 @@ fn ip_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Err
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProducerConfig {
-    /// Records accepted but not yet delivered (channel plus the Kafka
+    /// Events accepted but not yet delivered (channel plus the Kafka
     /// client's queue). When full, requests get 503 + `Retry-After`.
     pub channel_capacity: usize,
     /// Drain workers serializing records into Kafka; 0 = one per core.

@@ -240,14 +240,7 @@ impl Ingest {
             enrichment: self.enricher.enrich(client_ip, user_agent.as_deref()),
             enqueued: Instant::now(),
         });
-        let records: Vec<Record> = decoded
-            .accepted
-            .into_iter()
-            .map(|event| Record {
-                event,
-                origin: origin.clone(),
-            })
-            .collect();
+        let records = Record::group(decoded.accepted, &origin);
         let result = match &*self.channel.read().unwrap_or_else(|e| e.into_inner()) {
             Some(channel) => channel.enqueue(records),
             None => Err(EnqueueError::Closed),

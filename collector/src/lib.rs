@@ -7,17 +7,18 @@
 //!    [`ingest::Ingest::handle`]: key → content type → bounded body (gzip
 //!    capped) → `schema::validate::decode` → per-property rate limit
 //!    ([`shed`]) → [`enrich`] (country, ASN, OS, browser, device).
-//! 2. [`channel`] reserves room for the whole request in the backlog (all or
-//!    nothing: a full backlog is a 503 with `Retry-After`) and enqueues each
-//!    record on the worker its `view_id` hashes to.
-//! 3. [`producer`]'s workers serialize records (`schema::record`) into one
-//!    idempotent rdkafka producer, keyed by `view_id`; delivery reports
-//!    release the backlog.
+//! 2. [`channel`] groups the request's events by view into records, reserves
+//!    room for all its events in the backlog (all or nothing: a full backlog
+//!    is a 503 with `Retry-After`) and enqueues each record on the worker its
+//!    `view_id` hashes to.
+//! 3. [`producer`]'s workers serialize records (`schema::record`, one Kafka
+//!    record per view and request) into one idempotent rdkafka producer,
+//!    keyed by `view_id`; delivery reports release the backlog.
 //!
 //! On SIGTERM: `/readyz` turns 503, the listener closes, in-flight requests
 //! finish, the channel is drained into Kafka and every delivery report is
 //! awaited (bounded by `producer.shutdown_deadline`); then the process logs
-//! how many records were delivered and how many, if any, were not.
+//! how many events were delivered and how many, if any, were not.
 
 pub mod channel;
 pub mod config;

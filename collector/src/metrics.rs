@@ -23,19 +23,19 @@ pub struct Metrics {
     pub events_rejected: IntCounterVec,
     /// Requests or connections refused by load shedding, by reason.
     pub drops: IntCounterVec,
-    /// Records accepted and not yet delivered (channel + Kafka client queue).
+    /// Events accepted and not yet delivered (channel + Kafka client queue).
     pub backlog: IntGauge,
     /// The backlog's capacity.
     pub backlog_capacity: IntGauge,
-    /// Records waiting in the channel for a drain worker.
+    /// Events waiting in the channel for a drain worker.
     pub channel_depth: IntGauge,
-    /// Records handed to the Kafka client and not yet acknowledged.
+    /// Events handed to the Kafka client and not yet acknowledged.
     pub producer_queue: IntGauge,
     /// Enqueue → broker acknowledgement.
     pub delivery_seconds: Histogram,
-    /// Records acknowledged by the broker.
+    /// Events acknowledged by the broker.
     pub delivered: IntCounter,
-    /// Records the broker never acknowledged, by reason.
+    /// Events the broker never acknowledged, by reason.
     pub delivery_failed: IntCounterVec,
     /// Open ingest connections.
     pub open_connections: IntGauge,
@@ -83,22 +83,22 @@ pub fn metrics() -> &'static Metrics {
             .expect("metric"),
             backlog: register_int_gauge!(
                 "qoe_collector_backlog",
-                "Records accepted and not yet acknowledged by the broker"
+                "Events accepted and not yet acknowledged by the broker"
             )
             .expect("metric"),
             backlog_capacity: register_int_gauge!(
                 "qoe_collector_backlog_capacity",
-                "Most records the backlog holds before requests are shed"
+                "Most events the backlog holds before requests are shed"
             )
             .expect("metric"),
             channel_depth: register_int_gauge!(
                 "qoe_collector_channel_depth",
-                "Records waiting in the channel for a drain worker"
+                "Events waiting in the channel for a drain worker"
             )
             .expect("metric"),
             producer_queue: register_int_gauge!(
                 "qoe_collector_producer_queue",
-                "Records in the Kafka client's queue, not yet acknowledged"
+                "Events in the Kafka client's queue, not yet acknowledged"
             )
             .expect("metric"),
             delivery_seconds: register_histogram!(
@@ -109,12 +109,12 @@ pub fn metrics() -> &'static Metrics {
             .expect("metric"),
             delivered: register_int_counter!(
                 "qoe_collector_delivered_total",
-                "Records acknowledged by the broker"
+                "Events acknowledged by the broker"
             )
             .expect("metric"),
             delivery_failed: register_int_counter_vec!(
                 "qoe_collector_delivery_failed_total",
-                "Records the broker never acknowledged, by reason",
+                "Events the broker never acknowledged, by reason",
                 &["reason"]
             )
             .expect("metric"),

@@ -1,8 +1,9 @@
-//! K drain workers: each takes records from its channel, serializes them
-//! and hands them to one shared, thread-safe rdkafka producer (idempotent,
-//! `acks=all`, lz4). Delivery reports release the backlog and feed the
-//! metrics; nothing leaves the backlog until the broker acknowledged it or
-//! the delivery timeout gave up on it (counted, logged).
+//! K drain workers: each takes records (one view's events from one request)
+//! from its channel, serializes them and hands them to one shared,
+//! thread-safe rdkafka producer (idempotent, `acks=all`, lz4). Delivery
+//! reports release the backlog and feed the metrics, per event; nothing
+//! leaves the backlog until the broker acknowledged it or the delivery
+//! timeout gave up on it (counted, logged).
 //!
 //! A worker takes everything queued in one go. While records keep coming it
 //! naps [`NAP`] between rounds instead of sleeping on the channel: a sleeping
@@ -36,15 +37,48 @@ const NAP: Duration = Duration::from_millis(1);
 /// Empty rounds in a row after which a worker sleeps on its channel.
 const IDLE_ROUNDS: u32 = 20;
 
-/// Enqueue times ride in librdkafka's per-record opaque pointer as
-/// microseconds since this epoch: an integer, so no allocation per record.
+/// What a delivery report needs to know about its record, packed into
+/// librdkafka's per-record opaque pointer (an integer: no allocation per
+/// record): how many events it holds and when they were enqueued, in
+/// microseconds since a process-wide epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    events: usize,
+    enqueued_us: usize,
+}
+
+/// Bits for the event count (records hold at most `binary::MAX_EVENTS`).
+const EVENT_BITS: u32 = 16;
+
+impl Sent {
+    fn new(events: usize, enqueued: Instant) -> Sent {
+        let enqueued_us = enqueued.saturating_duration_since(epoch()).as_micros() as usize;
+        Sent {
+            events,
+            enqueued_us,
+        }
+    }
+
+    fn pack(self) -> usize {
+        self.enqueued_us << EVENT_BITS | self.events
+    }
+
+    fn unpack(packed: usize) -> Sent {
+        Sent {
+            events: packed & ((1 << EVENT_BITS) - 1),
+            enqueued_us: packed >> EVENT_BITS,
+        }
+    }
+
+    fn age_seconds(self) -> f64 {
+        let now_us = epoch().elapsed().as_micros() as usize;
+        now_us.saturating_sub(self.enqueued_us) as f64 / 1e6
+    }
+}
+
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
-}
-
-fn micros_since_epoch(t: Instant) -> usize {
-    t.saturating_duration_since(epoch()).as_micros() as usize
 }
 
 /// Counts delivery reports and releases the backlog.
@@ -58,23 +92,24 @@ impl ClientContext for DeliveryContext {}
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, enqueued_us: Self::DeliveryOpaque) {
+    fn delivery(&self, result: &DeliveryResult<'_>, packed: Self::DeliveryOpaque) {
         let m = metrics();
+        let sent = Sent::unpack(packed);
         match result {
             Ok(_) => {
-                m.delivered.inc();
-                let now_us = micros_since_epoch(Instant::now());
-                m.delivery_seconds
-                    .observe(now_us.saturating_sub(enqueued_us) as f64 / 1e6);
+                m.delivered.inc_by(sent.events as u64);
+                m.delivery_seconds.observe(sent.age_seconds());
             }
             Err((err, _)) => {
                 let reason = failure_reason(err);
-                m.delivery_failed.with_label_values(&[reason]).inc();
+                m.delivery_failed
+                    .with_label_values(&[reason])
+                    .inc_by(sent.events as u64);
                 self.failures.warn(reason, err);
             }
         }
-        m.producer_queue.dec();
-        self.backlog.release(1);
+        m.producer_queue.sub(sent.events as i64);
+        self.backlog.release(sent.events);
     }
 }
 
@@ -125,9 +160,9 @@ pub struct Drain {
 /// What a graceful stop achieved.
 #[derive(Debug, Clone, Copy)]
 pub struct DrainReport {
-    /// Records the broker acknowledged during the whole run.
+    /// Events the broker acknowledged during the whole run.
     pub delivered: u64,
-    /// Records accepted but not acknowledged by the deadline (lost).
+    /// Events accepted but not acknowledged by the deadline (lost).
     pub undelivered: usize,
 }
 
@@ -240,10 +275,10 @@ fn drain(
     loop {
         let mut took = 0;
         for record in rx.try_iter() {
+            took += record.events.len();
             out.send(record);
-            took += 1;
         }
-        metrics().channel_depth.sub(took);
+        metrics().channel_depth.sub(took as i64);
         if took > 0 {
             idle_rounds = 0;
             std::thread::sleep(NAP);
@@ -260,7 +295,7 @@ fn drain(
         // Idle: sleep on the channel until the next record (or the end).
         match rx.recv() {
             Ok(record) => {
-                metrics().channel_depth.dec();
+                metrics().channel_depth.sub(record.events.len() as i64);
                 out.send(record);
                 idle_rounds = 0;
             }
@@ -290,15 +325,16 @@ impl Output<'_> {
             key: FORMAT_HEADER,
             value: Some(self.version.as_str()),
         });
-        let enqueued = micros_since_epoch(record.origin.enqueued);
-        let mut pending = BaseRecord::with_opaque_to(self.topic, enqueued)
+        let events = record.events.len();
+        let sent = Sent::new(events, record.origin.enqueued);
+        let mut pending = BaseRecord::with_opaque_to(self.topic, sent.pack())
             .key(record.key())
             .payload(&self.buf)
             .headers(headers);
         loop {
             match self.producer.send(pending) {
                 Ok(()) => {
-                    m.producer_queue.inc();
+                    m.producer_queue.add(events as i64);
                     return;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
@@ -314,12 +350,30 @@ impl Output<'_> {
                     } else {
                         failure_reason(&err)
                     };
-                    m.delivery_failed.with_label_values(&[reason]).inc();
-                    tracing::warn!(error = %err, reason, "record could not be handed to Kafka");
-                    self.backlog.release(1);
+                    m.delivery_failed
+                        .with_label_values(&[reason])
+                        .inc_by(events as u64);
+                    tracing::warn!(error = %err, reason, events, "record could not be handed to Kafka");
+                    self.backlog.release(events);
                     return;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_packs_into_one_integer_and_back() {
+        let later = epoch() + Duration::from_secs(3 * 24 * 3600);
+        for events in [1, 20, qoe_schema::record::binary::MAX_EVENTS] {
+            let sent = Sent::new(events, later);
+            assert_eq!(Sent::unpack(sent.pack()), sent);
+            assert_eq!(sent.enqueued_us, 3 * 24 * 3600 * 1_000_000);
+        }
+        assert!(qoe_schema::record::binary::MAX_EVENTS < 1 << EVENT_BITS);
     }
 }

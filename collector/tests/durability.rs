@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use qoe_schema::record::Heartbeat;
-use qoe_testkit::{consume, create_topic, unique, Broker, Stack};
-use rdkafka::message::Message;
+use qoe_testkit::{create_topic, unique, Broker, Stack};
 use serde_json::json;
-use support::{event, json_of, Collector};
+use support::{consume_events, event, json_of, Collector};
 
 fn batch(view: &str, seqs: std::ops::Range<u32>) -> (String, Vec<(String, u32)>) {
     let events: Vec<_> = seqs.clone().map(|s| event(view, s)).collect();
@@ -22,13 +21,11 @@ fn batch(view: &str, seqs: std::ops::Range<u32>) -> (String, Vec<(String, u32)>)
     (json!({ "events": events }).to_string(), ids)
 }
 
-fn ids_in(records: &[rdkafka::message::OwnedMessage]) -> BTreeSet<(String, u32)> {
+fn ids_in(records: &[(rdkafka::message::OwnedMessage, Vec<Heartbeat>)]) -> BTreeSet<(String, u32)> {
     records
         .iter()
-        .map(|m| {
-            let hb = Heartbeat::decode(m.payload().unwrap()).unwrap();
-            (hb.event.view_id.to_string(), hb.event.seq)
-        })
+        .flat_map(|(_, heartbeats)| heartbeats)
+        .map(|hb| (hb.event.view_id.to_string(), hb.event.seq))
         .collect()
 }
 
@@ -93,7 +90,7 @@ async fn broker_outage_sheds_then_recovers_without_loss() {
         .svc
         .wait_ready(true, Duration::from_secs(60))
         .await;
-    let records = consume(
+    let records = consume_events(
         &broker.addr,
         &topic,
         accepted.len(),
@@ -169,7 +166,7 @@ async fn sigterm_under_load_delivers_every_acknowledged_event() {
         "load was running ({} accepted)",
         accepted.len()
     );
-    let records = consume(
+    let records = consume_events(
         &stack.brokers,
         &topic,
         accepted.len(),

@@ -7,11 +7,11 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use qoe_schema::record::{Heartbeat, FORMAT_HEADER, FORMAT_VERSION};
-use qoe_testkit::{consume, unique, Stack};
+use qoe_schema::record::{FORMAT_HEADER, FORMAT_VERSION};
+use qoe_testkit::{unique, Stack};
 use rdkafka::message::{Headers, Message};
 use serde_json::json;
-use support::{event, gzip, json_of, Collector, PROPERTY};
+use support::{consume_events, event, gzip, json_of, Collector, PROPERTY};
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
@@ -79,15 +79,16 @@ async fn every_accepted_event_reaches_the_topic_enriched() {
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(r.headers.get("access-control-allow-origin").unwrap(), "*");
 
-    let records = consume(&stack.brokers, &topic, sent.len(), Duration::from_secs(60)).await;
+    let records = consume_events(&stack.brokers, &topic, sent.len(), Duration::from_secs(60)).await;
+    // One record per view and request: the 20-event batch is one record.
+    let batch_records = records
+        .iter()
+        .filter(|(m, _)| m.key() == Some(b"batch-view".as_slice()))
+        .count();
+    assert_eq!(batch_records, 1, "one SDK batch, one Kafka record");
+    assert_eq!(records.len(), 5 + 1 + 10);
     let mut got = BTreeSet::new();
-    for msg in &records {
-        let hb = Heartbeat::decode(msg.payload().unwrap()).expect("a current-format record");
-        assert_eq!(
-            msg.key().unwrap(),
-            hb.event.view_id.as_bytes(),
-            "keyed by view_id"
-        );
+    for (msg, heartbeats) in &records {
         let header = msg
             .headers()
             .unwrap()
@@ -100,25 +101,37 @@ async fn every_accepted_event_reaches_the_topic_enriched() {
             FORMAT_VERSION as u8,
             "binary record"
         );
-        assert_eq!(hb.property_id, PROPERTY);
-        assert!(hb.received_at_ms > 0);
-        if hb.event.view_id.starts_with("single-") {
-            assert_eq!(hb.enrichment.browser, "Chrome");
-            assert_eq!(hb.enrichment.device_type, "desktop");
-            if std::env::var("QOE_TEST_MMDB").is_ok_and(|p| std::path::Path::new(&p).exists()) {
-                assert_eq!(
-                    hb.enrichment.country, "US",
-                    "X-Forwarded-For from a trusted proxy"
-                );
-            }
-        }
-        if &*hb.event.view_id == "batch-view" {
-            assert_eq!(&*hb.event.viewer_id, "u-1", "metadata applies to the batch");
-        }
+        let seqs: Vec<u32> = heartbeats.iter().map(|hb| hb.event.seq).collect();
         assert!(
-            got.insert((hb.event.view_id.to_string(), hb.event.seq)),
-            "no duplicates"
+            seqs.is_sorted(),
+            "a view's events keep their order: {seqs:?}"
         );
+        for hb in heartbeats {
+            assert_eq!(
+                msg.key().unwrap(),
+                hb.event.view_id.as_bytes(),
+                "keyed by view_id"
+            );
+            assert_eq!(hb.property_id, PROPERTY);
+            assert!(hb.received_at_ms > 0);
+            if hb.event.view_id.starts_with("single-") {
+                assert_eq!(hb.enrichment.browser, "Chrome");
+                assert_eq!(hb.enrichment.device_type, "desktop");
+                if std::env::var("QOE_TEST_MMDB").is_ok_and(|p| std::path::Path::new(&p).exists()) {
+                    assert_eq!(
+                        hb.enrichment.country, "US",
+                        "X-Forwarded-For from a trusted proxy"
+                    );
+                }
+            }
+            if &*hb.event.view_id == "batch-view" {
+                assert_eq!(&*hb.event.viewer_id, "u-1", "metadata applies to the batch");
+            }
+            assert!(
+                got.insert((hb.event.view_id.to_string(), hb.event.seq)),
+                "no duplicates"
+            );
+        }
     }
     assert_eq!(got, sent);
     let metrics = collector.svc.metrics().await;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use qoe_schema::record::Heartbeat;
+use qoe_schema::record::Record;
 use qoe_testkit::{consume, unique, Stack};
 use rdkafka::message::Message;
 
@@ -28,8 +28,9 @@ async fn generates_decodable_heartbeats() {
     let records = consume(&stack.brokers, &topic, 500, Duration::from_secs(60)).await;
     assert_eq!(records.len(), 500);
     for m in &records {
-        let hb = Heartbeat::decode(m.payload().unwrap()).unwrap();
-        assert_eq!(hb.property_id, "p-gen");
-        assert_eq!(m.key().unwrap(), hb.event.view_id.as_bytes());
+        let record = Record::decode(m.payload().unwrap()).unwrap();
+        assert_eq!(record.property_id, "p-gen");
+        assert_eq!(record.events.len(), 1, "one event per record");
+        assert_eq!(m.key().unwrap(), record.key().as_bytes());
     }
 }

@@ -39,8 +39,10 @@ pub struct Batch {
     pub written: Vec<bool>,
     /// Next offset to commit, per partition of the consumed topic.
     pub offsets: BTreeMap<i32, i64>,
-    /// Records covered (rows, skipped duplicates and dead letters).
+    /// Kafka records covered (rows, skipped duplicates and dead letters).
     pub records: usize,
+    /// Events in those records (what `processor.batch_rows` counts).
+    pub events: usize,
     /// Bytes of the records' values.
     pub bytes: usize,
     /// When the first record arrived.
@@ -55,15 +57,18 @@ impl Batch {
             written: vec![false; shards],
             offsets: BTreeMap::new(),
             records: 0,
+            events: 0,
             bytes: 0,
             started: None,
         }
     }
 
-    /// Notes that a record at `offset` is covered by this batch.
-    pub fn cover(&mut self, partition: i32, offset: i64, bytes: usize) {
+    /// Notes that a record of `events` events at `offset` is covered by
+    /// this batch.
+    pub fn cover(&mut self, partition: i32, offset: i64, bytes: usize, events: usize) {
         self.started.get_or_insert_with(Instant::now);
         self.records += 1;
+        self.events += events;
         self.bytes += bytes;
         let next = self.offsets.entry(partition).or_insert(0);
         *next = (*next).max(offset + 1);

@@ -111,7 +111,7 @@ impl Loop {
             let due = batch
                 .started
                 .is_some_and(|t| t.elapsed() >= self.settings.batch_interval);
-            if batch.records >= self.settings.batch_rows || (due && !batch.is_empty()) {
+            if batch.events >= self.settings.batch_rows || (due && !batch.is_empty()) {
                 self.flush(&mut batch, &mut pool).await;
             }
         }
@@ -261,7 +261,8 @@ impl Loop {
 async fn take(msg: &BorrowedMessage<'_>, batch: &mut Batch, pool: &mut Pool) {
     metrics().records.inc();
     let payload = msg.payload().unwrap_or_default();
-    batch.cover(msg.partition(), msg.offset(), payload.len());
+    let events = qoe_schema::record::Record::event_count(payload);
+    batch.cover(msg.partition(), msg.offset(), payload.len(), events);
     let record = Record {
         payload: payload.to_vec(),
         key: msg.key().map(<[u8]>::to_vec),

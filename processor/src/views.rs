@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use qoe_schema::beacon::Event;
 use qoe_schema::beacon::EventType;
-use qoe_schema::record::Heartbeat;
 
 use crate::metrics::metrics;
 
@@ -58,16 +58,12 @@ impl ViewTable {
         }
     }
 
-    /// Records `hb` and says what it was.
-    pub fn observe(&mut self, hb: &Heartbeat) -> Seen {
-        let e = &hb.event;
-        if !self.views.contains_key(hb.property_id.as_str()) {
-            self.views.insert(hb.property_id.clone(), HashMap::new());
+    /// Records event `e` of `property_id` and says what it was.
+    pub fn observe(&mut self, property_id: &str, e: &Event) -> Seen {
+        if !self.views.contains_key(property_id) {
+            self.views.insert(property_id.to_owned(), HashMap::new());
         }
-        let views = self
-            .views
-            .get_mut(hb.property_id.as_str())
-            .expect("inserted above");
+        let views = self.views.get_mut(property_id).expect("inserted above");
         let seen = match views.get_mut(&*e.view_id) {
             None => {
                 views.insert(
@@ -169,26 +165,37 @@ impl ViewTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qoe_schema::record::Enrichment;
 
-    fn hb(view: &str, seq: u32, ts: i64, event: EventType) -> Heartbeat {
+    fn hb(view: &str, seq: u32, ts: i64, event: EventType) -> Event {
         let mut e = qoe_schema::sample::event(view, seq);
         e.ts_ms = ts;
         e.event = event;
-        Heartbeat::new("p".into(), ts, Enrichment::default(), e)
+        e
     }
 
     #[test]
     fn newer_duplicate_older() {
         let mut t = ViewTable::new(10, 1000);
-        assert_eq!(t.observe(&hb("a", 5, 1, EventType::Heartbeat)), Seen::New);
         assert_eq!(
-            t.observe(&hb("a", 5, 1, EventType::Heartbeat)),
+            t.observe("p", &hb("a", 5, 1, EventType::Heartbeat)),
+            Seen::New
+        );
+        assert_eq!(
+            t.observe("p", &hb("a", 5, 1, EventType::Heartbeat)),
             Seen::Duplicate
         );
-        assert_eq!(t.observe(&hb("a", 3, 1, EventType::Heartbeat)), Seen::Older);
-        assert_eq!(t.observe(&hb("a", 6, 2, EventType::Heartbeat)), Seen::Newer);
-        assert_eq!(t.observe(&hb("a", 7, 3, EventType::Viewend)), Seen::Newer);
+        assert_eq!(
+            t.observe("p", &hb("a", 3, 1, EventType::Heartbeat)),
+            Seen::Older
+        );
+        assert_eq!(
+            t.observe("p", &hb("a", 6, 2, EventType::Heartbeat)),
+            Seen::Newer
+        );
+        assert_eq!(
+            t.observe("p", &hb("a", 7, 3, EventType::Viewend)),
+            Seen::Newer
+        );
         assert!(t.is_empty(), "viewend closes the view");
     }
 
@@ -196,12 +203,12 @@ mod tests {
     fn bounded_and_expiring() {
         let mut t = ViewTable::new(100, 1000);
         for i in 0..500 {
-            t.observe(&hb(&format!("v{i}"), 1, i, EventType::Heartbeat));
+            t.observe("p", &hb(&format!("v{i}"), 1, i, EventType::Heartbeat));
         }
         assert!(t.len() <= 100, "{}", t.len());
         // The most recent views are the ones kept.
         assert_eq!(
-            t.observe(&hb("v499", 1, 499, EventType::Heartbeat)),
+            t.observe("p", &hb("v499", 1, 499, EventType::Heartbeat)),
             Seen::Duplicate
         );
         t.expire(499 + 1000);

@@ -15,7 +15,7 @@
 
 use std::thread::JoinHandle;
 
-use qoe_schema::record::Heartbeat;
+use qoe_schema::record::Record as Decoded;
 use qoe_schema::rows::{shard_for, view_hash, write_row_binary};
 
 use crate::batch::ShardRows;
@@ -246,27 +246,29 @@ impl Worker {
     }
 
     fn take(&mut self, record: Record) {
-        match decode(&record.payload) {
-            Ok(hb) => {
-                if self.views.observe(&hb) != Seen::Duplicate {
-                    let i = shard_for(&hb.event.view_id, self.rows.len());
-                    let shard = &mut self.rows[i];
-                    write_row_binary(&hb, &mut shard.bytes);
-                    shard.count += 1;
-                }
+        let decoded = match decode(&record.payload) {
+            Ok(decoded) => decoded,
+            Err(reason) => return self.dead_letters.push(DeadLetter { record, reason }),
+        };
+        // Every event of a record belongs to one view, hence one shard.
+        let shards = self.rows.len();
+        let shard = &mut self.rows[shard_for(decoded.key(), shards)];
+        for event in &decoded.events {
+            if self.views.observe(&decoded.property_id, event) != Seen::Duplicate {
+                write_row_binary(&decoded, event, &mut shard.bytes);
+                shard.count += 1;
             }
-            Err(reason) => self.dead_letters.push(DeadLetter { record, reason }),
         }
     }
 }
 
 /// Decodes a record, or says why it goes to the dead-letter topic.
-fn decode(payload: &[u8]) -> Result<Heartbeat, &'static str> {
-    let hb = Heartbeat::decode(payload).map_err(|e| e.reason())?;
-    if hb.event.view_id.is_empty() || hb.property_id.is_empty() {
+fn decode(payload: &[u8]) -> Result<Decoded, &'static str> {
+    let decoded = Decoded::decode(payload).map_err(|e| e.reason())?;
+    if decoded.key().is_empty() || decoded.property_id.is_empty() {
         return Err("invalid");
     }
-    Ok(hb)
+    Ok(decoded)
 }
 
 #[cfg(test)]
@@ -274,15 +276,29 @@ mod tests {
     use super::*;
     use qoe_schema::record::Enrichment;
 
-    fn record(view: &str, seq: u32) -> Record {
-        let e = qoe_schema::sample::event(view, seq);
-        let hb = Heartbeat::new("p".into(), e.ts_ms, Enrichment::default(), e);
+    /// A Kafka record of `view`'s events with these `seqs`.
+    fn events(view: &str, seqs: &[u32]) -> Record {
+        let decoded = Decoded {
+            property_id: "p".into(),
+            received_at_ms: qoe_schema::sample::NOW_MS,
+            enrichment: Enrichment::default(),
+            events: seqs
+                .iter()
+                .map(|&seq| qoe_schema::sample::event(view, seq))
+                .collect(),
+        };
+        let mut payload = Vec::new();
+        decoded.encode_into(&mut payload);
         Record {
-            payload: hb.encode(),
+            payload,
             key: Some(view.as_bytes().to_vec()),
             partition: 0,
-            offset: i64::from(seq),
+            offset: i64::from(seqs[0]),
         }
+    }
+
+    fn record(view: &str, seq: u32) -> Record {
+        events(view, &[seq])
     }
 
     /// The `view_id` of each row: the second RowBinary column, after the
@@ -298,10 +314,8 @@ mod tests {
             let view_len = usize::from(all[view_at - 1]);
             let view = std::str::from_utf8(&all[view_at..view_at + view_len]).unwrap();
             let mut row = Vec::new();
-            write_row_binary(
-                &Heartbeat::decode(&record(view, 1).payload).unwrap(),
-                &mut row,
-            );
+            let decoded = Decoded::decode(&record(view, 1).payload).unwrap();
+            write_row_binary(&decoded, &decoded.events[0], &mut row);
             at += row.len();
             found.push(view.to_owned());
         }
@@ -353,5 +367,17 @@ mod tests {
         pool.push(record("v1", 2)).await;
         let after_clear = pool.collect().await;
         assert_eq!(after_clear.rows.iter().map(|r| r.count).sum::<usize>(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_event_of_a_record_becomes_a_row_unless_a_duplicate() {
+        let mut pool = Pool::start(2, 2, 1000, 60_000);
+        pool.push(events("batched", &[1, 2, 2, 3])).await;
+        pool.push(events("batched", &[3, 4])).await;
+        let out = pool.collect().await;
+        assert_eq!(out.rows.iter().map(|r| r.count).sum::<usize>(), 4);
+        let shard = shard_for("batched", 2);
+        assert_eq!(out.rows[shard].count, 4, "one view, one shard");
+        assert!(out.dead_letters.is_empty());
     }
 }

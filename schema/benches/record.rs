@@ -4,7 +4,7 @@
 //! same-run references. Run: `cargo bench -p qoe-schema --bench record`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use qoe_schema::record::{Enrichment, Heartbeat};
+use qoe_schema::record::{Enrichment, Heartbeat, Record};
 use qoe_schema::rows::{write_row_binary, HeartbeatRow};
 use qoe_schema::sample;
 
@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("encode_binary", |b| {
         b.iter(|| {
             buf.clear();
-            std::hint::black_box(&hb).encode_into(&mut buf);
+            buf.extend_from_slice(&std::hint::black_box(&hb).encode());
             buf.len()
         })
     });
@@ -38,15 +38,17 @@ fn bench(c: &mut Criterion) {
         b.iter(|| std::hint::black_box(&hb).encode_json())
     });
     group.bench_function("decode_binary", |b| {
-        b.iter(|| Heartbeat::decode(std::hint::black_box(&encoded)).expect("decodes"))
+        b.iter(|| Record::decode(std::hint::black_box(&encoded)).expect("decodes"))
     });
     group.bench_function("decode_json_v1", |b| {
-        b.iter(|| Heartbeat::decode(std::hint::black_box(&json)).expect("decodes"))
+        b.iter(|| Record::decode(std::hint::black_box(&json)).expect("decodes"))
     });
+    let record = Record::from(hb.clone());
     group.bench_function("row_binary", |b| {
         b.iter(|| {
             buf.clear();
-            write_row_binary(std::hint::black_box(&hb), &mut buf);
+            let r = std::hint::black_box(&record);
+            write_row_binary(r, &r.events[0], &mut buf);
             buf.len()
         })
     });

@@ -14,8 +14,9 @@
 use clickhouse::Row as _;
 use serde::{Deserialize, Serialize};
 
+use crate::beacon::Event;
 use crate::record::binary::put_str;
-use crate::record::Heartbeat;
+use crate::record::{Heartbeat, Record};
 
 /// One row of `heartbeats_local` (column names = field names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
@@ -124,19 +125,20 @@ pub fn insert_sql(table: &str) -> String {
     )
 }
 
-/// Appends `hb` as one RowBinary row of [`HeartbeatRow`]'s columns: the
-/// same values as `HeartbeatRow::from(hb)`, without building it.
-pub fn write_row_binary(hb: &Heartbeat, buf: &mut Vec<u8>) {
+/// Appends event `e` of record `r` as one RowBinary row of
+/// [`HeartbeatRow`]'s columns: the same values as `HeartbeatRow::from` the
+/// heartbeat they make, without building it.
+pub fn write_row_binary(r: &Record, e: &Event, buf: &mut Vec<u8>) {
     fn u8_(buf: &mut Vec<u8>, v: bool) {
         buf.push(u8::from(v));
     }
-    let (e, x) = (&hb.event, &hb.enrichment);
-    put_str(buf, &hb.property_id);
+    let x = &r.enrichment;
+    put_str(buf, &r.property_id);
     put_str(buf, &e.view_id);
     buf.extend_from_slice(&e.seq.to_le_bytes());
     put_str(buf, e.event.as_str());
     buf.extend_from_slice(&seconds(e.ts_ms).to_le_bytes());
-    buf.extend_from_slice(&seconds(hb.received_at_ms).to_le_bytes());
+    buf.extend_from_slice(&seconds(r.received_at_ms).to_le_bytes());
     buf.extend_from_slice(&seconds(e.view_start_ms).to_le_bytes());
     put_str(buf, &e.viewer_id);
     put_str(buf, &e.video_id);
@@ -228,7 +230,8 @@ mod tests {
         let hbs = heartbeats();
         let mut buf = Vec::new();
         for hb in &hbs {
-            write_row_binary(hb, &mut buf);
+            let r = Record::from(hb.clone());
+            write_row_binary(&r, &r.events[0], &mut buf);
         }
         let mut insert = client.insert_formatted_with(insert_sql("heartbeats_local"));
         insert

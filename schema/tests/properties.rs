@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use qoe_schema::beacon::{Event, EventType, PlayerState, StreamType};
-use qoe_schema::record::{Enrichment, Heartbeat, JSON_FORMAT_VERSION};
+use qoe_schema::record::{Enrichment, Heartbeat, Record};
 use qoe_schema::sample::{self, NOW_MS};
 use qoe_schema::validate::{decode, Checks};
 
@@ -66,19 +66,39 @@ proptest! {
         let out = decode(&body, &Checks::at(NOW_MS)).unwrap();
         prop_assert!(out.rejected.is_empty(), "{:?}", out.rejected);
         prop_assert_eq!(&out.accepted, &events);
-        for e in events {
-            let hb = Heartbeat::new("p".into(), NOW_MS, Enrichment::default(), e);
-            prop_assert_eq!(Heartbeat::decode(&hb.encode()).unwrap(), hb.clone());
+        for e in &events {
+            let hb = Heartbeat::new("p".into(), NOW_MS, Enrichment::default(), e.clone());
+            let one = Record::from(hb.clone());
+            prop_assert_eq!(Record::decode(&hb.encode()).unwrap(), one.clone());
             // Records of the previous (JSON) format still read the same.
-            let v1 = Heartbeat::decode(&hb.encode_json()).unwrap();
-            prop_assert_eq!(v1, Heartbeat { v: JSON_FORMAT_VERSION, ..hb });
+            prop_assert_eq!(Record::decode(&hb.encode_json()).unwrap(), one);
         }
+        // All of them as one view's record: strings repeat or change freely.
+        let view: std::sync::Arc<str> = "one-view".into();
+        let record = Record {
+            property_id: "p".into(),
+            received_at_ms: NOW_MS,
+            enrichment: Enrichment { country: "JP".into(), ..Enrichment::default() },
+            events: events.into_iter().map(|e| Event { view_id: view.clone(), ..e }).collect(),
+        };
+        let mut buf = Vec::new();
+        record.encode_into(&mut buf);
+        prop_assert_eq!(Record::event_count(&buf), record.events.len());
+        prop_assert_eq!(Record::decode(&buf).unwrap(), record);
     }
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let _ = decode(&bytes, &Checks::at(NOW_MS));
-        let _ = Heartbeat::decode(&bytes);
+        let _ = Record::decode(&bytes);
+        let _ = Record::event_count(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_binary_records_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut bytes = vec![qoe_schema::record::binary::VERSION, 1];
+        bytes.extend(tail);
+        let _ = Record::decode(&bytes);
     }
 
     #[test]

@@ -414,13 +414,25 @@ impl Service {
 }
 
 /// Reads records from the start of `topic` with a fresh consumer group until
-/// `n` arrived (panics after `timeout`), or until `quiet` passes with nothing
-/// new once at least `n` are in. Returns every record read.
+/// `n` arrived (panics after `timeout`), then for as long as more keep
+/// coming within half a second. Returns every record read.
 pub async fn consume(
     brokers: &str,
     topic: &str,
     n: usize,
     timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    consume_weighted(brokers, topic, n, timeout, |_| 1).await
+}
+
+/// [`consume`], where each record counts `weight(record)` towards `n` (the
+/// events a record holds, say).
+pub async fn consume_weighted(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+    timeout: Duration,
+    weight: impl Fn(&rdkafka::message::OwnedMessage) -> usize,
 ) -> Vec<rdkafka::message::OwnedMessage> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     let consumer: StreamConsumer = ClientConfig::new()
@@ -433,15 +445,17 @@ pub async fn consume(
     consumer.subscribe(&[topic]).expect("subscribe");
     let start = Instant::now();
     let mut out = Vec::new();
-    while out.len() < n {
+    let mut got = 0;
+    while got < n {
         let left = timeout.saturating_sub(start.elapsed());
         match tokio::time::timeout(left, consumer.recv()).await {
-            Ok(Ok(msg)) => out.push(msg.detach()),
+            Ok(Ok(msg)) => {
+                let msg = msg.detach();
+                got += weight(&msg);
+                out.push(msg);
+            }
             Ok(Err(e)) => panic!("consuming {topic}: {e}"),
-            Err(_) => panic!(
-                "only {} of {n} records arrived on {topic} within {timeout:?}",
-                out.len()
-            ),
+            Err(_) => panic!("only {got} of {n} arrived on {topic} within {timeout:?}"),
         }
     }
     // Anything beyond n (duplicates) shows up quickly if it exists.

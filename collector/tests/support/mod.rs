@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
+use qoe_schema::record::{Heartbeat, Record};
 use qoe_testkit::httpc::{self, Reply};
 use qoe_testkit::{free_port, Service};
+use rdkafka::message::Message as _;
 use serde_json::{json, Value};
 
 /// The ingest key every test collector accepts, and its property.
@@ -114,4 +116,27 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(data).unwrap();
     enc.finish().unwrap()
+}
+
+/// Reads `topic` from the start until records holding `events` events
+/// arrived; returns each event as a heartbeat.
+pub async fn consume_events(
+    brokers: &str,
+    topic: &str,
+    events: usize,
+    timeout: Duration,
+) -> Vec<(rdkafka::message::OwnedMessage, Vec<Heartbeat>)> {
+    let records = qoe_testkit::consume_weighted(brokers, topic, events, timeout, |m| {
+        Record::event_count(m.payload().unwrap_or_default())
+    })
+    .await;
+    records
+        .into_iter()
+        .map(|m| {
+            let record = Record::decode(m.payload().unwrap_or_default())
+                .expect("the collector writes current-format records");
+            let heartbeats = record.heartbeats().collect();
+            (m, heartbeats)
+        })
+        .collect()
 }

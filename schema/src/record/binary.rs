@@ -1,36 +1,44 @@
-//! The record's binary encoding (format version 2): the heartbeat's fields in
-//! a fixed order, integers as LEB128 varints (signed ones zigzagged), strings
-//! as a varint byte length then UTF-8, enums as one byte. It costs a few
-//! hundred nanoseconds where JSON cost microseconds on both ends, and it is
-//! about half the size before compression.
+//! The record's binary encoding (format version 2): the events one request
+//! carried for one view, after what the collector added to all of them.
+//! Integers are LEB128 varints (signed ones zigzagged), strings a varint
+//! byte length then UTF-8, enums one byte. It costs a few hundred
+//! nanoseconds per event where JSON cost microseconds on both ends, and the
+//! fields a request shares are written once.
 //!
 //! ```text
-//! u8 version (= 2; a JSON record starts with `{`)
+//! u8 version (= 2; a JSON record starts with `{`)    var event count (1..=MAX_EVENTS)
 //! str property_id   zig received_at_ms
-//! str country       var asn   str os   str browser   str device_type
-//! str view_id       var seq   u8 event   zig ts_ms   zig view_start_ms
-//! str viewer_id     str video_id   str video_title   u8 stream_type
-//! var video_duration_ms   str player_name   str player_version
-//! var player_width  var player_height   u8 flags   str cdn   u8 state
-//! var watch_time_ms var playing_time_ms [var startup_time_ms if flagged]
-//! var rebuffer_count   var rebuffer_duration_ms   var bitrate_kbps
-//! var avg_bitrate_kbps var dropped_frames   var playhead_ms
-//! str error_code    str error_message
+//! str country   var asn   str os   str browser   str device_type
+//! str view_id
+//! then per event:
+//!   var seq   u8 event   zig ts_ms   zig view_start_ms
+//!   str* viewer_id   str* video_id   str* video_title   u8 stream_type
+//!   var video_duration_ms   str* player_name   str* player_version
+//!   var player_width   var player_height   u8 flags   str* cdn   u8 state
+//!   var watch_time_ms   var playing_time_ms   [var startup_time_ms if flagged]
+//!   var rebuffer_count   var rebuffer_duration_ms   var bitrate_kbps
+//!   var avg_bitrate_kbps   var dropped_frames   var playhead_ms
+//!   str* error_code   str* error_message
 //! ```
 //!
-//! Flags: bit 0 autoplay, 1 play_requested, 2 error_fatal, 3 startup time
-//! known. Decoding is strict: an enum out of range, a number too large for
-//! its field, invalid UTF-8, a truncated record or trailing bytes are errors.
-//! Changing this layout means a new format version.
+//! `str*` is a string that may repeat the previous event's value of the same
+//! field: varint 0 means "the same", otherwise varint (length + 1) then the
+//! bytes. Flags: bit 0 autoplay, 1 play_requested, 2 error_fatal, 3 startup
+//! time known. Decoding is strict: an enum out of range, a number too large
+//! for its field, invalid UTF-8, a truncated record or trailing bytes are
+//! errors. Changing this layout means a new format version.
 
 use std::sync::Arc;
 
 use crate::beacon::{Event, EventType, PlayerState, StreamType};
 
-use super::{Enrichment, Heartbeat};
+use super::{Enrichment, Record};
 
 /// The version byte that opens a binary record.
 pub const VERSION: u8 = 2;
+/// Most events in one record (keeps a record far below Kafka's 1 MB default
+/// even with every string at its limit).
+pub const MAX_EVENTS: usize = 100;
 
 const AUTOPLAY: u8 = 1;
 const PLAY_REQUESTED: u8 = 1 << 1;
@@ -57,27 +65,30 @@ pub(crate) fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(s.as_bytes());
 }
 
-/// Appends the binary record of `hb` to `buf`.
-pub fn encode_into(hb: &Heartbeat, buf: &mut Vec<u8>) {
-    encode_parts(
-        &hb.property_id,
-        hb.received_at_ms,
-        &hb.enrichment,
-        &hb.event,
-        buf,
-    );
+/// Appends `s`, or "the same" when it equals the previous event's value.
+fn put_shared(buf: &mut Vec<u8>, s: &str, prev: Option<&str>) {
+    if prev == Some(s) {
+        buf.push(0);
+    } else {
+        put_varint(buf, s.len() as u64 + 1);
+        buf.extend_from_slice(s.as_bytes());
+    }
 }
 
-/// Appends the binary record of the heartbeat these parts make, for callers
-/// that share one request's property and enrichment between its events.
-pub fn encode_parts(
+/// Appends the binary record of `events` (1 to [`MAX_EVENTS`], all of one
+/// view: the first event's `view_id` is the record's) with what the
+/// collector added to them.
+pub fn encode(
     property_id: &str,
     received_at_ms: i64,
     x: &Enrichment,
-    e: &Event,
+    events: &[Event],
     buf: &mut Vec<u8>,
 ) {
+    debug_assert!((1..=MAX_EVENTS).contains(&events.len()));
+    debug_assert!(events.iter().all(|e| e.view_id == events[0].view_id));
     buf.push(VERSION);
+    put_varint(buf, events.len() as u64);
     put_str(buf, property_id);
     put_zigzag(buf, received_at_ms);
     put_str(buf, &x.country);
@@ -85,41 +96,47 @@ pub fn encode_parts(
     put_str(buf, &x.os);
     put_str(buf, &x.browser);
     put_str(buf, &x.device_type);
-    put_str(buf, &e.view_id);
-    put_varint(buf, u64::from(e.seq));
-    buf.push(e.event as u8);
-    put_zigzag(buf, e.ts_ms);
-    put_zigzag(buf, e.view_start_ms);
-    put_str(buf, &e.viewer_id);
-    put_str(buf, &e.video_id);
-    put_str(buf, &e.video_title);
-    buf.push(e.stream_type as u8);
-    put_varint(buf, e.video_duration_ms);
-    put_str(buf, &e.player_name);
-    put_str(buf, &e.player_version);
-    put_varint(buf, u64::from(e.player_width));
-    put_varint(buf, u64::from(e.player_height));
-    let flag = |on: bool, bit: u8| if on { bit } else { 0 };
-    let flags = flag(e.autoplay, AUTOPLAY)
-        | flag(e.play_requested, PLAY_REQUESTED)
-        | flag(e.error_fatal, ERROR_FATAL)
-        | flag(e.startup_time_ms.is_some(), STARTED);
-    buf.push(flags);
-    put_str(buf, &e.cdn);
-    buf.push(e.state as u8);
-    put_varint(buf, e.watch_time_ms);
-    put_varint(buf, e.playing_time_ms);
-    if let Some(startup) = e.startup_time_ms {
-        put_varint(buf, u64::from(startup));
+    put_str(buf, events.first().map_or("", |e| &e.view_id));
+    let mut prev: Option<&Event> = None;
+    for e in events {
+        let p = |field: fn(&Event) -> &Arc<str>| prev.map(|p| &**field(p));
+        put_varint(buf, u64::from(e.seq));
+        buf.push(e.event as u8);
+        put_zigzag(buf, e.ts_ms);
+        put_zigzag(buf, e.view_start_ms);
+        put_shared(buf, &e.viewer_id, p(|e| &e.viewer_id));
+        put_shared(buf, &e.video_id, p(|e| &e.video_id));
+        put_shared(buf, &e.video_title, p(|e| &e.video_title));
+        buf.push(e.stream_type as u8);
+        put_varint(buf, e.video_duration_ms);
+        put_shared(buf, &e.player_name, p(|e| &e.player_name));
+        put_shared(buf, &e.player_version, p(|e| &e.player_version));
+        put_varint(buf, u64::from(e.player_width));
+        put_varint(buf, u64::from(e.player_height));
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        buf.push(
+            flag(e.autoplay, AUTOPLAY)
+                | flag(e.play_requested, PLAY_REQUESTED)
+                | flag(e.error_fatal, ERROR_FATAL)
+                | flag(e.startup_time_ms.is_some(), STARTED),
+        );
+        put_shared(buf, &e.cdn, p(|e| &e.cdn));
+        buf.push(e.state as u8);
+        put_varint(buf, e.watch_time_ms);
+        put_varint(buf, e.playing_time_ms);
+        if let Some(startup) = e.startup_time_ms {
+            put_varint(buf, u64::from(startup));
+        }
+        put_varint(buf, u64::from(e.rebuffer_count));
+        put_varint(buf, e.rebuffer_duration_ms);
+        put_varint(buf, u64::from(e.bitrate_kbps));
+        put_varint(buf, u64::from(e.avg_bitrate_kbps));
+        put_varint(buf, e.dropped_frames);
+        put_varint(buf, e.playhead_ms);
+        put_shared(buf, &e.error_code, p(|e| &e.error_code));
+        put_shared(buf, &e.error_message, p(|e| &e.error_message));
+        prev = Some(e);
     }
-    put_varint(buf, u64::from(e.rebuffer_count));
-    put_varint(buf, e.rebuffer_duration_ms);
-    put_varint(buf, u64::from(e.bitrate_kbps));
-    put_varint(buf, u64::from(e.avg_bitrate_kbps));
-    put_varint(buf, e.dropped_frames);
-    put_varint(buf, e.playhead_ms);
-    put_str(buf, &e.error_code);
-    put_str(buf, &e.error_message);
 }
 
 /// Why a binary record does not decode: what was wrong, and where.
@@ -132,11 +149,25 @@ pub struct BinaryError {
     pub at: usize,
 }
 
+/// How many events a binary record says it holds, read from its first
+/// bytes without decoding it (`None` if it is not a binary record).
+pub fn event_count(bytes: &[u8]) -> Option<usize> {
+    let mut r = Reader { bytes, at: 0 };
+    match r.u8() {
+        Ok(VERSION) => r.varint().ok().map(|n| n as usize),
+        _ => None,
+    }
+}
+
 /// Decodes a binary record (the version byte included).
-pub fn decode(bytes: &[u8]) -> Result<Heartbeat, BinaryError> {
+pub fn decode(bytes: &[u8]) -> Result<Record, BinaryError> {
     let mut r = Reader { bytes, at: 0 };
     if r.u8()? != VERSION {
         return Err(r.error("not a version 2 record"));
+    }
+    let count: usize = r.int("event count")?;
+    if !(1..=MAX_EVENTS).contains(&count) {
+        return Err(r.error("event count out of range"));
     }
     let property_id = r.str()?.to_owned();
     let received_at_ms = r.zigzag()?;
@@ -147,73 +178,20 @@ pub fn decode(bytes: &[u8]) -> Result<Heartbeat, BinaryError> {
         browser: r.str()?.to_owned(),
         device_type: r.str()?.to_owned(),
     };
-    let view_id = r.arc_str()?;
-    let seq = r.int("seq")?;
-    let event = r.enumerated(&EventType::ALL, "event type")?;
-    let ts_ms = r.zigzag()?;
-    let view_start_ms = r.zigzag()?;
-    let viewer_id = r.arc_str()?;
-    let video_id = r.arc_str()?;
-    let video_title = r.arc_str()?;
-    let stream_type = r.enumerated(&[StreamType::OnDemand, StreamType::Live], "stream type")?;
-    let video_duration_ms = r.varint()?;
-    let player_name = r.arc_str()?;
-    let player_version = r.arc_str()?;
-    let player_width = r.int("player_width")?;
-    let player_height = r.int("player_height")?;
-    let flags = r.u8()?;
-    if flags & !(AUTOPLAY | PLAY_REQUESTED | ERROR_FATAL | STARTED) != 0 {
-        return Err(r.error("unknown flags"));
+    let view_id: Arc<str> = r.str()?.into();
+    let mut events: Vec<Event> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let e = r.event(&view_id, events.last())?;
+        events.push(e);
     }
-    let cdn = r.arc_str()?;
-    let state = r.enumerated(&PlayerState::ALL, "player state")?;
-    let watch_time_ms = r.varint()?;
-    let playing_time_ms = r.varint()?;
-    let startup_time_ms = match flags & STARTED {
-        0 => None,
-        _ => Some(r.int("startup_time_ms")?),
-    };
-    let event = Event {
-        view_id,
-        seq,
-        event,
-        ts_ms,
-        view_start_ms,
-        viewer_id,
-        video_id,
-        video_title,
-        stream_type,
-        video_duration_ms,
-        player_name,
-        player_version,
-        player_width,
-        player_height,
-        autoplay: flags & AUTOPLAY != 0,
-        cdn,
-        state,
-        play_requested: flags & PLAY_REQUESTED != 0,
-        watch_time_ms,
-        playing_time_ms,
-        startup_time_ms,
-        rebuffer_count: r.int("rebuffer_count")?,
-        rebuffer_duration_ms: r.varint()?,
-        bitrate_kbps: r.int("bitrate_kbps")?,
-        avg_bitrate_kbps: r.int("avg_bitrate_kbps")?,
-        dropped_frames: r.varint()?,
-        playhead_ms: r.varint()?,
-        error_code: r.arc_str()?,
-        error_message: r.arc_str()?,
-        error_fatal: flags & ERROR_FATAL != 0,
-    };
     if r.at != bytes.len() {
         return Err(r.error("trailing bytes"));
     }
-    Ok(Heartbeat {
-        v: u16::from(VERSION),
+    Ok(Record {
         property_id,
         received_at_ms,
         enrichment,
-        event,
+        events,
     })
 }
 
@@ -262,8 +240,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn str(&mut self) -> Result<&'a str, BinaryError> {
-        let len = self.varint()?;
+    fn bytes(&mut self, len: u64) -> Result<&'a str, BinaryError> {
         let end = usize::try_from(len)
             .ok()
             .and_then(|len| self.at.checked_add(len))
@@ -275,8 +252,18 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn arc_str(&mut self) -> Result<Arc<str>, BinaryError> {
-        self.str().map(Arc::from)
+    fn str(&mut self) -> Result<&'a str, BinaryError> {
+        let len = self.varint()?;
+        self.bytes(len)
+    }
+
+    /// A `str*`: the previous event's value, or a new string.
+    fn shared(&mut self, prev: Option<&Arc<str>>) -> Result<Arc<str>, BinaryError> {
+        match (self.varint()?, prev) {
+            (0, Some(prev)) => Ok(prev.clone()),
+            (0, None) => Err(self.error("the first event repeats a value")),
+            (len, _) => self.bytes(len - 1).map(Arc::from),
+        }
     }
 
     fn enumerated<T: Copy>(&mut self, all: &[T], what: &'static str) -> Result<T, BinaryError> {
@@ -286,6 +273,68 @@ impl<'a> Reader<'a> {
             at: self.at - 1,
         })
     }
+
+    fn event(&mut self, view_id: &Arc<str>, prev: Option<&Event>) -> Result<Event, BinaryError> {
+        let p = |field: fn(&Event) -> &Arc<str>| prev.map(field);
+        let seq = self.int("seq")?;
+        let event = self.enumerated(&EventType::ALL, "event type")?;
+        let ts_ms = self.zigzag()?;
+        let view_start_ms = self.zigzag()?;
+        let viewer_id = self.shared(p(|e| &e.viewer_id))?;
+        let video_id = self.shared(p(|e| &e.video_id))?;
+        let video_title = self.shared(p(|e| &e.video_title))?;
+        let stream_type =
+            self.enumerated(&[StreamType::OnDemand, StreamType::Live], "stream type")?;
+        let video_duration_ms = self.varint()?;
+        let player_name = self.shared(p(|e| &e.player_name))?;
+        let player_version = self.shared(p(|e| &e.player_version))?;
+        let player_width = self.int("player_width")?;
+        let player_height = self.int("player_height")?;
+        let flags = self.u8()?;
+        if flags & !(AUTOPLAY | PLAY_REQUESTED | ERROR_FATAL | STARTED) != 0 {
+            return Err(self.error("unknown flags"));
+        }
+        let cdn = self.shared(p(|e| &e.cdn))?;
+        let state = self.enumerated(&PlayerState::ALL, "player state")?;
+        let watch_time_ms = self.varint()?;
+        let playing_time_ms = self.varint()?;
+        let startup_time_ms = match flags & STARTED {
+            0 => None,
+            _ => Some(self.int("startup_time_ms")?),
+        };
+        Ok(Event {
+            view_id: view_id.clone(),
+            seq,
+            event,
+            ts_ms,
+            view_start_ms,
+            viewer_id,
+            video_id,
+            video_title,
+            stream_type,
+            video_duration_ms,
+            player_name,
+            player_version,
+            player_width,
+            player_height,
+            autoplay: flags & AUTOPLAY != 0,
+            cdn,
+            state,
+            play_requested: flags & PLAY_REQUESTED != 0,
+            watch_time_ms,
+            playing_time_ms,
+            startup_time_ms,
+            rebuffer_count: self.int("rebuffer_count")?,
+            rebuffer_duration_ms: self.varint()?,
+            bitrate_kbps: self.int("bitrate_kbps")?,
+            avg_bitrate_kbps: self.int("avg_bitrate_kbps")?,
+            dropped_frames: self.varint()?,
+            playhead_ms: self.varint()?,
+            error_code: self.shared(p(|e| &e.error_code))?,
+            error_message: self.shared(p(|e| &e.error_message))?,
+            error_fatal: flags & ERROR_FATAL != 0,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -293,20 +342,46 @@ mod tests {
     use super::*;
     use crate::sample;
 
-    fn heartbeat() -> Heartbeat {
-        let enrichment = Enrichment {
-            country: "DE".into(),
-            asn: 3320,
-            os: "Android".into(),
-            browser: "Chrome".into(),
-            device_type: "mobile".into(),
-        };
-        Heartbeat::new(
-            "prop".into(),
-            sample::NOW_MS,
-            enrichment,
-            sample::event("v-1", 9),
-        )
+    fn record(events: Vec<Event>) -> Record {
+        Record {
+            property_id: "prop".into(),
+            received_at_ms: sample::NOW_MS,
+            enrichment: Enrichment {
+                country: "DE".into(),
+                asn: 3320,
+                os: "Android".into(),
+                browser: "Chrome".into(),
+                device_type: "mobile".into(),
+            },
+            events,
+        }
+    }
+
+    fn encoded(r: &Record) -> Vec<u8> {
+        let mut buf = Vec::new();
+        encode(
+            &r.property_id,
+            r.received_at_ms,
+            &r.enrichment,
+            &r.events,
+            &mut buf,
+        );
+        buf
+    }
+
+    /// One view's events where some strings change from event to event.
+    fn varied(n: u32) -> Vec<Event> {
+        (1..=n)
+            .map(|seq| {
+                let mut e = sample::event("v-1", seq);
+                if seq % 3 == 0 {
+                    e.error_code = format!("E{seq}").into();
+                    e.cdn = "cdn-b".into();
+                    e.startup_time_ms = None;
+                }
+                e
+            })
+            .collect()
     }
 
     #[test]
@@ -324,23 +399,33 @@ mod tests {
 
     #[test]
     fn round_trips_and_is_smaller_than_json() {
-        let hb = heartbeat();
-        let mut buf = Vec::new();
-        encode_into(&hb, &mut buf);
-        assert_eq!(decode(&buf), Ok(hb.clone()));
-        let json = serde_json::to_vec(&hb).unwrap();
-        assert!(
-            buf.len() * 2 < json.len(),
-            "{} vs {}",
-            buf.len(),
-            json.len()
-        );
+        for n in [1, 2, 20, MAX_EVENTS as u32] {
+            let r = record(varied(n));
+            let buf = encoded(&r);
+            assert_eq!(event_count(&buf), Some(n as usize));
+            assert_eq!(decode(&buf), Ok(r.clone()));
+            let json: usize = r
+                .events
+                .iter()
+                .map(|e| serde_json::to_vec(e).unwrap().len())
+                .sum();
+            assert!(buf.len() * 2 < json, "{n} events: {} vs {json}", buf.len());
+        }
+    }
+
+    #[test]
+    fn repeated_strings_are_shared_after_decoding() {
+        let r = decode(&encoded(&record(varied(4)))).unwrap();
+        let (a, b) = (&r.events[0], &r.events[1]);
+        assert!(Arc::ptr_eq(&a.video_title, &b.video_title));
+        assert!(Arc::ptr_eq(&a.view_id, &b.view_id));
+        assert_eq!(&*r.events[2].cdn, "cdn-b");
+        assert_eq!(&*r.events[3].cdn, "cdn-a", "a change back is written again");
     }
 
     #[test]
     fn every_truncation_and_trailing_byte_is_an_error() {
-        let mut buf = Vec::new();
-        encode_into(&heartbeat(), &mut buf);
+        let mut buf = encoded(&record(varied(3)));
         for len in 0..buf.len() {
             assert!(decode(&buf[..len]).is_err(), "prefix of {len} bytes");
         }
@@ -350,17 +435,40 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_errors() {
-        let mut buf = vec![VERSION];
+        let mut buf = vec![VERSION, 1];
         put_str(&mut buf, "p");
         put_zigzag(&mut buf, 1);
         put_str(&mut buf, "");
         put_varint(&mut buf, u64::from(u32::MAX) + 1); // asn
         assert_eq!(decode(&buf).unwrap_err().what, "asn");
-        let mut overlong = vec![VERSION, 0x01, b'p'];
+        for count in [0, MAX_EVENTS as u8 + 1] {
+            let err = decode(&[VERSION, count, 1, b'p']).unwrap_err();
+            assert_eq!(err.what, "event count out of range");
+        }
+        let mut overlong = vec![VERSION, 1, 1, b'p'];
         overlong.extend([0xff; 10]);
         assert!(decode(&overlong).unwrap_err().what.starts_with("varint"));
-        let not_utf8 = [VERSION, 0x02, 0xc3, 0x28];
+        let not_utf8 = [VERSION, 1, 2, 0xc3, 0x28];
         assert_eq!(decode(&not_utf8).unwrap_err().what, "string is not UTF-8");
+        assert_eq!(event_count(b"{\"v\":1}"), None);
+    }
+
+    #[test]
+    fn the_first_event_cannot_repeat_a_value() {
+        let e = sample::event("v-1", 1);
+        let mut buf = encoded(&record(vec![e.clone()]));
+        // Rewrite the viewer_id (`str*`: length + 1, then bytes) as "same".
+        let mut written = vec![e.viewer_id.len() as u8 + 1];
+        written.extend_from_slice(e.viewer_id.as_bytes());
+        let at = buf
+            .windows(written.len())
+            .position(|w| w == written.as_slice())
+            .unwrap();
+        buf.splice(at..at + written.len(), [0]);
+        assert_eq!(
+            decode(&buf).unwrap_err().what,
+            "the first event repeats a value"
+        );
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! The Kafka record: a normalized, enriched heartbeat. Encoding and decoding
-//! live here and nowhere else.
+//! The Kafka record: the normalized, enriched events one request carried
+//! for one view. Encoding and decoding live here and nowhere else.
 //!
 //! Key: `view_id` (one view's events stay ordered in one partition).
 //! Value, by format version (also sent as the [`FORMAT_HEADER`] header so
 //! consumers can route by version without parsing):
-//! - **2** (written today): the compact [`binary`] encoding; its first byte
-//!   is the version.
-//! - **1**: JSON of [`Heartbeat`] with `"v": 1`. Still read, so records a
-//!   previous collector wrote are processed during a rolling upgrade.
+//! - **2** (written today): the compact [`binary`] encoding of a [`Record`]
+//!   — 1 to [`binary::MAX_EVENTS`] events of one view, in request order,
+//!   after the property, receive time and enrichment they share. Its first
+//!   byte is the version. One record per view and request, not per event:
+//!   the broker client's per-message cost is paid once per SDK batch.
+//! - **1**: JSON of one [`Heartbeat`] with `"v": 1`. Still read, so records
+//!   a previous collector wrote are processed during a rolling upgrade.
 //!
 //! A consumer that meets a version it does not know sends the record to the
 //! dead-letter topic instead of guessing.
@@ -42,7 +45,83 @@ pub struct Enrichment {
     pub device_type: String,
 }
 
-/// One heartbeat as it travels through Kafka.
+/// One Kafka record: events of one view from one request, and what the
+/// collector added to all of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The customer property the ingest key belongs to.
+    pub property_id: String,
+    /// Server receive time, ms since the Unix epoch.
+    pub received_at_ms: i64,
+    /// Server-side enrichment.
+    pub enrichment: Enrichment,
+    /// The validated events, in request order, all of one view.
+    pub events: Vec<Event>,
+}
+
+impl Record {
+    /// The Kafka key: the events' `view_id`.
+    pub fn key(&self) -> &str {
+        self.events.first().map_or("", |e| &e.view_id)
+    }
+
+    /// Appends the Kafka value (current format) to `buf`.
+    pub fn encode_into(&self, buf: &mut Vec<u8>) {
+        binary::encode(
+            &self.property_id,
+            self.received_at_ms,
+            &self.enrichment,
+            &self.events,
+            buf,
+        );
+    }
+
+    /// Decodes a Kafka value of either format, refusing unknown versions.
+    pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+        match bytes.first() {
+            Some(&binary::VERSION) => Ok(binary::decode(bytes)?),
+            Some(b'{') => Heartbeat::decode_json(bytes).map(Record::from),
+            // Anything else is a future binary version, or garbage.
+            Some(&v) if v > binary::VERSION && v < b' ' => Err(RecordError::Version(v.into())),
+            _ => Err(binary::BinaryError {
+                what: "neither a binary nor a JSON record",
+                at: 0,
+            }
+            .into()),
+        }
+    }
+
+    /// How many events a Kafka value holds, without decoding it (1 for a
+    /// JSON record or one that does not decode).
+    pub fn event_count(bytes: &[u8]) -> usize {
+        binary::event_count(bytes).unwrap_or(1).max(1)
+    }
+
+    /// Each event as a stand-alone heartbeat.
+    pub fn heartbeats(&self) -> impl Iterator<Item = Heartbeat> + '_ {
+        self.events.iter().map(|e| Heartbeat {
+            v: FORMAT_VERSION,
+            property_id: self.property_id.clone(),
+            received_at_ms: self.received_at_ms,
+            enrichment: self.enrichment.clone(),
+            event: e.clone(),
+        })
+    }
+}
+
+impl From<Heartbeat> for Record {
+    fn from(hb: Heartbeat) -> Self {
+        Record {
+            property_id: hb.property_id,
+            received_at_ms: hb.received_at_ms,
+            enrichment: hb.enrichment,
+            events: vec![hb.event],
+        }
+    }
+}
+
+/// One heartbeat: an event and what the collector added to it (the shape of
+/// a version-1 record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// Format version ([`FORMAT_VERSION`]).
@@ -103,16 +182,17 @@ impl Heartbeat {
         &self.event.view_id
     }
 
-    /// The Kafka value (current format).
+    /// The Kafka value (current format) of a record of this one event.
     pub fn encode(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(384);
-        self.encode_into(&mut buf);
+        let mut buf = Vec::with_capacity(256);
+        binary::encode(
+            &self.property_id,
+            self.received_at_ms,
+            &self.enrichment,
+            std::slice::from_ref(&self.event),
+            &mut buf,
+        );
         buf
-    }
-
-    /// Appends the Kafka value to `buf` (lets producers reuse buffers).
-    pub fn encode_into(&self, buf: &mut Vec<u8>) {
-        binary::encode_into(self, buf);
     }
 
     /// The version-1 JSON value (what collectors wrote before version 2).
@@ -135,21 +215,6 @@ impl Heartbeat {
         };
         // Serializing plain structs of strings and numbers cannot fail.
         serde_json::to_vec(&json).expect("heartbeat serializes")
-    }
-
-    /// Decodes a Kafka value of either format, refusing unknown versions.
-    pub fn decode(bytes: &[u8]) -> Result<Heartbeat, RecordError> {
-        match bytes.first() {
-            Some(&binary::VERSION) => Ok(binary::decode(bytes)?),
-            Some(b'{') => Self::decode_json(bytes),
-            // Anything else is a future binary version, or garbage.
-            Some(&v) if v > binary::VERSION && v < b' ' => Err(RecordError::Version(v.into())),
-            _ => Err(binary::BinaryError {
-                what: "neither a binary nor a JSON record",
-                at: 0,
-            }
-            .into()),
-        }
     }
 
     fn decode_json(bytes: &[u8]) -> Result<Heartbeat, RecordError> {
