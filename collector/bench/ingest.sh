@@ -6,11 +6,12 @@
 # The server under test (collector, or nginx answering `return 204` as the
 # ceiling) is pinned to CPU 0, the load generator to CPU 1. Closed-loop
 # maximum with wrk; then open-loop latency at half that rate with oha
-# (`cargo install oha`, cached like tansu). The broker runs unpinned: it is
-# part of what a collector needs, and shares the machine.
+# (`cargo install oha`, cached like tansu).
 #
-# The bench starts its own in-memory tansu broker (unpinned), so the figures
-# measure the collector rather than the broker's disk.
+# The bench starts its own in-memory tansu broker, so the figures measure
+# the collector rather than the broker's disk: a fresh one for each row
+# (the in-memory engine slows down as records pile up), pinned to CPU 1 with
+# the load generator so that CPU 0 is the collector's alone.
 #
 # Env: DURATION (default 10s), CONNS (default 64), QOE_CACHE_DIR.
 set -euo pipefail
@@ -32,10 +33,15 @@ command -v nginx >/dev/null || { echo "install nginx (apt-get install nginx-ligh
 [ -x "$OHA" ] || cargo install oha --locked --root "$CACHE_DIR/oha" --quiet
 (cd "$ROOT" && cargo build --release --quiet --bin qoe-collector)
 TOPIC=bench.heartbeats
-"$TANSU" broker --listener-url "tcp://$BROKERS" --advertised-listener-url "tcp://$BROKERS" \
-  --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && break; sleep 0.2; done
-"$TANSU" topic create "$TOPIC" --partitions 8 --broker "tcp://$BROKERS" >/dev/null 2>&1 || true
+# start_broker: a fresh in-memory broker on CPU 1 with the topic.
+start_broker() {
+  taskset -c 1 "$TANSU" broker --listener-url "tcp://$BROKERS" --advertised-listener-url "tcp://$BROKERS" \
+    --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
+  broker_pid=$!
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && break; sleep 0.2; done
+  "$TANSU" topic create "$TOPIC" --partitions 8 --broker "tcp://$BROKERS" >/dev/null 2>&1 || true
+}
+stop_broker() { kill "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null || true; }
 
 # Bodies timed now (the collector drops events older than an hour).
 python3 - "$WORK" <<'PY'
@@ -115,14 +121,20 @@ taskset -c 0 nginx -c "$WORK/nginx.conf"
 sleep 0.5
 row "nginx return 204, single" "http://127.0.0.1:$NGINX_PORT/" "$WORK/single.json" 1
 kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
-for k in 1 4; do
+# collector_row K NAME BODY EVENTS: a fresh broker and collector, one row.
+collector_row() {
+  start_broker
   [ -n "${RDKAFKA_CONFIG:-}" ] && extra=(--config "$RDKAFKA_CONFIG") || extra=()
   QOE_KAFKA__BROKERS=$BROKERS QOE_KAFKA__TOPIC=$TOPIC QOE_HTTP__LISTEN=127.0.0.1:$PORT \
-  QOE_ADMIN__LISTEN=127.0.0.1:0 QOE_PRODUCER__WORKERS=$k QOE_LOG__LEVEL=warn \
+  QOE_ADMIN__LISTEN=127.0.0.1:0 QOE_PRODUCER__WORKERS=$1 QOE_LOG__LEVEL=warn \
     taskset -c 0 "$ROOT/target/release/qoe-collector" "${extra[@]}" &
   pid=$!
   for _ in $(seq 50); do curl -s -o /dev/null -X OPTIONS "http://127.0.0.1:$PORT/v1/beacon" && break; sleep 0.2; done
-  row "collector K=$k, single" "http://127.0.0.1:$PORT/v1/beacon/dev-key" "$WORK/single.json" 1
-  row "collector K=$k, 20-event batch" "http://127.0.0.1:$PORT/v1/beacon/dev-key" "$WORK/batch.json" 20
+  row "collector K=$1, $2" "http://127.0.0.1:$PORT/v1/beacon/dev-key" "$3" "$4"
   kill -TERM $pid; wait $pid || true
+  stop_broker
+}
+for k in 1 4; do
+  collector_row "$k" single "$WORK/single.json" 1
+  collector_row "$k" "20-event batch" "$WORK/batch.json" 20
 done
