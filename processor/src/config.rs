@@ -43,7 +43,8 @@ pub struct ProcessorSettings {
     /// view belongs to one worker (`hash(view_id)`). 0 = one per core the
     /// process may run on.
     pub workers: usize,
-    /// Flush a batch when it has this many rows...
+    /// Flush a batch when it holds this many events (rows, before
+    /// duplicates are skipped)...
     pub batch_rows: usize,
     /// ...or when its oldest row has waited this long, whichever first.
     #[serde(with = "humantime_serde")]

@@ -5,13 +5,16 @@
 //! 1. The consumer (manual commits) hands each record to [`consume`], which
 //!    routes it by `hash(view_id)` (the Kafka key) to one of
 //!    `processor.workers` threads ([`workers`]); the worker decodes it
-//!    (`schema::record`) or keeps it for the dead-letter topic.
+//!    (`schema::record`: one view's events from one request) or keeps it
+//!    for the dead-letter topic.
 //! 2. Each worker's [`views`] keep its open views' latest `seq`: exact
 //!    duplicates are skipped; views close on `viewend` or inactivity;
 //!    memory is capped.
-//! 3. [`batch`] groups rows by shard (`schema::rows::shard_for(view_id)`) and
-//!    tracks the offsets they cover; it is flushed every
-//!    `processor.batch_interval` or `processor.batch_rows` rows.
+//! 3. Each worker encodes every event that is not a duplicate as a
+//!    RowBinary row of its view's shard (`schema::rows`); [`batch`] gathers
+//!    the workers' rows by shard and tracks the offsets they cover; it is
+//!    flushed every `processor.batch_interval` or `processor.batch_rows`
+//!    events.
 //! 4. [`writer`] inserts each shard's rows into its `heartbeats_local` (the
 //!    database's materialized views derive the per-view and per-minute
 //!    tables); only when every shard acknowledged are the offsets committed.
