@@ -176,26 +176,16 @@ mod tests {
     #[test]
     fn newer_duplicate_older() {
         let mut t = ViewTable::new(10, 1000);
-        assert_eq!(
-            t.observe("p", &hb("a", 5, 1, EventType::Heartbeat)),
-            Seen::New
-        );
-        assert_eq!(
-            t.observe("p", &hb("a", 5, 1, EventType::Heartbeat)),
-            Seen::Duplicate
-        );
-        assert_eq!(
-            t.observe("p", &hb("a", 3, 1, EventType::Heartbeat)),
-            Seen::Older
-        );
-        assert_eq!(
-            t.observe("p", &hb("a", 6, 2, EventType::Heartbeat)),
-            Seen::Newer
-        );
-        assert_eq!(
-            t.observe("p", &hb("a", 7, 3, EventType::Viewend)),
-            Seen::Newer
-        );
+        let steps = [
+            (5, 1, EventType::Heartbeat, Seen::New),
+            (5, 1, EventType::Heartbeat, Seen::Duplicate),
+            (3, 1, EventType::Heartbeat, Seen::Older),
+            (6, 2, EventType::Heartbeat, Seen::Newer),
+            (7, 3, EventType::Viewend, Seen::Newer),
+        ];
+        for (seq, ts, event, seen) in steps {
+            assert_eq!(t.observe("p", &hb("a", seq, ts, event)), seen, "seq {seq}");
+        }
         assert!(t.is_empty(), "viewend closes the view");
     }
 
