@@ -7,8 +7,8 @@
 //! (channel plus the Kafka client's queue), so memory stays bounded even
 //! while the broker is down.
 //!
-//! What travels is a [`Record`]: the events one request carried for one
-//! view, which become one Kafka record. There is one flume channel per
+//! What travels is a [`Queued`] `schema::record::Record`: the events one
+//! request carried for one view, which become one Kafka record. There is one flume channel per
 //! drain worker and each view's records go to the worker
 //! `hash(view_id) % K`, so one view's heartbeats keep their order into
 //! Kafka while K workers share the serialization work.
@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use qoe_schema::beacon::Event;
-use qoe_schema::record::binary::MAX_EVENTS;
-use qoe_schema::record::Enrichment;
+use qoe_schema::record::Record;
 
 use crate::metrics::metrics;
 
@@ -79,71 +77,15 @@ impl Backlog {
     }
 }
 
-/// What one request adds to each of its events; shared by them.
+/// One Kafka record on its way: a view's events from one request
+/// (`schema::record::Record`, grouped by `Record::group`) and when the
+/// request was accepted (for the enqueue → delivery histogram).
 #[derive(Debug)]
-pub struct Origin {
-    /// The property the ingest key belongs to.
-    pub property_id: String,
-    /// Server receive time, ms since the Unix epoch.
-    pub received_at_ms: i64,
-    /// Country, ASN, OS, browser and device type.
-    pub enrichment: Enrichment,
-    /// When the request was accepted (for the enqueue → delivery histogram).
+pub struct Queued {
+    /// The record.
+    pub record: Record,
+    /// When its request was accepted.
     pub enqueued: Instant,
-}
-
-/// Accepted heartbeats on their way to Kafka as one record: 1 to
-/// `binary::MAX_EVENTS` events of one view, in request order, and the
-/// request they came with (together, a `schema::record::Record`).
-#[derive(Debug)]
-pub struct Record {
-    /// The validated events, all of one view.
-    pub events: Vec<Event>,
-    /// Their request's property, receive time and enrichment.
-    pub origin: Arc<Origin>,
-}
-
-impl Record {
-    /// Groups a request's events into records: one per view (several when
-    /// a view has more than `binary::MAX_EVENTS`), each view's events in
-    /// request order.
-    pub fn group(mut events: Vec<Event>, origin: &Arc<Origin>) -> Vec<Record> {
-        // A stable sort keeps each view's events in order; an SDK batch is
-        // one view, already "sorted".
-        if !events.is_sorted_by(|a, b| a.view_id <= b.view_id) {
-            events.sort_by(|a, b| a.view_id.cmp(&b.view_id));
-        }
-        let mut records: Vec<Record> = Vec::new();
-        for event in events {
-            match records.last_mut() {
-                Some(r) if r.key() == &*event.view_id && r.events.len() < MAX_EVENTS => {
-                    r.events.push(event)
-                }
-                _ => records.push(Record {
-                    events: vec![event],
-                    origin: origin.clone(),
-                }),
-            }
-        }
-        records
-    }
-
-    /// The Kafka key: the events' `view_id`.
-    pub fn key(&self) -> &str {
-        self.events.first().map_or("", |e| &e.view_id)
-    }
-
-    /// Appends the Kafka value (the current record format) to `buf`.
-    pub fn encode_into(&self, buf: &mut Vec<u8>) {
-        let o = &self.origin;
-        qoe_schema::record::binary::encode(
-            &o.property_id,
-            o.received_at_ms,
-            &o.enrichment,
-            &self.events,
-            buf,
-        );
-    }
 }
 
 /// Why records could not be enqueued.
@@ -159,13 +101,13 @@ pub enum EnqueueError {
 /// dropped the workers drain what is left and stop.
 #[derive(Clone)]
 pub struct Channel {
-    senders: Arc<Vec<flume::Sender<Record>>>,
+    senders: Arc<Vec<flume::Sender<Queued>>>,
     backlog: Arc<Backlog>,
 }
 
 impl Channel {
     /// A channel feeding `workers` drain workers; returns one receiver each.
-    pub fn new(workers: usize, backlog: Arc<Backlog>) -> (Channel, Vec<flume::Receiver<Record>>) {
+    pub fn new(workers: usize, backlog: Arc<Backlog>) -> (Channel, Vec<flume::Receiver<Queued>>) {
         // Each queue may hold the whole backlog: the reservation, not the
         // queue, is the bound, so a send after a reservation never fails.
         let (senders, receivers) = (0..workers.max(1))
@@ -181,8 +123,8 @@ impl Channel {
     }
 
     /// Enqueues every record or none (room is reserved per event).
-    pub fn enqueue(&self, records: Vec<Record>) -> Result<(), EnqueueError> {
-        let events: usize = records.iter().map(|r| r.events.len()).sum();
+    pub fn enqueue(&self, records: Vec<Queued>) -> Result<(), EnqueueError> {
+        let events: usize = records.iter().map(|q| q.record.events.len()).sum();
         if events == 0 {
             return Ok(());
         }
@@ -191,10 +133,10 @@ impl Channel {
         }
         let k = self.senders.len() as u64;
         let mut left = events;
-        for record in records {
-            let n = record.events.len();
-            let worker = (qoe_schema::rows::view_hash(record.key()) % k) as usize;
-            if self.senders[worker].try_send(record).is_err() {
+        for queued in records {
+            let n = queued.record.events.len();
+            let worker = (qoe_schema::rows::view_hash(queued.record.key()) % k) as usize;
+            if self.senders[worker].try_send(queued).is_err() {
                 // Only when the workers are gone (shutdown): give back the
                 // room of everything not enqueued.
                 self.backlog.release(left);
@@ -216,65 +158,16 @@ impl Channel {
 mod tests {
     use super::*;
 
-    fn origin() -> Arc<Origin> {
-        Arc::new(Origin {
-            property_id: "p".into(),
-            received_at_ms: 7,
-            enrichment: Enrichment {
-                country: "FR".into(),
-                ..Enrichment::default()
+    fn record(view: &str) -> Queued {
+        Queued {
+            record: Record {
+                property_id: "p".into(),
+                received_at_ms: 7,
+                enrichment: Default::default(),
+                events: vec![qoe_schema::sample::event(view, 1)],
             },
             enqueued: Instant::now(),
-        })
-    }
-
-    fn record(view: &str) -> Record {
-        Record {
-            events: vec![qoe_schema::sample::event(view, 1)],
-            origin: origin(),
         }
-    }
-
-    #[test]
-    fn a_record_encodes_as_its_events_with_their_origin() {
-        let r = Record {
-            events: vec![
-                qoe_schema::sample::event("v-9", 1),
-                qoe_schema::sample::event("v-9", 2),
-            ],
-            origin: origin(),
-        };
-        let mut buf = Vec::new();
-        r.encode_into(&mut buf);
-        let decoded = qoe_schema::record::Record::decode(&buf).unwrap();
-        assert_eq!(decoded.property_id, "p");
-        assert_eq!(decoded.received_at_ms, 7);
-        assert_eq!(decoded.enrichment.country, "FR");
-        assert_eq!(decoded.events, r.events);
-        assert_eq!(r.key(), "v-9");
-    }
-
-    #[test]
-    fn grouping_keeps_each_views_order_and_caps_records() {
-        let mut events = Vec::new();
-        for seq in 1..=3 {
-            events.push(qoe_schema::sample::event("b", seq));
-            events.push(qoe_schema::sample::event("a", seq));
-        }
-        let grouped = Record::group(events, &origin());
-        let seqs: Vec<(&str, Vec<u32>)> = grouped
-            .iter()
-            .map(|r| (r.key(), r.events.iter().map(|e| e.seq).collect()))
-            .collect();
-        assert_eq!(seqs, [("a", vec![1, 2, 3]), ("b", vec![1, 2, 3])]);
-
-        let many = (1..=MAX_EVENTS as u32 + 5)
-            .map(|seq| qoe_schema::sample::event("big", seq))
-            .collect();
-        let grouped = Record::group(many, &origin());
-        let sizes: Vec<usize> = grouped.iter().map(|r| r.events.len()).collect();
-        assert_eq!(sizes, [MAX_EVENTS, 5]);
-        assert_eq!(grouped[1].events[0].seq, MAX_EVENTS as u32 + 1);
     }
 
     #[test]

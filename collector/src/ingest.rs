@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,9 +23,10 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
+use qoe_schema::record::Record;
 use qoe_schema::validate::{self, Checks};
 
-use crate::channel::{Channel, EnqueueError, Origin, Record};
+use crate::channel::{Channel, EnqueueError, Queued};
 use crate::config::CollectorConfig;
 use crate::enrich::Enricher;
 use crate::metrics::metrics;
@@ -234,13 +235,16 @@ impl Ingest {
         }
 
         let accepted = decoded.accepted.len();
-        let origin = Arc::new(Origin {
-            property_id: property.id.clone(),
-            received_at_ms: checks.now_ms,
-            enrichment: self.enricher.enrich(client_ip, user_agent.as_deref()),
-            enqueued: Instant::now(),
-        });
-        let records = Record::group(decoded.accepted, &origin);
+        let enqueued = Instant::now();
+        let records = Record::group(
+            property.id.clone(),
+            checks.now_ms,
+            self.enricher.enrich(client_ip, user_agent.as_deref()),
+            decoded.accepted,
+        )
+        .into_iter()
+        .map(|record| Queued { record, enqueued })
+        .collect();
         let result = match &*self.channel.read().unwrap_or_else(|e| e.into_inner()) {
             Some(channel) => channel.enqueue(records),
             None => Err(EnqueueError::Closed),

@@ -7,10 +7,11 @@
 //!    [`ingest::Ingest::handle`]: key → content type → bounded body (gzip
 //!    capped) → `schema::validate::decode` → per-property rate limit
 //!    ([`shed`]) → [`enrich`] (country, ASN, OS, browser, device).
-//! 2. [`channel`] groups the request's events by view into records, reserves
-//!    room for all its events in the backlog (all or nothing: a full backlog
-//!    is a 503 with `Retry-After`) and enqueues each record on the worker its
-//!    `view_id` hashes to.
+//! 2. The accepted events become Kafka records, one per view
+//!    (`schema::record::Record::group`); [`channel`] reserves room for all of
+//!    them in the backlog (all or nothing: a full backlog is a 503 with
+//!    `Retry-After`) and enqueues each record on the worker its `view_id`
+//!    hashes to.
 //! 3. [`producer`]'s workers serialize records (`schema::record`, one Kafka
 //!    record per view and request) into one idempotent rdkafka producer,
 //!    keyed by `view_id`; delivery reports release the backlog.

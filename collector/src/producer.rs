@@ -28,7 +28,7 @@ use rdkafka::{ClientConfig, ClientContext};
 use qoe_common::config::KafkaConfig;
 use qoe_schema::record::{FORMAT_HEADER, FORMAT_VERSION};
 
-use crate::channel::{Backlog, Record};
+use crate::channel::{Backlog, Queued};
 use crate::config::ProducerConfig;
 use crate::metrics::metrics;
 
@@ -193,7 +193,7 @@ impl Drain {
     pub fn start(
         kafka: &KafkaConfig,
         cfg: &ProducerConfig,
-        receivers: Vec<flume::Receiver<Record>>,
+        receivers: Vec<flume::Receiver<Queued>>,
         backlog: Arc<Backlog>,
     ) -> Result<Drain, KafkaError> {
         let context = DeliveryContext {
@@ -257,7 +257,7 @@ impl Drain {
 }
 
 fn drain(
-    rx: &flume::Receiver<Record>,
+    rx: &flume::Receiver<Queued>,
     producer: &ThreadedProducer<DeliveryContext>,
     topic: &str,
     abandon: &AtomicBool,
@@ -274,10 +274,12 @@ fn drain(
     let mut idle_rounds = 0;
     loop {
         let mut took = 0;
-        for record in rx.try_iter() {
+        for queued in rx.try_iter() {
             // Per record: under steady load this loop may not end for a while.
-            metrics().channel_depth.sub(record.events.len() as i64);
-            out.send(record);
+            metrics()
+                .channel_depth
+                .sub(queued.record.events.len() as i64);
+            out.send(queued);
             took += 1;
         }
         if took > 0 {
@@ -295,9 +297,11 @@ fn drain(
         }
         // Idle: sleep on the channel until the next record (or the end).
         match rx.recv() {
-            Ok(record) => {
-                metrics().channel_depth.sub(record.events.len() as i64);
-                out.send(record);
+            Ok(queued) => {
+                metrics()
+                    .channel_depth
+                    .sub(queued.record.events.len() as i64);
+                out.send(queued);
                 idle_rounds = 0;
             }
             Err(flume::RecvError::Disconnected) => return,
@@ -316,9 +320,9 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
-    /// Serializes `record` and hands it to the Kafka client, waiting while
+    /// Serializes the record and hands it to the Kafka client, waiting while
     /// the client's queue is full (unless the shutdown deadline passed).
-    fn send(&mut self, record: Record) {
+    fn send(&mut self, Queued { record, enqueued }: Queued) {
         let m = metrics();
         self.buf.clear();
         record.encode_into(&mut self.buf);
@@ -327,7 +331,7 @@ impl Output<'_> {
             value: Some(self.version.as_str()),
         });
         let events = record.events.len();
-        let sent = Sent::new(events, record.origin.enqueued);
+        let sent = Sent::new(events, enqueued);
         let mut pending = BaseRecord::with_opaque_to(self.topic, sent.pack())
             .key(record.key())
             .payload(&self.buf)

@@ -60,6 +60,51 @@ pub struct Record {
 }
 
 impl Record {
+    /// Splits one request's events into records: one per view (several when
+    /// a view has more than [`binary::MAX_EVENTS`]), each view's events in
+    /// request order, each with the request's property, receive time and
+    /// enrichment.
+    pub fn group(
+        property_id: String,
+        received_at_ms: i64,
+        enrichment: Enrichment,
+        mut events: Vec<Event>,
+    ) -> Vec<Record> {
+        // A stable sort keeps each view's events in order; an SDK batch is
+        // one view, already "sorted".
+        if !events.is_sorted_by(|a, b| a.view_id <= b.view_id) {
+            events.sort_by(|a, b| a.view_id.cmp(&b.view_id));
+        }
+        let mut groups: Vec<Vec<Event>> = Vec::new();
+        for event in events {
+            match groups.last_mut() {
+                Some(g) if g[0].view_id == event.view_id && g.len() < binary::MAX_EVENTS => {
+                    g.push(event)
+                }
+                _ => groups.push(vec![event]),
+            }
+        }
+        // The request's own strings go to the last record; only the others
+        // (several views in one request) pay for copies.
+        let mut records = Vec::with_capacity(groups.len());
+        let last = groups.pop();
+        for events in groups {
+            records.push(Record {
+                property_id: property_id.clone(),
+                received_at_ms,
+                enrichment: enrichment.clone(),
+                events,
+            });
+        }
+        records.extend(last.map(|events| Record {
+            property_id,
+            received_at_ms,
+            enrichment,
+            events,
+        }));
+        records
+    }
+
     /// The Kafka key: the events' `view_id`.
     pub fn key(&self) -> &str {
         self.events.first().map_or("", |e| &e.view_id)
@@ -100,7 +145,6 @@ impl Record {
     /// Each event as a stand-alone heartbeat.
     pub fn heartbeats(&self) -> impl Iterator<Item = Heartbeat> + '_ {
         self.events.iter().map(|e| Heartbeat {
-            v: FORMAT_VERSION,
             property_id: self.property_id.clone(),
             received_at_ms: self.received_at_ms,
             enrichment: self.enrichment.clone(),
@@ -120,12 +164,10 @@ impl From<Heartbeat> for Record {
     }
 }
 
-/// One heartbeat: an event and what the collector added to it (the shape of
-/// a version-1 record).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One heartbeat: an event and what the collector added to it (what a
+/// version-1 record held).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Heartbeat {
-    /// Format version ([`FORMAT_VERSION`]).
-    pub v: u16,
     /// The customer property the ingest key belongs to.
     pub property_id: String,
     /// Server receive time, ms since the Unix epoch.
@@ -161,7 +203,7 @@ impl RecordError {
 }
 
 impl Heartbeat {
-    /// A current-version record.
+    /// A heartbeat of `event`.
     pub fn new(
         property_id: String,
         received_at_ms: i64,
@@ -169,7 +211,6 @@ impl Heartbeat {
         event: Event,
     ) -> Self {
         Heartbeat {
-            v: FORMAT_VERSION,
             property_id,
             received_at_ms,
             enrichment,
@@ -197,16 +238,7 @@ impl Heartbeat {
 
     /// The version-1 JSON value (what collectors wrote before version 2).
     pub fn encode_json(&self) -> Vec<u8> {
-        /// `Heartbeat`'s JSON shape, borrowed.
-        #[derive(Serialize)]
-        struct V1<'a> {
-            v: u16,
-            property_id: &'a str,
-            received_at_ms: i64,
-            enrichment: &'a Enrichment,
-            event: &'a Event,
-        }
-        let json = V1 {
+        let json = JsonOut {
             v: JSON_FORMAT_VERSION,
             property_id: &self.property_id,
             received_at_ms: self.received_at_ms,
@@ -218,9 +250,14 @@ impl Heartbeat {
     }
 
     fn decode_json(bytes: &[u8]) -> Result<Heartbeat, RecordError> {
-        match serde_json::from_slice::<Heartbeat>(bytes) {
-            Ok(hb) if hb.v == JSON_FORMAT_VERSION => Ok(hb),
-            Ok(hb) => Err(RecordError::Version(hb.v)),
+        match serde_json::from_slice::<JsonIn>(bytes) {
+            Ok(json) if json.v == JSON_FORMAT_VERSION => Ok(Heartbeat {
+                property_id: json.property_id,
+                received_at_ms: json.received_at_ms,
+                enrichment: json.enrichment,
+                event: json.event,
+            }),
+            Ok(json) => Err(RecordError::Version(json.v)),
             Err(err) => {
                 // A future version may not even parse as this one: say so.
                 #[derive(Deserialize)]
@@ -235,5 +272,64 @@ impl Heartbeat {
                 }
             }
         }
+    }
+}
+
+/// A version-1 record as written: a heartbeat's fields and `"v": 1`.
+#[derive(Serialize)]
+struct JsonOut<'a> {
+    v: u16,
+    property_id: &'a str,
+    received_at_ms: i64,
+    enrichment: &'a Enrichment,
+    event: &'a Event,
+}
+
+/// A version-1 record as read.
+#[derive(Deserialize)]
+struct JsonIn {
+    v: u16,
+    property_id: String,
+    received_at_ms: i64,
+    enrichment: Enrichment,
+    event: Event,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample;
+
+    #[test]
+    fn grouping_keeps_each_views_order_and_caps_records() {
+        let mut events = Vec::new();
+        for seq in 1..=3 {
+            events.push(sample::event("b", seq));
+            events.push(sample::event("a", seq));
+        }
+        let country = Enrichment {
+            country: "FR".into(),
+            ..Enrichment::default()
+        };
+        let grouped = Record::group("p".into(), 7, country, events);
+        let seqs: Vec<(&str, Vec<u32>)> = grouped
+            .iter()
+            .map(|r| (r.key(), r.events.iter().map(|e| e.seq).collect()))
+            .collect();
+        assert_eq!(seqs, [("a", vec![1, 2, 3]), ("b", vec![1, 2, 3])]);
+        for r in &grouped {
+            assert_eq!((r.property_id.as_str(), r.received_at_ms), ("p", 7));
+            assert_eq!(r.enrichment.country, "FR");
+        }
+
+        let max = binary::MAX_EVENTS;
+        let many = (1..=max as u32 + 5)
+            .map(|seq| sample::event("big", seq))
+            .collect();
+        let grouped = Record::group("p".into(), 7, Enrichment::default(), many);
+        let sizes: Vec<usize> = grouped.iter().map(|r| r.events.len()).collect();
+        assert_eq!(sizes, [max, 5]);
+        assert_eq!(grouped[1].events[0].seq, max as u32 + 1);
+        assert!(Record::group("p".into(), 7, Enrichment::default(), vec![]).is_empty());
     }
 }
