@@ -30,9 +30,15 @@ pub fn decode(body: &[u8], checks: &Checks) -> Result<Decoded, BodyError> {
     // scanner for the plain bodies SDKs send, then one streaming serde
     // parse for any well-formed body. A problem sends the body down the
     // slow path, which finds and names it.
-    if let Some(decoded) = decode_scan(text, checks) {
-        return Ok(decoded);
+    match decode_scan(text, checks) {
+        Some(decoded) => Ok(decoded),
+        None => decode_serde(text, checks),
     }
+}
+
+/// What a body means: one streaming serde parse, or the slow path when
+/// that fails.
+pub(super) fn decode_serde(text: &str, checks: &Checks) -> Result<Decoded, BodyError> {
     if let Some(decoded) = decode_fast(text, checks) {
         return Ok(decoded);
     }
@@ -51,7 +57,7 @@ pub(super) fn decode_scan(text: &str, checks: &Checks) -> Option<Decoded> {
         out: &mut out,
         strings: Strings::default(),
     };
-    scan(text, |raw, metadata| sink.push(raw, metadata))?;
+    scan(text, |raw| sink.accept(raw))?;
     let any = !out.accepted.is_empty() || !out.rejected.is_empty();
     any.then_some(out)
 }
@@ -64,7 +70,7 @@ fn sized_for(text: &str) -> Decoded {
     }
 }
 
-pub(super) fn decode_fast(text: &str, checks: &Checks) -> Option<Decoded> {
+fn decode_fast(text: &str, checks: &Checks) -> Option<Decoded> {
     let mut out = sized_for(text);
     let mut sink = Sink {
         checks,
@@ -107,8 +113,12 @@ impl Sink<'_> {
         if let Some(meta) = metadata {
             raw.fill_from(meta);
         }
+        self.accept(&raw);
+    }
+
+    fn accept(&mut self, raw: &RawEvent<'_>) {
         let index = self.out.accepted.len() + self.out.rejected.len();
-        match validate_with(&raw, self.checks, &mut self.strings) {
+        match validate_with(raw, self.checks, &mut self.strings) {
             Ok(event) => self.out.accepted.push(event),
             Err(mut rejection) => {
                 rejection.index = index;

@@ -7,6 +7,12 @@
 //! error. The serde-based paths in `decode.rs` then decide, so they alone
 //! define what a body means; a property test checks that both agree on every
 //! body the scanner does accept.
+//!
+//! Two things make it fast. Strings are searched eight bytes at a time for
+//! their end. And the events of one batch list their fields in the same
+//! order, so the scanner first checks whether a key is the one at this
+//! position in the previous event: one comparison, no search for the key's
+//! end and no lookup among thirty names.
 
 use std::borrow::Cow;
 
@@ -14,24 +20,22 @@ use serde_json::Number;
 
 use crate::beacon::{RawEvent, MAX_EVENTS_PER_BATCH};
 
-/// Calls `push(event, metadata)` for each event of `text` (a single event,
-/// an array of events, or `{"metadata": {...}, "events": [...]}`), or
-/// returns `None` — possibly after some pushes, so the caller must discard
-/// what it received — when the body is outside the subset.
-pub(super) fn scan<'a>(
-    text: &'a str,
-    mut push: impl FnMut(RawEvent<'a>, Option<&RawEvent<'a>>),
-) -> Option<()> {
+/// Calls `push(event)` for each event of `text` (a single event, an array
+/// of events, or `{"metadata": {...}, "events": [...]}`, each event already
+/// completed from `metadata`), or returns `None` — possibly after some
+/// pushes, so the caller must discard what it received — when the body is
+/// outside the subset.
+pub(super) fn scan<'a>(text: &'a str, mut push: impl FnMut(&RawEvent<'a>)) -> Option<()> {
     let mut s = Scanner {
         text,
         bytes: text.as_bytes(),
         at: 0,
+        order: [UNKNOWN; ORDER_LEN],
     };
-    let envelope = text.contains("\"events\"");
+    let empty = RawEvent::default();
     match s.peek()? {
-        b'[' => s.events(None, &mut push)?,
-        b'{' if envelope => s.envelope(&mut push)?,
-        b'{' => push(s.event()?, None),
+        b'[' => s.events(&empty, &mut push)?,
+        b'{' => s.object(&empty, &mut push)?,
         _ => return None,
     }
     (s.peek().is_none()).then_some(())
@@ -41,7 +45,12 @@ struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    /// The field at each position of the previous event object.
+    order: [u8; ORDER_LEN],
 }
+
+/// Positions remembered per object; later fields are looked up by name.
+const ORDER_LEN: usize = 40;
 
 /// A field's JSON value, as far as the subset goes.
 enum Value<'a> {
@@ -53,6 +62,7 @@ enum Value<'a> {
 
 impl<'a> Scanner<'a> {
     /// The next byte after whitespace, not consumed; `None` at the end.
+    #[inline]
     fn peek(&mut self) -> Option<u8> {
         while let Some(&b) = self.bytes.get(self.at) {
             if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
@@ -63,14 +73,39 @@ impl<'a> Scanner<'a> {
         None
     }
 
+    #[inline]
     fn expect(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// A top-level object: the envelope when its first key is `metadata` or
+    /// `events`, otherwise one event. (An event with a field of either name
+    /// is left to serde, which would read the body as an envelope.)
+    fn object(&mut self, empty: &RawEvent<'a>, push: &mut impl FnMut(&RawEvent<'a>)) -> Option<()> {
+        let open = self.at;
+        self.expect(b'{')?;
+        let first = if self.peek()? == b'"' {
+            self.at += 1;
+            self.string_rest()?
+        } else {
+            ""
+        };
+        self.at = open;
+        if matches!(first, "metadata" | "events") {
+            self.envelope(empty, push)
+        } else {
+            let mut raw = RawEvent::default();
+            self.event(&mut raw)?;
+            push(&raw);
+            Some(())
+        }
     }
 
     /// `{"metadata": {...}, "events": [...]}`, metadata (if any) first.
     fn envelope(
         &mut self,
-        push: &mut impl FnMut(RawEvent<'a>, Option<&RawEvent<'a>>),
+        empty: &RawEvent<'a>,
+        push: &mut impl FnMut(&RawEvent<'a>),
     ) -> Option<()> {
         self.expect(b'{')?;
         let mut metadata = None;
@@ -79,11 +114,13 @@ impl<'a> Scanner<'a> {
             match self.string()? {
                 "metadata" if metadata.is_none() && !seen_events => {
                     self.expect(b':')?;
-                    metadata = Some(self.event()?);
+                    let mut raw = RawEvent::default();
+                    self.event(&mut raw)?;
+                    metadata = Some(raw);
                 }
                 "events" if !seen_events => {
                     self.expect(b':')?;
-                    self.events(metadata.as_ref(), push)?;
+                    self.events(metadata.as_ref().unwrap_or(empty), push)?;
                     seen_events = true;
                 }
                 _ => return None,
@@ -98,20 +135,28 @@ impl<'a> Scanner<'a> {
         seen_events.then_some(())
     }
 
-    /// `[{...}, ...]`, at least one and at most the batch limit.
+    /// `[{...}, ...]`, at least one and at most the batch limit, each
+    /// event read over a copy of `metadata` (its fields win, and an absent
+    /// or `null` field keeps the metadata's value).
     fn events(
         &mut self,
-        metadata: Option<&RawEvent<'a>>,
-        push: &mut impl FnMut(RawEvent<'a>, Option<&RawEvent<'a>>),
+        metadata: &RawEvent<'a>,
+        push: &mut impl FnMut(&RawEvent<'a>),
     ) -> Option<()> {
         self.expect(b'[')?;
+        // One event in place, reused: RawEvent is large to move around.
+        let mut raw = metadata.clone();
         let mut n = 0;
         loop {
             n += 1;
             if n > MAX_EVENTS_PER_BATCH {
                 return None;
             }
-            push(self.event()?, metadata);
+            if n > 1 {
+                raw.clone_from(metadata);
+            }
+            self.event(&mut raw)?;
+            push(&raw);
             match self.peek()? {
                 b',' => self.at += 1,
                 b']' => break,
@@ -122,20 +167,31 @@ impl<'a> Scanner<'a> {
         Some(())
     }
 
-    /// One flat event object.
-    fn event(&mut self) -> Option<RawEvent<'a>> {
+    /// One flat event object, its fields set in `raw`.
+    fn event(&mut self, raw: &mut RawEvent<'a>) -> Option<()> {
         self.expect(b'{')?;
-        let mut raw = RawEvent::default();
         let mut seen = 0u32;
         if self.peek()? == b'}' {
             self.at += 1;
-            return Some(raw);
+            return Some(());
         }
+        let mut position = 0;
         loop {
-            let key = self.string()?;
+            self.expect(b'"')?;
+            let field = self.key(position)?;
+            position += 1;
             self.expect(b':')?;
             let value = self.value()?;
-            set(&mut raw, &mut seen, key, value)?;
+            if field != UNKNOWN {
+                // Each known field once: a bit per field (serde refuses
+                // duplicates, even of `null`).
+                let bit = 1u32 << field;
+                if seen & bit != 0 {
+                    return None;
+                }
+                seen |= bit;
+                set(raw, field, value)?;
+            }
             match self.peek()? {
                 b',' => self.at += 1,
                 b'}' => break,
@@ -143,12 +199,39 @@ impl<'a> Scanner<'a> {
             }
         }
         self.at += 1;
-        Some(raw)
+        Some(())
     }
 
+    /// The field a key names, just after its opening quote; `None` for a
+    /// key the scanner must leave to serde.
+    #[inline]
+    fn key(&mut self, position: usize) -> Option<u8> {
+        let predicted = self.order.get(position).copied().unwrap_or(UNKNOWN);
+        if let Some(len) = KEYS
+            .get(usize::from(predicted))
+            .and_then(|key| key.at(self.bytes, self.at))
+        {
+            self.at += len;
+            return Some(predicted);
+        }
+        let key = self.string_rest()?;
+        let field = field_of(key);
+        if field == UNKNOWN && matches!(key, "metadata" | "events") {
+            return None;
+        }
+        if let Some(slot) = self.order.get_mut(position) {
+            *slot = field;
+        }
+        Some(field)
+    }
+
+    #[inline]
     fn value(&mut self) -> Option<Value<'a>> {
         Some(match self.peek()? {
-            b'"' => Value::Str(self.string()?),
+            b'"' => {
+                self.at += 1;
+                Value::Str(self.string_rest()?)
+            }
             b'0'..=b'9' => Value::Uint(self.uint()?),
             b't' => self.literal("true", Value::Bool(true))?,
             b'f' => self.literal("false", Value::Bool(false))?,
@@ -160,35 +243,69 @@ impl<'a> Scanner<'a> {
     /// A string without escapes or control characters.
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
+        self.string_rest()
+    }
+
+    /// The rest of a string whose opening quote was consumed.
+    #[inline]
+    fn string_rest(&mut self) -> Option<&'a str> {
         let start = self.at;
-        loop {
-            match *self.bytes.get(self.at)? {
-                b'"' => break,
-                b'\\' | 0..=0x1f => return None,
-                _ => self.at += 1,
+        let mut end = start;
+        // Eight bytes at a time while they last, then byte by byte.
+        while let Some(word) = word_at(self.bytes, end) {
+            let found = specials(word);
+            if found != 0 {
+                end += (found.trailing_zeros() / 8) as usize;
+                return self.close_string(start, end);
             }
+            end += 8;
         }
-        self.at += 1;
+        while !matches!(*self.bytes.get(end)?, b'"' | b'\\' | 0..=0x1f) {
+            end += 1;
+        }
+        self.close_string(start, end)
+    }
+
+    /// Ends the string at `end`, which holds a special byte: a quote ends
+    /// it, an escape or control character is outside the subset.
+    #[inline]
+    fn close_string(&mut self, start: usize, end: usize) -> Option<&'a str> {
+        if self.bytes.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.at = end + 1;
         // Both ends sit next to an ASCII quote: char boundaries.
-        self.text.get(start..self.at - 1)
+        self.text.get(start..end)
     }
 
     /// A non-negative integer that fits u64, as JSON spells it (no leading
-    /// zero); floats and negatives are left to serde.
+    /// zero); floats, negatives and numbers of 20 digits or more are left
+    /// to serde.
+    #[inline]
     fn uint(&mut self) -> Option<u64> {
         let start = self.at;
         let mut n: u64 = 0;
-        while let Some(&b) = self.bytes.get(self.at) {
-            if !b.is_ascii_digit() {
+        // Eight digits at a time (a millisecond time has 13), then one by
+        // one; 19 digits cannot overflow, longer numbers are refused below.
+        while let Some(word) = word_at(self.bytes, self.at) {
+            if !eight_digits(word) {
                 break;
             }
-            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            n = n.wrapping_mul(100_000_000).wrapping_add(digits_value(word));
+            self.at += 8;
+        }
+        while let Some(&b) = self.bytes.get(self.at) {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            n = n.wrapping_mul(10).wrapping_add(u64::from(digit));
             self.at += 1;
         }
         let digits = self.at - start;
         let leading_zero = digits > 1 && self.bytes[start] == b'0';
         let continues = matches!(self.bytes.get(self.at), Some(b'.' | b'e' | b'E'));
-        (!leading_zero && !continues).then_some(n)
+        (digits <= 19 && !leading_zero && !continues).then_some(n)
     }
 
     fn literal(&mut self, word: &str, value: Value<'a>) -> Option<Value<'a>> {
@@ -200,83 +317,230 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Sets one field of `raw`; `None` for a field seen before in this object
-/// (serde refuses duplicates, even of `null`) or a type the field cannot
-/// hold.
-fn set<'a>(raw: &mut RawEvent<'a>, seen: &mut u32, key: &str, value: Value<'a>) -> Option<()> {
-    fn text<'a>(slot: &mut Option<Cow<'a, str>>, value: Value<'a>) -> Option<()> {
-        match value {
-            Value::Str(s) => *slot = Some(Cow::Borrowed(s)),
-            Value::Null => {}
-            _ => return None,
+/// The eight bytes at `at`, little-endian, if there are eight.
+#[inline]
+fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let chunk = bytes.get(at..at.checked_add(8)?)?;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(chunk);
+    Some(u64::from_le_bytes(word))
+}
+
+/// Whether all eight bytes of `word` are ASCII digits.
+#[inline]
+fn eight_digits(word: u64) -> bool {
+    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // '0'..='9' are 0x30..=0x39: the high nibble is 3, and adding 6 keeps it.
+    word & HIGH_NIBBLES == ZEROS && word.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES == ZEROS
+}
+
+/// The value of eight ASCII digits, the first (most significant) in the
+/// lowest byte: pairs, then quads, then all eight combined in parallel.
+#[inline]
+fn digits_value(word: u64) -> u64 {
+    let v = word - 0x3030_3030_3030_3030;
+    let v = (v.wrapping_mul(10) + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_FFFF_0000_FFFF;
+    (v.wrapping_mul(10_000) + (v >> 32)) & 0xFFFF_FFFF
+}
+
+/// A field name with its closing quote, as little-endian words, so that
+/// the predicted key is checked with up to three word comparisons.
+struct Key {
+    words: [u64; 3],
+    /// Length with the quote.
+    len: usize,
+}
+
+impl Key {
+    const fn new(name: &str) -> Key {
+        let name = name.as_bytes();
+        let mut words = [0u64; 3];
+        let mut i = 0;
+        while i < name.len() {
+            words[i / 8] |= (name[i] as u64) << (8 * (i % 8));
+            i += 1;
         }
-        Some(())
-    }
-    fn number(slot: &mut Option<Number>, value: Value<'_>) -> Option<()> {
-        match value {
-            Value::Uint(n) => *slot = Some(Number::from(n)),
-            Value::Null => {}
-            _ => return None,
+        words[i / 8] |= (b'"' as u64) << (8 * (i % 8));
+        Key {
+            words,
+            len: name.len() + 1,
         }
-        Some(())
     }
-    fn flag(slot: &mut Option<bool>, value: Value<'_>) -> Option<()> {
-        match value {
-            Value::Bool(b) => *slot = Some(b),
-            Value::Null => {}
-            _ => return None,
+
+    /// The length of the key and its quote when `bytes[at..]` starts with
+    /// them.
+    #[inline]
+    fn at(&self, bytes: &[u8], at: usize) -> Option<usize> {
+        let mut offset = 0;
+        for &want in &self.words {
+            let left = self.len.checked_sub(offset).filter(|&n| n > 0)?;
+            // Near the end of the body there may be no whole word to load:
+            // the slow path then reads the key.
+            let have = word_at(bytes, at + offset)?;
+            let mask = if left >= 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * left)) - 1
+            };
+            if (have ^ want) & mask != 0 {
+                return None;
+            }
+            if left <= 8 {
+                return Some(self.len);
+            }
+            offset += 8;
         }
-        Some(())
+        None
     }
-    // Each known field once: a bit per field.
-    let mut once = |bit: u32| {
-        let fresh = *seen & (1 << bit) == 0;
-        *seen |= 1 << bit;
-        fresh.then_some(())
-    };
-    macro_rules! fields {
-        ($($bit:literal $name:literal => $kind:ident($field:ident),)*) => {
+}
+
+/// The high bit of each byte of the result is set where `word` has a quote,
+/// a backslash or a control character. Borrows only run upwards, so the
+/// lowest set bit is exact (higher ones may not be).
+#[inline]
+fn specials(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let zero_byte = |w: u64| w.wrapping_sub(ONES) & !w;
+    (zero_byte(quote) | zero_byte(backslash) | (word.wrapping_sub(ONES * 0x20) & !word)) & HIGH
+}
+
+/// Not a field of [`RawEvent`]: ignored, as serde does (its value is a
+/// scalar here: nested values stopped the scan).
+const UNKNOWN: u8 = u8::MAX;
+
+macro_rules! fields {
+    ($($number:literal $name:literal => $kind:ident($field:ident),)*) => {
+        /// Every field's JSON name and quote; its index is the field's number.
+        const KEYS: &[Key] = &[$(Key::new($name)),*];
+
+        #[cfg(test)]
+        const NAMES: &[&str] = &[$($name),*];
+
+        /// The number of the field named `key`, or [`UNKNOWN`].
+        fn field_of(key: &str) -> u8 {
             match key {
-                $($name => {
-                    once($bit)?;
-                    $kind(&mut raw.$field, value)
-                })*
-                // Unknown fields are ignored, as serde does (their values
-                // are scalars here: nested values stopped the scan).
+                $($name => $number,)*
+                _ => UNKNOWN,
+            }
+        }
+
+        /// Sets field number `field` of `raw`; `None` for a type the field
+        /// cannot hold.
+        #[inline]
+        fn set<'a>(raw: &mut RawEvent<'a>, field: u8, value: Value<'a>) -> Option<()> {
+            match field {
+                $($number => $kind(&mut raw.$field, value),)*
                 _ => Some(()),
             }
-        };
+        }
+    };
+}
+
+fn text<'a>(slot: &mut Option<Cow<'a, str>>, value: Value<'a>) -> Option<()> {
+    match value {
+        Value::Str(s) => *slot = Some(Cow::Borrowed(s)),
+        Value::Null => {}
+        _ => return None,
     }
-    fields! {
-        0 "view_id" => text(view_id),
-        1 "seq" => number(seq),
-        2 "event" => text(event),
-        3 "ts" => number(ts),
-        4 "view_start" => number(view_start),
-        5 "viewer_id" => text(viewer_id),
-        6 "video_id" => text(video_id),
-        7 "video_title" => text(video_title),
-        8 "stream_type" => text(stream_type),
-        9 "video_duration_ms" => number(video_duration_ms),
-        10 "player_name" => text(player_name),
-        11 "player_version" => text(player_version),
-        12 "player_width" => number(player_width),
-        13 "player_height" => number(player_height),
-        14 "autoplay" => flag(autoplay),
-        15 "cdn" => text(cdn),
-        16 "state" => text(state),
-        17 "play_requested" => flag(play_requested),
-        18 "watch_time_ms" => number(watch_time_ms),
-        19 "playing_time_ms" => number(playing_time_ms),
-        20 "startup_time_ms" => number(startup_time_ms),
-        21 "rebuffer_count" => number(rebuffer_count),
-        22 "rebuffer_duration_ms" => number(rebuffer_duration_ms),
-        23 "bitrate_kbps" => number(bitrate_kbps),
-        24 "avg_bitrate_kbps" => number(avg_bitrate_kbps),
-        25 "dropped_frames" => number(dropped_frames),
-        26 "playhead_ms" => number(playhead_ms),
-        27 "error_code" => text(error_code),
-        28 "error_message" => text(error_message),
-        29 "error_fatal" => flag(error_fatal),
+    Some(())
+}
+
+fn number(slot: &mut Option<Number>, value: Value<'_>) -> Option<()> {
+    match value {
+        Value::Uint(n) => *slot = Some(Number::from(n)),
+        Value::Null => {}
+        _ => return None,
+    }
+    Some(())
+}
+
+fn flag(slot: &mut Option<bool>, value: Value<'_>) -> Option<()> {
+    match value {
+        Value::Bool(b) => *slot = Some(b),
+        Value::Null => {}
+        _ => return None,
+    }
+    Some(())
+}
+
+fields! {
+    0 "view_id" => text(view_id),
+    1 "seq" => number(seq),
+    2 "event" => text(event),
+    3 "ts" => number(ts),
+    4 "view_start" => number(view_start),
+    5 "viewer_id" => text(viewer_id),
+    6 "video_id" => text(video_id),
+    7 "video_title" => text(video_title),
+    8 "stream_type" => text(stream_type),
+    9 "video_duration_ms" => number(video_duration_ms),
+    10 "player_name" => text(player_name),
+    11 "player_version" => text(player_version),
+    12 "player_width" => number(player_width),
+    13 "player_height" => number(player_height),
+    14 "autoplay" => flag(autoplay),
+    15 "cdn" => text(cdn),
+    16 "state" => text(state),
+    17 "play_requested" => flag(play_requested),
+    18 "watch_time_ms" => number(watch_time_ms),
+    19 "playing_time_ms" => number(playing_time_ms),
+    20 "startup_time_ms" => number(startup_time_ms),
+    21 "rebuffer_count" => number(rebuffer_count),
+    22 "rebuffer_duration_ms" => number(rebuffer_duration_ms),
+    23 "bitrate_kbps" => number(bitrate_kbps),
+    24 "avg_bitrate_kbps" => number(avg_bitrate_kbps),
+    25 "dropped_frames" => number(dropped_frames),
+    26 "playhead_ms" => number(playhead_ms),
+    27 "error_code" => text(error_code),
+    28 "error_message" => text(error_message),
+    29 "error_fatal" => flag(error_fatal),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_numbers_and_keys_agree() {
+        assert_eq!(NAMES.len(), KEYS.len());
+        for (number, (name, key)) in NAMES.iter().zip(KEYS).enumerate() {
+            assert_eq!(usize::from(field_of(name)), number, "{name}");
+            let padded = format!("{name}\":1,\"x\":2,\"yyyyyyyyyyyyyyyyyyyy\"");
+            assert_eq!(key.at(padded.as_bytes(), 0), Some(name.len() + 1), "{name}");
+            // One byte off anywhere in the name or its quote: no match.
+            for i in 0..=name.len() {
+                let mut wrong = padded.clone().into_bytes();
+                wrong[i] ^= 0x01;
+                assert_eq!(key.at(&wrong, 0), None, "{name} at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_eight_digits_at_a_time() {
+        for n in [
+            0u64,
+            7,
+            12345678,
+            123456789,
+            1_700_000_000_123,
+            9_999_999_999_999_999_999,
+        ] {
+            let text = format!("{n},");
+            let mut s = Scanner {
+                text: &text,
+                bytes: text.as_bytes(),
+                at: 0,
+                order: [UNKNOWN; ORDER_LEN],
+            };
+            assert_eq!(s.uint(), Some(n));
+        }
+        assert!(!eight_digits(u64::from_le_bytes(*b"1234567:")));
+        assert!(!eight_digits(u64::from_le_bytes(*b"/1234567")));
     }
 }
