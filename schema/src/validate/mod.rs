@@ -177,8 +177,16 @@ pub fn validate(raw: &RawEvent<'_>, checks: &Checks) -> Result<Event, Rejection>
 /// one batch mostly share viewer, video and player — so they share one
 /// allocation instead of one each.
 #[derive(Default)]
-pub struct Strings {
+pub(crate) struct Strings {
     last: [Option<Arc<str>>; 9],
+    /// Where in the body each `last` string was borrowed from (address and
+    /// length; 0 when it was not borrowed). Fields taken from a batch's
+    /// `metadata` are the very same slice of the body in every event, so
+    /// the same address means the same text without comparing it. Only
+    /// compared, never dereferenced; a `Strings` lives for one body, which
+    /// does not move meanwhile. (An unescaped copy could be freed and its
+    /// address reused, hence borrowed slices only.)
+    source: [(usize, usize); 9],
 }
 
 impl Strings {
@@ -192,15 +200,22 @@ impl Strings {
     const ERROR_CODE: usize = 7;
     const ERROR_MESSAGE: usize = 8;
 
-    fn get(&mut self, slot: usize, s: &str) -> Arc<str> {
+    fn get(&mut self, slot: usize, text: &Cow<'_, str>) -> Arc<str> {
+        let s = text.as_ref();
+        let source = match text {
+            Cow::Borrowed(b) => (b.as_ptr() as usize, b.len()),
+            Cow::Owned(_) => (0, 0),
+        };
         let last = &mut self.last[slot];
         if let Some(shared) = last {
-            if **shared == *s {
+            if (source.0 != 0 && self.source[slot] == source) || **shared == *s {
+                self.source[slot] = source;
                 return shared.clone();
             }
         }
         let fresh: Arc<str> = Arc::from(s);
         *last = Some(fresh.clone());
+        self.source[slot] = source;
         fresh
     }
 
@@ -211,14 +226,15 @@ impl Strings {
         field: &str,
         limit: usize,
     ) -> Result<Arc<str>, Rejection> {
-        let s = value.as_deref().unwrap_or("");
-        check_len(s, field, limit)?;
-        Ok(self.get(slot, s))
+        const EMPTY: Cow<'static, str> = Cow::Borrowed("");
+        let text = value.as_ref().unwrap_or(&EMPTY);
+        check_len(text, field, limit)?;
+        Ok(self.get(slot, text))
     }
 }
 
 /// [`validate`] sharing repeated strings through `strings`.
-pub fn validate_with(
+pub(crate) fn validate_with(
     raw: &RawEvent<'_>,
     checks: &Checks,
     strings: &mut Strings,
@@ -400,12 +416,12 @@ fn missing(field: &str) -> Rejection {
     )
 }
 
-fn required_str<'s>(
-    value: &'s Option<Cow<'_, str>>,
+fn required_str<'s, 'a>(
+    value: &'s Option<Cow<'a, str>>,
     field: &str,
     limit: usize,
-) -> Result<&'s str, Rejection> {
-    let s = value.as_deref().ok_or_else(|| missing(field))?;
+) -> Result<&'s Cow<'a, str>, Rejection> {
+    let s = value.as_ref().ok_or_else(|| missing(field))?;
     check_len(s, field, limit)?;
     Ok(s)
 }

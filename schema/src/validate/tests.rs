@@ -215,6 +215,24 @@ fn codes_are_stable_and_unique() {
     }
 }
 
+#[test]
+fn unescaped_strings_of_equal_length_stay_apart() {
+    // Escaped strings are unescaped into copies that are freed after each
+    // event; a later copy may get the same address. Reuse of the previous
+    // event's string must compare text, not addresses, for those.
+    let a = sample::wire(&sample::event("v1", 1)).to_string();
+    let first = a.replacen("\"cdn\":\"", "\"cdn\":\"a\\u0062c", 1);
+    let second = a.replacen("\"cdn\":\"", "\"cdn\":\"x\\u0079z", 1);
+    let body = format!("[{first},{second},{first}]");
+    let decoded = decode(body.as_bytes(), &checks()).unwrap();
+    let cdns: Vec<String> = decoded
+        .accepted
+        .iter()
+        .map(|e| e.cdn[..3].to_string())
+        .collect();
+    assert_eq!(cdns, ["abc", "xyz", "abc"]);
+}
+
 mod scanner {
     use super::*;
     use crate::validate::decode::{decode_scan, decode_serde};
@@ -274,13 +292,20 @@ mod scanner {
         let c = a.to_string().replacen('{', "{\"sdk\":\"web\",", 1);
         let bodies = [
             format!("[{a},{b},{c},{a}]"),
-            format!("{{\"metadata\":{{\"cdn\":\"m\",\"viewer_id\":\"w\"}},\"events\":[{a},{b},{c}]}}"),
+            format!(
+                "{{\"metadata\":{{\"cdn\":\"m\",\"viewer_id\":\"w\"}},\"events\":[{a},{b},{c}]}}"
+            ),
             // A string that spells "events" does not make an envelope.
-            a.to_string().replacen("\"cdn\":\"", "\"cdn\":\"events\",\"x\":\"", 1),
+            a.to_string()
+                .replacen("\"cdn\":\"", "\"cdn\":\"events\",\"x\":\"", 1),
         ];
         for body in bodies {
             let scanned = decode_scan(&body, &checks()).expect("in the scanner's subset");
-            assert_eq!(Ok(scanned.clone()), decode_serde(&body, &checks()), "{body}");
+            assert_eq!(
+                Ok(scanned.clone()),
+                decode_serde(&body, &checks()),
+                "{body}"
+            );
             assert!(!scanned.accepted.is_empty(), "{body}");
         }
         // A field named like the envelope's is left to serde.
