@@ -64,12 +64,17 @@ impl<'a> Scanner<'a> {
     /// The next byte after whitespace, not consumed; `None` at the end.
     #[inline]
     fn peek(&mut self) -> Option<u8> {
-        while let Some(&b) = self.bytes.get(self.at) {
+        // The position stays in a register until the end (here and below):
+        // writing `self.at` per byte costs more than the comparisons.
+        let mut at = self.at;
+        while let Some(&b) = self.bytes.get(at) {
             if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                self.at = at;
                 return Some(b);
             }
-            self.at += 1;
+            at += 1;
         }
+        self.at = at;
         None
     }
 
@@ -283,28 +288,31 @@ impl<'a> Scanner<'a> {
     /// to serde.
     #[inline]
     fn uint(&mut self) -> Option<u64> {
+        let bytes = self.bytes;
         let start = self.at;
+        let mut at = start;
         let mut n: u64 = 0;
         // Eight digits at a time (a millisecond time has 13), then one by
         // one; 19 digits cannot overflow, longer numbers are refused below.
-        while let Some(word) = word_at(self.bytes, self.at) {
+        while let Some(word) = word_at(bytes, at) {
             if !eight_digits(word) {
                 break;
             }
             n = n.wrapping_mul(100_000_000).wrapping_add(digits_value(word));
-            self.at += 8;
+            at += 8;
         }
-        while let Some(&b) = self.bytes.get(self.at) {
+        while let Some(&b) = bytes.get(at) {
             let digit = b.wrapping_sub(b'0');
             if digit > 9 {
                 break;
             }
             n = n.wrapping_mul(10).wrapping_add(u64::from(digit));
-            self.at += 1;
+            at += 1;
         }
-        let digits = self.at - start;
-        let leading_zero = digits > 1 && self.bytes[start] == b'0';
-        let continues = matches!(self.bytes.get(self.at), Some(b'.' | b'e' | b'E'));
+        self.at = at;
+        let digits = at - start;
+        let leading_zero = digits > 1 && bytes[start] == b'0';
+        let continues = matches!(bytes.get(at), Some(b'.' | b'e' | b'E'));
         (digits <= 19 && !leading_zero && !continues).then_some(n)
     }
 
