@@ -26,6 +26,7 @@ BROKERS=127.0.0.1:$BROKER_PORT
 WORK=$(mktemp -d)
 PORT=18980
 NGINX_PORT=18981
+ADMIN_ADDR=127.0.0.1:18982
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)"; exit 1; }
@@ -109,13 +110,25 @@ print(f"{p['p50']*1000:.2f} {p['p99']*1000:.2f}")
 PY
 }
 
-row() { # name url body events_per_request
-  read -r rps ok p50 p99 bad < <(wrk_run "$2" "$3")
-  read -r hp50 hp99 < <(oha_run "$2" "$3" $((${ok%.*} / 2)))
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$rps" "$(( ${ok%.*} * $4 ))" "$p50" "$p99" "$hp50" "$hp99" "$bad"
+# refusals: the collector's non-2xx answers by reason, from its /metrics
+# ("-" for nginx, which has none).
+refusals() {
+  [ -n "${ADMIN:-}" ] || { echo "-"; return; }
+  curl -s "http://$ADMIN/metrics" | python3 -c '
+import re, sys
+drops = {m.group(1): int(float(m.group(2))) for m in
+         re.finditer(r"qoe_collector_drops_total\{reason=\"(\w+)\"\} (\S+)", sys.stdin.read())}
+print(", ".join(f"{k} {v}" for k, v in sorted(drops.items()) if v) or "none")'
 }
 
-echo "| server (CPU 0) | requests/s | accepted events/s | p50 ms | p99 ms | p50 ms @ ½ rate | p99 ms @ ½ rate | non-2xx |"
+row() { # name url body events_per_request
+  read -r rps ok p50 p99 bad < <(wrk_run "$2" "$3")
+  why=$(refusals)
+  read -r hp50 hp99 < <(oha_run "$2" "$3" $((${ok%.*} / 2)))
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s (%s) |\n' "$1" "$rps" "$(( ${ok%.*} * $4 ))" "$p50" "$p99" "$hp50" "$hp99" "$bad" "$why"
+}
+
+echo "| server (CPU 0) | requests/s | accepted events/s | p50 ms | p99 ms | p50 ms @ ½ rate | p99 ms @ ½ rate | non-2xx at max (why) |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 taskset -c 0 nginx -c "$WORK/nginx.conf"
 sleep 0.5
@@ -124,14 +137,16 @@ kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
 # collector_row K NAME BODY EVENTS: a fresh broker and collector, one row.
 collector_row() {
   start_broker
+  ADMIN=$ADMIN_ADDR
   [ -n "${RDKAFKA_CONFIG:-}" ] && extra=(--config "$RDKAFKA_CONFIG") || extra=()
   QOE_KAFKA__BROKERS=$BROKERS QOE_KAFKA__TOPIC=$TOPIC QOE_HTTP__LISTEN=127.0.0.1:$PORT \
-  QOE_ADMIN__LISTEN=127.0.0.1:0 QOE_PRODUCER__WORKERS=$1 QOE_LOG__LEVEL=warn \
+  QOE_ADMIN__LISTEN=$ADMIN QOE_PRODUCER__WORKERS=$1 QOE_LOG__LEVEL=warn \
     taskset -c 0 "$ROOT/target/release/qoe-collector" "${extra[@]}" &
   pid=$!
   for _ in $(seq 50); do curl -s -o /dev/null -X OPTIONS "http://127.0.0.1:$PORT/v1/beacon" && break; sleep 0.2; done
   row "collector K=$1, $2" "http://127.0.0.1:$PORT/v1/beacon/dev-key" "$3" "$4"
   kill -TERM $pid; wait $pid || true
+  unset ADMIN
   stop_broker
 }
 for k in 1 4; do
