@@ -32,10 +32,9 @@ pub(super) fn scan<'a>(text: &'a str, mut push: impl FnMut(&RawEvent<'a>)) -> Op
         at: 0,
         order: [UNKNOWN; ORDER_LEN],
     };
-    let empty = RawEvent::default();
     match s.peek()? {
-        b'[' => s.events(&empty, &mut push)?,
-        b'{' => s.object(&empty, &mut push)?,
+        b'[' => s.events(&RawEvent::default(), &mut push)?,
+        b'{' => s.object(&mut push)?,
         _ => return None,
     }
     (s.peek().is_none()).then_some(())
@@ -86,7 +85,7 @@ impl<'a> Scanner<'a> {
     /// A top-level object: the envelope when its first key is `metadata` or
     /// `events`, otherwise one event. (An event with a field of either name
     /// is left to serde, which would read the body as an envelope.)
-    fn object(&mut self, empty: &RawEvent<'a>, push: &mut impl FnMut(&RawEvent<'a>)) -> Option<()> {
+    fn object(&mut self, push: &mut impl FnMut(&RawEvent<'a>)) -> Option<()> {
         let open = self.at;
         self.expect(b'{')?;
         let first = if self.peek()? == b'"' {
@@ -97,7 +96,7 @@ impl<'a> Scanner<'a> {
         };
         self.at = open;
         if matches!(first, "metadata" | "events") {
-            self.envelope(empty, push)
+            self.envelope(push)
         } else {
             let mut raw = RawEvent::default();
             self.event(&mut raw)?;
@@ -107,11 +106,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// `{"metadata": {...}, "events": [...]}`, metadata (if any) first.
-    fn envelope(
-        &mut self,
-        empty: &RawEvent<'a>,
-        push: &mut impl FnMut(&RawEvent<'a>),
-    ) -> Option<()> {
+    fn envelope(&mut self, push: &mut impl FnMut(&RawEvent<'a>)) -> Option<()> {
         self.expect(b'{')?;
         let mut metadata = None;
         let mut seen_events = false;
@@ -125,7 +120,9 @@ impl<'a> Scanner<'a> {
                 }
                 "events" if !seen_events => {
                     self.expect(b':')?;
-                    self.events(metadata.as_ref().unwrap_or(empty), push)?;
+                    // No metadata: events are read over an empty one
+                    // (a later `metadata` is refused: events came first).
+                    self.events(metadata.get_or_insert_with(RawEvent::default), push)?;
                     seen_events = true;
                 }
                 _ => return None,
@@ -442,38 +439,46 @@ macro_rules! fields {
         #[inline]
         fn set<'a>(raw: &mut RawEvent<'a>, field: u8, value: Value<'a>) -> Option<()> {
             match field {
-                $($number => $kind(&mut raw.$field, value),)*
+                $($number => put(&mut raw.$field, value, $kind),)*
                 _ => Some(()),
             }
         }
     };
 }
 
-fn text<'a>(slot: &mut Option<Cow<'a, str>>, value: Value<'a>) -> Option<()> {
-    match value {
-        Value::Str(s) => *slot = Some(Cow::Borrowed(s)),
-        Value::Null => {}
-        _ => return None,
+/// Sets `slot` to `value` read by `kind` (`None` for a type the field
+/// cannot hold); `null` leaves the slot as it is.
+#[inline]
+fn put<'a, T>(
+    slot: &mut Option<T>,
+    value: Value<'a>,
+    kind: fn(Value<'a>) -> Option<T>,
+) -> Option<()> {
+    if !matches!(value, Value::Null) {
+        *slot = Some(kind(value)?);
     }
     Some(())
 }
 
-fn number(slot: &mut Option<Number>, value: Value<'_>) -> Option<()> {
+fn text(value: Value<'_>) -> Option<Cow<'_, str>> {
     match value {
-        Value::Uint(n) => *slot = Some(Number::from(n)),
-        Value::Null => {}
-        _ => return None,
+        Value::Str(s) => Some(Cow::Borrowed(s)),
+        _ => None,
     }
-    Some(())
 }
 
-fn flag(slot: &mut Option<bool>, value: Value<'_>) -> Option<()> {
+fn number(value: Value<'_>) -> Option<Number> {
     match value {
-        Value::Bool(b) => *slot = Some(b),
-        Value::Null => {}
-        _ => return None,
+        Value::Uint(n) => Some(Number::from(n)),
+        _ => None,
     }
-    Some(())
+}
+
+fn flag(value: Value<'_>) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(b),
+        _ => None,
+    }
 }
 
 fields! {
