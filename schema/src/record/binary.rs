@@ -66,8 +66,10 @@ pub(crate) fn put_str(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends `s`, or "the same" when it equals the previous event's value.
-fn put_shared(buf: &mut Vec<u8>, s: &str, prev: Option<&str>) {
-    if prev == Some(s) {
+/// The events of one batch mostly share one allocation per field, so the
+/// pointers are compared before the text.
+fn put_shared(buf: &mut Vec<u8>, s: &Arc<str>, prev: Option<&Arc<str>>) {
+    if prev.is_some_and(|p| Arc::ptr_eq(p, s) || **p == **s) {
         buf.push(0);
     } else {
         put_varint(buf, s.len() as u64 + 1);
@@ -99,7 +101,7 @@ pub fn encode(
     put_str(buf, events.first().map_or("", |e| &e.view_id));
     let mut prev: Option<&Event> = None;
     for e in events {
-        let p = |field: fn(&Event) -> &Arc<str>| prev.map(|p| &**field(p));
+        let p = |field: fn(&Event) -> &Arc<str>| prev.map(field);
         put_varint(buf, u64::from(e.seq));
         buf.push(e.event as u8);
         put_zigzag(buf, e.ts_ms);

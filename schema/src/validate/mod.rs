@@ -200,12 +200,27 @@ impl Strings {
     const ERROR_CODE: usize = 7;
     const ERROR_MESSAGE: usize = 8;
 
-    fn get(&mut self, slot: usize, text: &Cow<'_, str>) -> Arc<str> {
-        let s = text.as_ref();
-        let source = match text {
+    /// Where `text` was borrowed from in the body, or `(0, 0)`.
+    #[inline]
+    fn source(text: &Cow<'_, str>) -> (usize, usize) {
+        match text {
             Cow::Borrowed(b) => (b.as_ptr() as usize, b.len()),
             Cow::Owned(_) => (0, 0),
-        };
+        }
+    }
+
+    /// Whether `text` is the very slice of the body the last string of
+    /// `slot` came from.
+    #[inline]
+    fn is_last(&self, slot: usize, text: &Cow<'_, str>) -> bool {
+        let source = Strings::source(text);
+        source.0 != 0 && self.last[slot].is_some() && self.source[slot] == source
+    }
+
+    #[inline]
+    fn get(&mut self, slot: usize, text: &Cow<'_, str>) -> Arc<str> {
+        let s = text.as_ref();
+        let source = Strings::source(text);
         let last = &mut self.last[slot];
         if let Some(shared) = last {
             if (source.0 != 0 && self.source[slot] == source) || **shared == *s {
@@ -219,6 +234,7 @@ impl Strings {
         fresh
     }
 
+    #[inline]
     fn optional(
         &mut self,
         slot: usize,
@@ -240,10 +256,13 @@ pub(crate) fn validate_with(
     strings: &mut Strings,
 ) -> Result<Event, Rejection> {
     let view_id = required_str(&raw.view_id, "view_id", limits::VIEW_ID)?;
-    if view_id.is_empty()
-        || !view_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    // The same slice as the previous event's (a batch's `metadata`) passed
+    // this check already.
+    if !strings.is_last(Strings::VIEW_ID, view_id)
+        && (view_id.is_empty()
+            || !view_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')))
     {
         return Err(reject(
             Reason::InvalidViewId,
@@ -408,6 +427,8 @@ pub(crate) fn validate_with(
     })
 }
 
+#[cold]
+#[inline(never)]
 fn missing(field: &str) -> Rejection {
     reject(
         Reason::MissingField,
@@ -416,6 +437,7 @@ fn missing(field: &str) -> Rejection {
     )
 }
 
+#[inline]
 fn required_str<'s, 'a>(
     value: &'s Option<Cow<'a, str>>,
     field: &str,
@@ -426,20 +448,31 @@ fn required_str<'s, 'a>(
     Ok(s)
 }
 
+// The checks below run for every field of every event; what they build
+// when a check fails is kept out of line, so the passing case stays small.
+
+#[inline]
 fn check_len(s: &str, field: &str, limit: usize) -> Result<(), Rejection> {
     if s.len() > limit {
-        return Err(reject(
-            Reason::FieldTooLong,
-            Some(field),
-            format!(
-                "`{field}` is {} bytes; at most {limit} are accepted",
-                s.len()
-            ),
-        ));
+        return Err(too_long(s, field, limit));
     }
     Ok(())
 }
 
+#[cold]
+#[inline(never)]
+fn too_long(s: &str, field: &str, limit: usize) -> Rejection {
+    reject(
+        Reason::FieldTooLong,
+        Some(field),
+        format!(
+            "`{field}` is {} bytes; at most {limit} are accepted",
+            s.len()
+        ),
+    )
+}
+
+#[inline]
 fn uint(
     value: &Option<serde_json::Number>,
     field: &str,
@@ -448,28 +481,40 @@ fn uint(
     let Some(n) = value else { return Ok(None) };
     match n.as_u64() {
         Some(v) if v <= max => Ok(Some(v)),
-        _ => Err(reject(
-            Reason::OutOfRange,
-            Some(field),
-            format!("`{field}` must be a whole number from 0 to {max}, got {n}"),
+        _ => Err(out_of_range(
+            n,
+            field,
+            format_args!("a whole number from 0 to {max}"),
         )),
     }
 }
 
+#[inline]
 fn counter(value: &Option<serde_json::Number>, field: &str, max: u64) -> Result<u64, Rejection> {
     Ok(uint(value, field, max)?.unwrap_or(0))
 }
 
+#[inline]
 fn int(value: &Option<serde_json::Number>, field: &str) -> Result<Option<i64>, Rejection> {
     let Some(n) = value else { return Ok(None) };
     match n.as_i64() {
         Some(v) if v > 0 => Ok(Some(v)),
-        _ => Err(reject(
-            Reason::OutOfRange,
-            Some(field),
-            format!("`{field}` must be milliseconds since the Unix epoch, got {n}"),
+        _ => Err(out_of_range(
+            n,
+            field,
+            format_args!("milliseconds since the Unix epoch"),
         )),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn out_of_range(n: &serde_json::Number, field: &str, what: std::fmt::Arguments<'_>) -> Rejection {
+    reject(
+        Reason::OutOfRange,
+        Some(field),
+        format!("`{field}` must be {what}, got {n}"),
+    )
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -63,6 +63,15 @@ impl<'a> Scanner<'a> {
     /// The next byte after whitespace, not consumed; `None` at the end.
     #[inline]
     fn peek(&mut self) -> Option<u8> {
+        // SDKs send compact JSON: the next byte is usually not whitespace.
+        match self.bytes.get(self.at) {
+            Some(&b) if b > b' ' => Some(b),
+            _ => self.skip_whitespace(),
+        }
+    }
+
+    #[cold]
+    fn skip_whitespace(&mut self) -> Option<u8> {
         // The position stays in a register until the end (here and below):
         // writing `self.at` per byte costs more than the comparisons.
         let mut at = self.at;
@@ -146,7 +155,8 @@ impl<'a> Scanner<'a> {
         push: &mut impl FnMut(&RawEvent<'a>),
     ) -> Option<()> {
         self.expect(b'[')?;
-        // One event in place, reused: RawEvent is large to move around.
+        // One event in place, reused: RawEvent is large to move around, and
+        // only the fields an event set need the metadata's values back.
         let mut raw = metadata.clone();
         let mut n = 0;
         loop {
@@ -154,11 +164,9 @@ impl<'a> Scanner<'a> {
             if n > MAX_EVENTS_PER_BATCH {
                 return None;
             }
-            if n > 1 {
-                raw.clone_from(metadata);
-            }
-            self.event(&mut raw)?;
+            let set = self.event(&mut raw)?;
             push(&raw);
+            restore(&mut raw, metadata, set);
             match self.peek()? {
                 b',' => self.at += 1,
                 b']' => break,
@@ -169,20 +177,20 @@ impl<'a> Scanner<'a> {
         Some(())
     }
 
-    /// One flat event object, its fields set in `raw`.
-    fn event(&mut self, raw: &mut RawEvent<'a>) -> Option<()> {
+    /// One flat event object, its fields set in `raw`; returns the fields
+    /// it named, a bit per field number.
+    fn event(&mut self, raw: &mut RawEvent<'a>) -> Option<u32> {
         self.expect(b'{')?;
         let mut seen = 0u32;
         if self.peek()? == b'}' {
             self.at += 1;
-            return Some(());
+            return Some(seen);
         }
         let mut position = 0;
         loop {
             self.expect(b'"')?;
             let field = self.key(position)?;
             position += 1;
-            self.expect(b':')?;
             let value = self.value()?;
             if field != UNKNOWN {
                 // Each known field once: a bit per field (serde refuses
@@ -201,22 +209,22 @@ impl<'a> Scanner<'a> {
             }
         }
         self.at += 1;
-        Some(())
+        Some(seen)
     }
 
-    /// The field a key names, just after its opening quote; `None` for a
-    /// key the scanner must leave to serde.
+    /// The field a key names, just after its opening quote, and its colon;
+    /// `None` for a key the scanner must leave to serde.
     #[inline]
     fn key(&mut self, position: usize) -> Option<u8> {
         let predicted = self.order.get(position).copied().unwrap_or(UNKNOWN);
-        if let Some(len) = KEYS
-            .get(usize::from(predicted))
-            .and_then(|key| key.at(self.bytes, self.at))
-        {
-            self.at += len;
-            return Some(predicted);
+        if let Some(key) = KEYS.get(usize::from(predicted)) {
+            if key.is_at(self.bytes, self.at) {
+                self.at += key.len;
+                return Some(predicted);
+            }
         }
         let key = self.string_rest()?;
+        self.expect(b':')?;
         let field = field_of(key);
         if field == UNKNOWN && matches!(key, "metadata" | "events") {
             return None;
@@ -289,22 +297,36 @@ impl<'a> Scanner<'a> {
         let start = self.at;
         let mut at = start;
         let mut n: u64 = 0;
-        // Eight digits at a time (a millisecond time has 13), then one by
-        // one; 19 digits cannot overflow, longer numbers are refused below.
-        while let Some(word) = word_at(bytes, at) {
-            if !eight_digits(word) {
+        // A word at a time: the digits it starts with, found and summed
+        // without a branch per digit (a millisecond time has 13). 19 digits
+        // cannot overflow; longer numbers are refused below.
+        loop {
+            let Some(word) = word_at(bytes, at) else {
+                // Fewer than eight bytes left: one by one.
+                while let Some(&b) = bytes.get(at) {
+                    let digit = b.wrapping_sub(b'0');
+                    if digit > 9 {
+                        break;
+                    }
+                    n = n.wrapping_mul(10).wrapping_add(u64::from(digit));
+                    at += 1;
+                }
+                break;
+            };
+            let values = word ^ ZEROS;
+            let count = leading_digits(values);
+            if count > 0 {
+                // The first `count` bytes to the top, zeros (leading zero
+                // digits) below them.
+                let digits = values << (64 - 8 * count);
+                n = n
+                    .wrapping_mul(POWERS_OF_TEN[count])
+                    .wrapping_add(digits_value(digits));
+            }
+            at += count;
+            if count < 8 {
                 break;
             }
-            n = n.wrapping_mul(100_000_000).wrapping_add(digits_value(word));
-            at += 8;
-        }
-        while let Some(&b) = bytes.get(at) {
-            let digit = b.wrapping_sub(b'0');
-            if digit > 9 {
-                break;
-            }
-            n = n.wrapping_mul(10).wrapping_add(u64::from(digit));
-            at += 1;
         }
         self.at = at;
         let digits = at - start;
@@ -331,73 +353,91 @@ fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(word))
 }
 
-/// Whether all eight bytes of `word` are ASCII digits.
+/// `'0'` in every byte: a word XOR this holds each digit's value.
+const ZEROS: u64 = 0x3030_3030_3030_3030;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const POWERS_OF_TEN: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// How many of the eight bytes of `values` (a word XOR [`ZEROS`]) are
+/// digits before the first that is not, 0 to 8. A digit's byte is 0..=9;
+/// with its high bit set first, subtracting 10 cannot borrow from the next
+/// byte, and it leaves the high bit set exactly when the low seven bits
+/// are 10 or more.
 #[inline]
-fn eight_digits(word: u64) -> bool {
-    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    // '0'..='9' are 0x30..=0x39: the high nibble is 3, and adding 6 keeps it.
-    word & HIGH_NIBBLES == ZEROS && word.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES == ZEROS
+fn leading_digits(values: u64) -> usize {
+    let at_least_ten = (values | HIGH).wrapping_sub(0x0A0A_0A0A_0A0A_0A0A);
+    let not_digit = (at_least_ten | values) & HIGH;
+    (not_digit.trailing_zeros() / 8) as usize
 }
 
-/// The value of eight ASCII digits, the first (most significant) in the
-/// lowest byte: pairs, then quads, then all eight combined in parallel.
+/// The number eight digit values spell, the first (most significant) in
+/// the lowest byte: pairs, then quads, then all eight combined in
+/// parallel.
 #[inline]
-fn digits_value(word: u64) -> u64 {
-    let v = word - 0x3030_3030_3030_3030;
+fn digits_value(v: u64) -> u64 {
     let v = (v.wrapping_mul(10) + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
     let v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_FFFF_0000_FFFF;
     (v.wrapping_mul(10_000) + (v >> 32)) & 0xFFFF_FFFF
 }
 
-/// A field name with its closing quote, as little-endian words, so that
-/// the predicted key is checked with up to three word comparisons.
+/// A field name with its closing quote and colon (`name":`), as
+/// little-endian words and the mask of the bytes that count in each, so
+/// that the predicted key is checked with at most three word comparisons.
 struct Key {
     words: [u64; 3],
-    /// Length with the quote.
+    masks: [u64; 3],
+    /// Length with the quote and colon.
     len: usize,
 }
 
 impl Key {
     const fn new(name: &str) -> Key {
         let name = name.as_bytes();
+        let len = name.len() + 2;
         let mut words = [0u64; 3];
+        let mut masks = [0u64; 3];
         let mut i = 0;
-        while i < name.len() {
-            words[i / 8] |= (name[i] as u64) << (8 * (i % 8));
+        while i < len {
+            let byte = if i < name.len() {
+                name[i]
+            } else if i == name.len() {
+                b'"'
+            } else {
+                b':'
+            };
+            words[i / 8] |= (byte as u64) << (8 * (i % 8));
+            masks[i / 8] |= 0xFF << (8 * (i % 8));
             i += 1;
         }
-        words[i / 8] |= (b'"' as u64) << (8 * (i % 8));
-        Key {
-            words,
-            len: name.len() + 1,
-        }
+        Key { words, masks, len }
     }
 
-    /// The length of the key and its quote when `bytes[at..]` starts with
-    /// them.
+    /// Whether `bytes[at..]` starts with the key, its quote and colon.
+    /// (Near the end of the body there may be no whole word to load: the
+    /// slow path then reads the key.)
     #[inline]
-    fn at(&self, bytes: &[u8], at: usize) -> Option<usize> {
-        let mut offset = 0;
-        for &want in &self.words {
-            let left = self.len.checked_sub(offset).filter(|&n| n > 0)?;
-            // Near the end of the body there may be no whole word to load:
-            // the slow path then reads the key.
-            let have = word_at(bytes, at + offset)?;
-            let mask = if left >= 8 {
-                u64::MAX
-            } else {
-                (1u64 << (8 * left)) - 1
-            };
-            if (have ^ want) & mask != 0 {
-                return None;
+    fn is_at(&self, bytes: &[u8], at: usize) -> bool {
+        let mut offset = at;
+        for (&want, &mask) in self.words.iter().zip(&self.masks) {
+            if mask == 0 {
+                break;
             }
-            if left <= 8 {
-                return Some(self.len);
+            match word_at(bytes, offset) {
+                Some(have) if (have ^ want) & mask == 0 => offset += 8,
+                _ => return false,
             }
-            offset += 8;
         }
-        None
+        true
     }
 }
 
@@ -407,7 +447,6 @@ impl Key {
 #[inline]
 fn specials(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let quote = word ^ (ONES * u64::from(b'"'));
     let backslash = word ^ (ONES * u64::from(b'\\'));
     let zero_byte = |w: u64| w.wrapping_sub(ONES) & !w;
@@ -431,6 +470,19 @@ macro_rules! fields {
             match key {
                 $($name => $number,)*
                 _ => UNKNOWN,
+            }
+        }
+
+        /// Gives the fields in `set` (a bit per field number) their values
+        /// in `from` again.
+        #[inline]
+        fn restore<'a>(raw: &mut RawEvent<'a>, from: &RawEvent<'a>, mut set: u32) {
+            while set != 0 {
+                match set.trailing_zeros() {
+                    $($number => raw.$field.clone_from(&from.$field),)*
+                    _ => {}
+                }
+                set &= set - 1;
             }
         }
 
@@ -524,36 +576,59 @@ mod tests {
         for (number, (name, key)) in NAMES.iter().zip(KEYS).enumerate() {
             assert_eq!(usize::from(field_of(name)), number, "{name}");
             let padded = format!("{name}\":1,\"x\":2,\"yyyyyyyyyyyyyyyyyyyy\"");
-            assert_eq!(key.at(padded.as_bytes(), 0), Some(name.len() + 1), "{name}");
-            // One byte off anywhere in the name or its quote: no match.
-            for i in 0..=name.len() {
+            assert!(key.is_at(padded.as_bytes(), 0), "{name}");
+            assert_eq!(key.len, name.len() + 2, "{name}");
+            // One byte off anywhere in the name, its quote or colon: no match.
+            for i in 0..key.len {
                 let mut wrong = padded.clone().into_bytes();
                 wrong[i] ^= 0x01;
-                assert_eq!(key.at(&wrong, 0), None, "{name} at {i}");
+                assert!(!key.is_at(&wrong, 0), "{name} at {i}");
             }
+            // Whitespace before the colon is JSON too, left to the slow path.
+            let spaced = format!("{name}\" :1,\"x\":2,\"yyyyyyyyyyyyyyyyyyyy\"");
+            assert!(!key.is_at(spaced.as_bytes(), 0), "{name}");
         }
     }
 
     #[test]
-    fn numbers_eight_digits_at_a_time() {
-        for n in [
-            0u64,
-            7,
-            12345678,
-            123456789,
-            1_700_000_000_123,
-            9_999_999_999_999_999_999,
-        ] {
-            let text = format!("{n},");
+    fn numbers_a_word_at_a_time() {
+        // Every length from 1 to 19 digits, ending inside a word, at its
+        // end, and with fewer than eight bytes left.
+        let mut n = 0u64;
+        for digits in 1..=19u32 {
+            n = n * 10 + u64::from(digits % 10);
+            for tail in ["", ",", "}", ",\"padding\":1234567}"] {
+                let text = format!("{n}{tail}");
+                let mut s = Scanner {
+                    text: &text,
+                    bytes: text.as_bytes(),
+                    at: 0,
+                    order: [UNKNOWN; ORDER_LEN],
+                };
+                assert_eq!(s.uint(), Some(n), "{text}");
+                assert_eq!(s.at, digits as usize, "{text}");
+            }
+        }
+        for refused in ["01", "12345678901234567890", "1.5", "7e3", "00000000,"] {
             let mut s = Scanner {
-                text: &text,
-                bytes: text.as_bytes(),
+                text: refused,
+                bytes: refused.as_bytes(),
                 at: 0,
                 order: [UNKNOWN; ORDER_LEN],
             };
-            assert_eq!(s.uint(), Some(n));
+            assert_eq!(s.uint(), None, "{refused}");
         }
-        assert!(!eight_digits(u64::from_le_bytes(*b"1234567:")));
-        assert!(!eight_digits(u64::from_le_bytes(*b"/1234567")));
+        for (word, count) in [
+            (*b"1234567:", 7),
+            (*b"/1234567", 0),
+            (*b"12345678", 8),
+            (*b"9\xff000000", 1),
+        ] {
+            assert_eq!(leading_digits(u64::from_le_bytes(word) ^ ZEROS), count);
+        }
+        assert_eq!(
+            leading_digits(u64::from_le_bytes(*b"0\x80\xb0\xb9:;@@") ^ ZEROS),
+            1
+        );
     }
 }
