@@ -189,6 +189,8 @@ pub(crate) struct Strings {
     source: [(usize, usize); 9],
 }
 
+// `&Cow`, not `&str`: whether a string was borrowed from the body matters.
+#[allow(clippy::ptr_arg)]
 impl Strings {
     const VIEW_ID: usize = 0;
     const VIEWER_ID: usize = 1;
