@@ -44,7 +44,8 @@ start_broker() {
 }
 stop_broker() { kill "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null || true; }
 
-# Bodies timed now (the collector drops events older than an hour).
+# Bodies timed now (the collector drops events older than an hour), as
+# compact JSON: what JSON.stringify in a browser SDK and the loadgen send.
 python3 - "$WORK" <<'PY'
 import json, sys, time
 now = int(time.time() * 1000)
@@ -59,12 +60,13 @@ def event(view, seq, full=True):
                   "video_title": "Championship Final", "stream_type": "live",
                   "player_name": "web-player", "player_version": "3.2.1", "cdn": "cdn-a"})
     return e
-json.dump(event("0b5c2f1e-7d3a-4c41-9e2b-000000000001", 7), open(sys.argv[1] + "/single.json", "w"))
+compact = {"separators": (",", ":")}
+json.dump(event("0b5c2f1e-7d3a-4c41-9e2b-000000000001", 7), open(sys.argv[1] + "/single.json", "w"), **compact)
 meta = {"view_id": "0b5c2f1e-7d3a-4c41-9e2b-000000000002", "view_start": now - 120000,
         "viewer_id": "viewer-2", "video_id": "video-42", "video_title": "Championship Final",
         "stream_type": "live", "player_name": "web-player", "player_version": "3.2.1", "cdn": "cdn-a"}
 events = [event(meta["view_id"], 10 + i, full=False) for i in range(20)]
-json.dump({"metadata": meta, "events": events}, open(sys.argv[1] + "/batch.json", "w"))
+json.dump({"metadata": meta, "events": events}, open(sys.argv[1] + "/batch.json", "w"), **compact)
 PY
 cat >"$WORK/post.lua" <<'LUA'
 wrk.method = "POST"

@@ -211,28 +211,27 @@ impl Strings {
         }
     }
 
-    /// Whether `text` is the very slice of the body the last string of
-    /// `slot` came from.
+    /// The last string of `slot` again, when `text` is the same: the very
+    /// same slice of the body, or equal text.
     #[inline]
-    fn is_last(&self, slot: usize, text: &Cow<'_, str>) -> bool {
+    fn reuse(&mut self, slot: usize, text: &Cow<'_, str>) -> Option<Arc<str>> {
         let source = Strings::source(text);
-        source.0 != 0 && self.last[slot].is_some() && self.source[slot] == source
+        let shared = self.last[slot].as_ref()?;
+        if (source.0 != 0 && self.source[slot] == source) || **shared == **text {
+            self.source[slot] = source;
+            return Some(shared.clone());
+        }
+        None
     }
 
     #[inline]
     fn get(&mut self, slot: usize, text: &Cow<'_, str>) -> Arc<str> {
-        let s = text.as_ref();
-        let source = Strings::source(text);
-        let last = &mut self.last[slot];
-        if let Some(shared) = last {
-            if (source.0 != 0 && self.source[slot] == source) || **shared == *s {
-                self.source[slot] = source;
-                return shared.clone();
-            }
+        if let Some(same) = self.reuse(slot, text) {
+            return same;
         }
-        let fresh: Arc<str> = Arc::from(s);
-        *last = Some(fresh.clone());
-        self.source[slot] = source;
+        let fresh: Arc<str> = Arc::from(text.as_ref());
+        self.last[slot] = Some(fresh.clone());
+        self.source[slot] = Strings::source(text);
         fresh
     }
 
@@ -257,21 +256,25 @@ pub(crate) fn validate_with(
     checks: &Checks,
     strings: &mut Strings,
 ) -> Result<Event, Rejection> {
-    let view_id = required_str(&raw.view_id, "view_id", limits::VIEW_ID)?;
-    // The same slice as the previous event's (a batch's `metadata`) passed
-    // this check already.
-    if !strings.is_last(Strings::VIEW_ID, view_id)
-        && (view_id.is_empty()
-            || !view_id
+    let view_id_text = required_str(&raw.view_id, "view_id", limits::VIEW_ID)?;
+    // The previous event's view (a batch is one view) passed this check.
+    let view_id = match strings.reuse(Strings::VIEW_ID, view_id_text) {
+        Some(same) => same,
+        None if !view_id_text.is_empty()
+            && view_id_text
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')))
-    {
-        return Err(reject(
-            Reason::InvalidViewId,
-            Some("view_id"),
-            "`view_id` must be 1-128 characters of A-Z a-z 0-9 - _ . :",
-        ));
-    }
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) =>
+        {
+            strings.get(Strings::VIEW_ID, view_id_text)
+        }
+        None => {
+            return Err(reject(
+                Reason::InvalidViewId,
+                Some("view_id"),
+                "`view_id` must be 1-128 characters of A-Z a-z 0-9 - _ . :",
+            ))
+        }
+    };
     let seq = uint(&raw.seq, "seq", limits::MAX_SEQ)?.ok_or_else(|| missing("seq"))? as u32;
     let event_name = raw.event.as_deref().ok_or_else(|| missing("event"))?;
     let event = EventType::parse(event_name).ok_or_else(|| {
@@ -348,7 +351,7 @@ pub(crate) fn validate_with(
     )?
     .map(|v| v.min(u64::from(u32::MAX)) as u32);
     Ok(Event {
-        view_id: strings.get(Strings::VIEW_ID, view_id),
+        view_id,
         seq,
         event,
         ts_ms,
