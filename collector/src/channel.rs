@@ -122,21 +122,23 @@ impl Channel {
         )
     }
 
-    /// Enqueues every record or none (room is reserved per event).
-    pub fn enqueue(&self, records: Vec<Queued>) -> Result<(), EnqueueError> {
-        let events: usize = records.iter().map(|q| q.record.events.len()).sum();
+    /// Enqueues every record or none (room is reserved per event), each
+    /// stamped with `enqueued` (when its request was accepted).
+    pub fn enqueue(&self, records: Vec<Record>, enqueued: Instant) -> Result<(), EnqueueError> {
+        let events: usize = records.iter().map(|r| r.events.len()).sum();
         if events == 0 {
             return Ok(());
         }
         if !self.backlog.try_reserve(events) {
             return Err(EnqueueError::Full);
         }
-        let k = self.senders.len() as u64;
         let mut left = events;
-        for queued in records {
-            let n = queued.record.events.len();
-            let worker = (qoe_schema::rows::view_hash(queued.record.key()) % k) as usize;
-            if self.senders[worker].try_send(queued).is_err() {
+        for record in records {
+            let n = record.events.len();
+            if self.senders[self.worker_of(&record)]
+                .try_send(Queued { record, enqueued })
+                .is_err()
+            {
                 // Only when the workers are gone (shutdown): give back the
                 // room of everything not enqueued.
                 self.backlog.release(left);
@@ -146,6 +148,14 @@ impl Channel {
             metrics().channel_depth.add(n as i64);
         }
         Ok(())
+    }
+
+    /// The drain worker for `record`'s view.
+    fn worker_of(&self, record: &Record) -> usize {
+        match self.senders.len() {
+            1 => 0,
+            k => (qoe_schema::rows::view_hash(record.key()) % k as u64) as usize,
+        }
     }
 
     /// The shared backlog.
@@ -158,15 +168,12 @@ impl Channel {
 mod tests {
     use super::*;
 
-    fn record(view: &str) -> Queued {
-        Queued {
-            record: Record {
-                property_id: "p".into(),
-                received_at_ms: 7,
-                enrichment: Default::default(),
-                events: vec![qoe_schema::sample::event(view, 1)],
-            },
-            enqueued: Instant::now(),
+    fn record(view: &str) -> Record {
+        Record {
+            property_id: "p".into(),
+            received_at_ms: 7,
+            enrichment: Default::default(),
+            events: vec![qoe_schema::sample::event(view, 1)],
         }
     }
 
@@ -174,13 +181,16 @@ mod tests {
     fn all_or_nothing_reservation() {
         let backlog = Backlog::new(3);
         let (channel, receivers) = Channel::new(2, backlog.clone());
-        assert_eq!(channel.enqueue(vec![record("a"), record("b")]), Ok(()));
         assert_eq!(
-            channel.enqueue(vec![record("c"), record("d")]),
+            channel.enqueue(vec![record("a"), record("b")], Instant::now()),
+            Ok(())
+        );
+        assert_eq!(
+            channel.enqueue(vec![record("c"), record("d")], Instant::now()),
             Err(EnqueueError::Full)
         );
         assert_eq!(backlog.used(), 2, "a refused batch reserves nothing");
-        assert_eq!(channel.enqueue(vec![record("e")]), Ok(()));
+        assert_eq!(channel.enqueue(vec![record("e")], Instant::now()), Ok(()));
         let queued: usize = receivers.iter().map(|r| r.len()).sum();
         assert_eq!(queued, 3);
         backlog.release(3);
@@ -191,7 +201,9 @@ mod tests {
     fn one_view_always_goes_to_one_worker() {
         let (channel, receivers) = Channel::new(4, Backlog::new(100));
         for _ in 0..10 {
-            channel.enqueue(vec![record("same-view")]).unwrap();
+            channel
+                .enqueue(vec![record("same-view")], Instant::now())
+                .unwrap();
         }
         let lens: Vec<usize> = receivers.iter().map(|r| r.len()).collect();
         assert_eq!(lens.iter().filter(|&&n| n == 10).count(), 1, "{lens:?}");

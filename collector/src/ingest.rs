@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,10 +23,11 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
+use qoe_schema::beacon::MAX_EVENTS_PER_BATCH;
 use qoe_schema::record::Record;
 use qoe_schema::validate::{self, Checks};
 
-use crate::channel::{Channel, EnqueueError, Queued};
+use crate::channel::{Channel, EnqueueError};
 use crate::config::CollectorConfig;
 use crate::enrich::Enricher;
 use crate::metrics::metrics;
@@ -149,9 +150,7 @@ impl Ingest {
         let path = req.uri().path();
         let path_key = match path.strip_prefix("/v1/beacon") {
             Some("") | Some("/") => None,
-            Some(rest) if rest.starts_with('/') && !rest[1..].contains('/') => {
-                Some(rest[1..].to_owned())
-            }
+            Some(rest) if rest.starts_with('/') && !rest[1..].contains('/') => Some(&rest[1..]),
             _ => {
                 return Err(refuse(
                     StatusCode::NOT_FOUND,
@@ -171,7 +170,7 @@ impl Ingest {
             ));
         }
         let key = path_key
-            .or_else(|| header_str(req.headers(), KEY_HEADER).map(str::to_owned))
+            .or_else(|| header_str(req.headers(), KEY_HEADER))
             .or_else(|| query_key(req.uri().query()));
         let Some(key) = key else {
             return Err(refuse(
@@ -180,7 +179,7 @@ impl Ingest {
                 "no property key: POST to /v1/beacon/{key} or send X-QOE-Key",
             ));
         };
-        let Some(property) = self.properties.get(&key) else {
+        let Some(property) = self.properties.get(key) else {
             return Err(refuse(
                 StatusCode::FORBIDDEN,
                 "unknown_key",
@@ -192,7 +191,8 @@ impl Ingest {
         let client_ip = self
             .enricher
             .client_ip(peer, header_str(req.headers(), "x-forwarded-for"));
-        let user_agent = header_str(req.headers(), header::USER_AGENT.as_str()).map(str::to_owned);
+        // A header value shares the request's buffer: no copy to keep it.
+        let user_agent = req.headers().get(header::USER_AGENT).cloned();
         let body = self.read_body(req, gzip).await?;
 
         let checks = self.checks();
@@ -235,23 +235,23 @@ impl Ingest {
         }
 
         let accepted = decoded.accepted.len();
-        let enqueued = Instant::now();
+        let user_agent = user_agent.as_ref().and_then(|v| v.to_str().ok());
         let records = Record::group(
             property.id.clone(),
             checks.now_ms,
-            self.enricher.enrich(client_ip, user_agent.as_deref()),
+            self.enricher.enrich(client_ip, user_agent),
             decoded.accepted,
-        )
-        .into_iter()
-        .map(|record| Queued { record, enqueued })
-        .collect();
+        );
         let result = match &*self.channel.read().unwrap_or_else(|e| e.into_inner()) {
-            Some(channel) => channel.enqueue(records),
+            Some(channel) => channel.enqueue(records, Instant::now()),
             None => Err(EnqueueError::Closed),
         };
         match result {
             Ok(()) => {
                 m.events_accepted.inc_by(accepted as u64);
+                if decoded.rejected.is_empty() {
+                    return Ok(self.respond(StatusCode::ACCEPTED, all_accepted(accepted), None));
+                }
                 let answer = Answer {
                     accepted,
                     rejected: &decoded.rejected,
@@ -399,7 +399,17 @@ impl Ingest {
     ) -> Response<Full<Bytes>> {
         // Plain structs of strings and numbers always serialize.
         let body = serde_json::to_vec(body).unwrap_or_default();
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        self.respond(status, Bytes::from(body), retry_after)
+    }
+
+    /// A JSON response with the CORS header (and `Retry-After` if given).
+    fn respond(
+        &self,
+        status: StatusCode,
+        body: Bytes,
+        retry_after: Option<u32>,
+    ) -> Response<Full<Bytes>> {
+        let mut resp = Response::new(Full::new(body));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         h.insert(
@@ -429,12 +439,35 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn query_key(query: Option<&str>) -> Option<String> {
+/// `{"accepted":n,"rejected":[]}`, the answer to nearly every beacon:
+/// serialized once per process for every count a request can carry, and
+/// shared as static bytes (no allocation, no reference count).
+fn all_accepted(n: usize) -> Bytes {
+    fn body(accepted: usize) -> Vec<u8> {
+        let answer = Answer {
+            accepted,
+            rejected: &[],
+            error: None,
+        };
+        serde_json::to_vec(&answer).unwrap_or_default()
+    }
+    static BODIES: OnceLock<Vec<&'static [u8]>> = OnceLock::new();
+    let bodies = BODIES.get_or_init(|| {
+        (0..=MAX_EVENTS_PER_BATCH)
+            .map(|accepted| &*Box::leak(body(accepted).into_boxed_slice()))
+            .collect()
+    });
+    match bodies.get(n) {
+        Some(body) => Bytes::from_static(body),
+        None => Bytes::from(body(n)),
+    }
+}
+
+fn query_key(query: Option<&str>) -> Option<&str> {
     query?
         .split('&')
         .find_map(|kv| kv.strip_prefix("key="))
         .filter(|k| !k.is_empty())
-        .map(str::to_owned)
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
@@ -447,9 +480,8 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
         .split(';')
         .next()
         .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if mime == "application/json" || mime == "text/plain" {
+        .trim();
+    if mime.eq_ignore_ascii_case("application/json") || mime.eq_ignore_ascii_case("text/plain") {
         Ok(())
     } else {
         Err(refuse(
