@@ -51,14 +51,6 @@ struct Scanner<'a> {
 /// Positions remembered per object; later fields are looked up by name.
 const ORDER_LEN: usize = 40;
 
-/// A field's JSON value, as far as the subset goes.
-enum Value<'a> {
-    Str(&'a str),
-    Uint(u64),
-    Bool(bool),
-    Null,
-}
-
 impl<'a> Scanner<'a> {
     /// The next byte after whitespace, not consumed; `None` at the end.
     #[inline]
@@ -155,18 +147,22 @@ impl<'a> Scanner<'a> {
         push: &mut impl FnMut(&RawEvent<'a>),
     ) -> Option<()> {
         self.expect(b'[')?;
-        // One event in place, reused: RawEvent is large to move around, and
-        // only the fields an event set need the metadata's values back.
+        // One event in place, reused: RawEvent is large to move around.
+        // The events of a batch mostly write the same fields, so only those
+        // the previous event wrote and this one did not need the metadata's
+        // values back.
         let mut raw = metadata.clone();
+        let mut previous = 0;
         let mut n = 0;
         loop {
             n += 1;
             if n > MAX_EVENTS_PER_BATCH {
                 return None;
             }
-            let set = self.event(&mut raw)?;
+            let written = self.event(&mut raw)?;
+            restore(&mut raw, metadata, previous & !written);
             push(&raw);
-            restore(&mut raw, metadata, set);
+            previous = written;
             match self.peek()? {
                 b',' => self.at += 1,
                 b']' => break,
@@ -178,21 +174,23 @@ impl<'a> Scanner<'a> {
     }
 
     /// One flat event object, its fields set in `raw`; returns the fields
-    /// it named, a bit per field number.
+    /// it wrote (not those it gave as `null`), a bit per field number.
     fn event(&mut self, raw: &mut RawEvent<'a>) -> Option<u32> {
         self.expect(b'{')?;
         let mut seen = 0u32;
+        let mut written = 0u32;
         if self.peek()? == b'}' {
             self.at += 1;
-            return Some(seen);
+            return Some(written);
         }
         let mut position = 0;
         loop {
             self.expect(b'"')?;
             let field = self.key(position)?;
             position += 1;
-            let value = self.value()?;
-            if field != UNKNOWN {
+            if field == UNKNOWN {
+                self.skip_value()?;
+            } else {
                 // Each known field once: a bit per field (serde refuses
                 // duplicates, even of `null`).
                 let bit = 1u32 << field;
@@ -200,7 +198,9 @@ impl<'a> Scanner<'a> {
                     return None;
                 }
                 seen |= bit;
-                set(raw, field, value)?;
+                if read(self, raw, field)? {
+                    written |= bit;
+                }
             }
             match self.peek()? {
                 b',' => self.at += 1,
@@ -209,7 +209,7 @@ impl<'a> Scanner<'a> {
             }
         }
         self.at += 1;
-        Some(seen)
+        Some(written)
     }
 
     /// The field a key names, just after its opening quote, and its colon;
@@ -235,19 +235,67 @@ impl<'a> Scanner<'a> {
         Some(field)
     }
 
+    /// A string field's value into `slot`: whether it was written (`null`
+    /// leaves the slot as it is); `None` for any other type.
     #[inline]
-    fn value(&mut self) -> Option<Value<'a>> {
-        Some(match self.peek()? {
+    fn text(&mut self, slot: &mut Option<Cow<'a, str>>) -> Option<bool> {
+        match self.peek()? {
             b'"' => {
                 self.at += 1;
-                Value::Str(self.string_rest()?)
+                *slot = Some(Cow::Borrowed(self.string_rest()?));
+                Some(true)
             }
-            b'0'..=b'9' => Value::Uint(self.uint()?),
-            b't' => self.literal("true", Value::Bool(true))?,
-            b'f' => self.literal("false", Value::Bool(false))?,
-            b'n' => self.literal("null", Value::Null)?,
+            b'n' => self.null(),
+            _ => None,
+        }
+    }
+
+    /// A number field's value into `slot`, as [`Scanner::text`].
+    #[inline]
+    fn number(&mut self, slot: &mut Option<Number>) -> Option<bool> {
+        match self.peek()? {
+            b'0'..=b'9' => {
+                *slot = Some(Number::from(self.uint()?));
+                Some(true)
+            }
+            b'n' => self.null(),
+            _ => None,
+        }
+    }
+
+    /// A boolean field's value into `slot`, as [`Scanner::text`].
+    #[inline]
+    fn flag(&mut self, slot: &mut Option<bool>) -> Option<bool> {
+        let value = match self.peek()? {
+            b't' => self.literal("true", true)?,
+            b'f' => self.literal("false", false)?,
+            b'n' => return self.null(),
             _ => return None,
-        })
+        };
+        *slot = Some(value);
+        Some(true)
+    }
+
+    fn null(&mut self) -> Option<bool> {
+        self.literal("null", false)
+    }
+
+    /// Any scalar the subset has, read and ignored (an unknown field).
+    fn skip_value(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                self.string_rest()?;
+            }
+            b'0'..=b'9' => {
+                self.uint()?;
+            }
+            b't' => self.literal("true", ())?,
+            b'f' => self.literal("false", ())?,
+            b'n' => self.literal("null", ())?,
+            _ => return None,
+        }
+        Some(())
     }
 
     /// A string without escapes or control characters.
@@ -293,6 +341,26 @@ impl<'a> Scanner<'a> {
     /// to serde.
     #[inline]
     fn uint(&mut self) -> Option<u64> {
+        // Most numbers end within the word they start in: read at once.
+        if let Some(word) = word_at(self.bytes, self.at) {
+            let values = word ^ ZEROS;
+            let count = leading_digits(values);
+            if (1..8).contains(&count) {
+                let next = (word >> (8 * count)) as u8;
+                let leading_zero = count > 1 && word as u8 == b'0';
+                if leading_zero || matches!(next, b'.' | b'e' | b'E') {
+                    return None;
+                }
+                self.at += count;
+                return Some(digits_value(values << (64 - 8 * count)));
+            }
+        }
+        self.long_uint()
+    }
+
+    /// [`Scanner::uint`] for numbers of eight digits or more, or near the
+    /// end of the body.
+    fn long_uint(&mut self) -> Option<u64> {
         let bytes = self.bytes;
         let start = self.at;
         let mut at = start;
@@ -300,7 +368,8 @@ impl<'a> Scanner<'a> {
         // A word at a time: the digits it starts with, found and summed
         // without a branch per digit (a millisecond time has 13). 19 digits
         // cannot overflow; longer numbers are refused below.
-        loop {
+        // The byte after the digits, if any.
+        let next = loop {
             let Some(word) = word_at(bytes, at) else {
                 // Fewer than eight bytes left: one by one.
                 while let Some(&b) = bytes.get(at) {
@@ -311,7 +380,7 @@ impl<'a> Scanner<'a> {
                     n = n.wrapping_mul(10).wrapping_add(u64::from(digit));
                     at += 1;
                 }
-                break;
+                break bytes.get(at).copied();
             };
             let values = word ^ ZEROS;
             let count = leading_digits(values);
@@ -325,17 +394,17 @@ impl<'a> Scanner<'a> {
             }
             at += count;
             if count < 8 {
-                break;
+                break Some((word >> (8 * count)) as u8);
             }
-        }
+        };
         self.at = at;
         let digits = at - start;
-        let leading_zero = digits > 1 && bytes[start] == b'0';
-        let continues = matches!(bytes.get(at), Some(b'.' | b'e' | b'E'));
+        let leading_zero = digits > 1 && bytes.get(start) == Some(&b'0');
+        let continues = matches!(next, Some(b'.' | b'e' | b'E'));
         (digits <= 19 && !leading_zero && !continues).then_some(n)
     }
 
-    fn literal(&mut self, word: &str, value: Value<'a>) -> Option<Value<'a>> {
+    fn literal<T>(&mut self, word: &str, value: T) -> Option<T> {
         let end = self.at + word.len();
         (self.bytes.get(self.at..end)? == word.as_bytes()).then(|| {
             self.at = end;
@@ -486,51 +555,16 @@ macro_rules! fields {
             }
         }
 
-        /// Sets field number `field` of `raw`; `None` for a type the field
-        /// cannot hold.
+        /// Reads field number `field`'s value into `raw`: whether it was
+        /// written (not `null`); `None` for a type the field cannot hold.
         #[inline]
-        fn set<'a>(raw: &mut RawEvent<'a>, field: u8, value: Value<'a>) -> Option<()> {
+        fn read<'a>(s: &mut Scanner<'a>, raw: &mut RawEvent<'a>, field: u8) -> Option<bool> {
             match field {
-                $($number => put(&mut raw.$field, value, $kind),)*
-                _ => Some(()),
+                $($number => s.$kind(&mut raw.$field),)*
+                _ => Some(false),
             }
         }
     };
-}
-
-/// Sets `slot` to `value` read by `kind` (`None` for a type the field
-/// cannot hold); `null` leaves the slot as it is.
-#[inline]
-fn put<'a, T>(
-    slot: &mut Option<T>,
-    value: Value<'a>,
-    kind: fn(Value<'a>) -> Option<T>,
-) -> Option<()> {
-    if !matches!(value, Value::Null) {
-        *slot = Some(kind(value)?);
-    }
-    Some(())
-}
-
-fn text(value: Value<'_>) -> Option<Cow<'_, str>> {
-    match value {
-        Value::Str(s) => Some(Cow::Borrowed(s)),
-        _ => None,
-    }
-}
-
-fn number(value: Value<'_>) -> Option<Number> {
-    match value {
-        Value::Uint(n) => Some(Number::from(n)),
-        _ => None,
-    }
-}
-
-fn flag(value: Value<'_>) -> Option<bool> {
-    match value {
-        Value::Bool(b) => Some(b),
-        _ => None,
-    }
 }
 
 fields! {
@@ -609,7 +643,21 @@ mod tests {
                 assert_eq!(s.at, digits as usize, "{text}");
             }
         }
-        for refused in ["01", "12345678901234567890", "1.5", "7e3", "00000000,"] {
+        // Each refusal alone (fewer than eight bytes: read byte by byte) and
+        // followed by more body (read a word at a time).
+        for refused in [
+            "01",
+            "12345678901234567890",
+            "1.5",
+            "7e3",
+            "2E1",
+            "00000000,",
+            "01,\"padding\":1",
+            "1.5,\"padding\":1",
+            "7e3,\"padding\":1",
+            "1234567.5,\"padding\":1",
+            "123456789e1,\"padding\":1",
+        ] {
             let mut s = Scanner {
                 text: refused,
                 bytes: refused.as_bytes(),

@@ -313,6 +313,33 @@ mod scanner {
         assert_eq!(decode_scan(&odd, &checks()), None);
     }
 
+    #[test]
+    fn a_field_one_event_wrote_is_the_metadatas_again_in_the_next() {
+        // Events are read in place over the metadata: a field the previous
+        // event wrote and this one leaves out, or gives as null, must read
+        // as the metadata's value, never the previous event's.
+        let with = |cdn: &str| {
+            let mut e = sample::wire(&sample::event("v1", 1));
+            let map = e.as_object_mut().unwrap();
+            map.remove("cdn");
+            map.remove("player_name");
+            if !cdn.is_empty() {
+                map.insert("cdn".into(), serde_json::from_str(cdn).unwrap());
+            }
+            e.to_string()
+        };
+        let (own, null, absent) = (with("\"own\""), with("null"), with(""));
+        let body = format!(
+            "{{\"metadata\":{{\"cdn\":\"meta\",\"player_name\":\"p\"}},\
+             \"events\":[{own},{null},{own},{absent},{own},{own}]}}"
+        );
+        let scanned = decode_scan(&body, &checks()).expect("in the scanner's subset");
+        assert_eq!(Ok(scanned.clone()), decode_serde(&body, &checks()));
+        let cdns: Vec<&str> = scanned.accepted.iter().map(|e| &*e.cdn).collect();
+        assert_eq!(cdns, ["own", "meta", "own", "meta", "own", "own"]);
+        assert!(scanned.accepted.iter().all(|e| &*e.player_name == "p"));
+    }
+
     fn edit() -> impl Strategy<Value = (usize, u8)> {
         let bytes = b"\"\\,:{}[]0129-.eE nultrf\x01a".to_vec();
         (any::<usize>(), proptest::sample::select(bytes))
