@@ -360,6 +360,7 @@ impl<'a> Scanner<'a> {
 
     /// [`Scanner::uint`] for numbers of eight digits or more, or near the
     /// end of the body.
+    #[inline(never)]
     fn long_uint(&mut self) -> Option<u64> {
         let bytes = self.bytes;
         let start = self.at;
