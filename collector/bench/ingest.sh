@@ -44,30 +44,8 @@ start_broker() {
 }
 stop_broker() { kill "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null || true; }
 
-# Bodies timed now (the collector drops events older than an hour), as
-# compact JSON: what JSON.stringify in a browser SDK and the loadgen send.
-python3 - "$WORK" <<'PY'
-import json, sys, time
-now = int(time.time() * 1000)
-def event(view, seq, full=True):
-    e = {"view_id": view, "seq": seq, "event": "heartbeat", "ts": now, "state": "playing",
-         "watch_time_ms": 118000 + seq, "playing_time_ms": 112000, "startup_time_ms": 850,
-         "rebuffer_count": 1, "rebuffer_duration_ms": 2400, "bitrate_kbps": 4500,
-         "avg_bitrate_kbps": 4100, "dropped_frames": 12, "playhead_ms": 3600000,
-         "play_requested": True}
-    if full:
-        e.update({"view_start": now - 120000, "viewer_id": "viewer-1", "video_id": "video-42",
-                  "video_title": "Championship Final", "stream_type": "live",
-                  "player_name": "web-player", "player_version": "3.2.1", "cdn": "cdn-a"})
-    return e
-compact = {"separators": (",", ":")}
-json.dump(event("0b5c2f1e-7d3a-4c41-9e2b-000000000001", 7), open(sys.argv[1] + "/single.json", "w"), **compact)
-meta = {"view_id": "0b5c2f1e-7d3a-4c41-9e2b-000000000002", "view_start": now - 120000,
-        "viewer_id": "viewer-2", "video_id": "video-42", "video_title": "Championship Final",
-        "stream_type": "live", "player_name": "web-player", "player_version": "3.2.1", "cdn": "cdn-a"}
-events = [event(meta["view_id"], 10 + i, full=False) for i in range(20)]
-json.dump({"metadata": meta, "events": events}, open(sys.argv[1] + "/batch.json", "w"), **compact)
-PY
+# Bodies timed now, as compact JSON (see bodies.py).
+python3 "$ROOT/collector/bench/bodies.py" "$WORK"
 cat >"$WORK/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# User-space instructions per request, counted by valgrind's callgrind: the
+# collector (K=1 drain worker) for a single-event post and a 20-event SDK
+# batch, and nginx answering `return 204` as the reference. Not a test:
+# prints figures.
+#
+#   collector/bench/instructions.sh      # after `deploy/local/stack install`
+#
+# Why: on a shared, noisy machine requests/s of the same build vary by a
+# third from run to run, while instruction counts repeat to within a
+# fraction of a percent. They miss the kernel's share (the loopback TCP
+# work, a third or more of the collector's core under load) and cache
+# effects, so they complement `ingest.sh`, not replace it.
+#
+# Each server runs under callgrind (some 50x slower); after WARMUP requests
+# its counters are zeroed, then REQUESTS requests are posted with oha and
+# the counters dumped. The broker is a fresh in-memory tansu.
+#
+# Env: REQUESTS (default 2000), WARMUP (default 200), QOE_CACHE_DIR.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CACHE_DIR=${QOE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/qoe-pipeline}
+OHA="$CACHE_DIR/oha/bin/oha"
+TANSU="$CACHE_DIR/tansu-0.6.0/bin/tansu"
+REQUESTS=${REQUESTS:-2000}
+WARMUP=${WARMUP:-200}
+BROKERS=127.0.0.1:18993
+PORT=18983
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+command -v valgrind >/dev/null || { echo "install valgrind (apt-get install valgrind)"; exit 1; }
+command -v nginx >/dev/null || { echo "install nginx (apt-get install nginx-light)"; exit 1; }
+[ -x "$TANSU" ] || { echo "run deploy/local/stack install first (tansu)"; exit 1; }
+[ -x "$OHA" ] || cargo install oha --locked --root "$CACHE_DIR/oha" --quiet
+(cd "$ROOT" && cargo build --release --quiet --bin qoe-collector)
+python3 "$ROOT/collector/bench/bodies.py" "$WORK"
+
+post() { # url body n
+  "$OHA" --no-tui -n "$3" -c 8 -m POST -H 'content-type: application/json' -D "$2" "$1" >/dev/null 2>&1
+}
+wait_up() { # url
+  for _ in $(seq 150); do curl -s -o /dev/null -X OPTIONS "$1" && return; sleep 0.2; done
+  echo "server at $1 did not come up"; exit 1
+}
+# count PID URL BODY -> instructions per request after the warm-up
+count() {
+  post "$2" "$3" "$WARMUP"
+  callgrind_control --zero "$1" >/dev/null 2>&1
+  post "$2" "$3" "$REQUESTS"
+  callgrind_control --dump=measured "$1" >/dev/null 2>&1
+  local total=0 n
+  for f in "$WORK"/cg.out.*; do
+    grep -q '^desc: Trigger: dump measured' "$f" 2>/dev/null || continue
+    n=$(awk '/^summary:|^totals:/{print $2; exit}' "$f")
+    total=$((total + n))
+  done
+  rm -f "$WORK"/cg.out.*
+  echo $((total / REQUESTS))
+}
+
+echo "| server | body | instructions per request (user space) |"
+echo "| --- | --- | --- |"
+cat >"$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+master_process off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 1024; }
+http { access_log off; server { listen 127.0.0.1:$PORT; location / { return 204; } } }
+NGINX
+valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out.%p" nginx -c "$WORK/nginx.conf" 2>"$WORK/vg.log" &
+server=$!
+wait_up "http://127.0.0.1:$PORT/"
+echo "| nginx return 204 | single | $(count $server "http://127.0.0.1:$PORT/" "$WORK/single.json") |"
+kill $server; wait $server 2>/dev/null || true
+
+"$TANSU" broker --listener-url "tcp://$BROKERS" --advertised-listener-url "tcp://$BROKERS" \
+  --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/${BROKERS%:*}/${BROKERS#*:}") 2>/dev/null && break; sleep 0.2; done
+"$TANSU" topic create bench.heartbeats --partitions 8 --broker "tcp://$BROKERS" >/dev/null 2>&1 || true
+QOE_KAFKA__BROKERS=$BROKERS QOE_KAFKA__TOPIC=bench.heartbeats QOE_HTTP__LISTEN=127.0.0.1:$PORT \
+QOE_ADMIN__LISTEN=127.0.0.1:18984 QOE_PRODUCER__WORKERS=1 QOE_LOG__LEVEL=warn \
+  valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out.%p" "$ROOT/target/release/qoe-collector" 2>"$WORK/vg.log" &
+server=$!
+url="http://127.0.0.1:$PORT/v1/beacon/dev-key"
+wait_up "$url"
+for body in single batch; do
+  echo "| collector K=1 | $body | $(count $server "$url" "$WORK/$body.json") |"
+done
+kill -INT $server; wait $server 2>/dev/null || true
