@@ -1,12 +1,16 @@
-"""Writes the collector benchmarks' request bodies into DIR:
+"""Writes the collector benchmarks' request bodies into DIR, for each of
+VIEWS views (default 64) numbered i = 0, 1, ...:
 
-  single.json  one full heartbeat
-  batch.json   an SDK batch: one view's 20 heartbeats, shared fields in metadata
+  single-i.json  one full heartbeat of view i
+  batch-i.json   an SDK batch: view i's 20 heartbeats, shared fields in metadata
 
-Timed now (the collector drops events older than an hour) and written as
-compact JSON, as JSON.stringify in a browser SDK and the loadgen send them.
+A load generator that cycles through them spreads the records over the
+topic's partitions and the collector's drain workers (each view goes to one),
+as many viewers do. Timed now (the collector drops events older than an
+hour) and written as compact JSON, as JSON.stringify in a browser SDK and the
+loadgen send them.
 
-  python3 collector/bench/bodies.py DIR
+  python3 collector/bench/bodies.py DIR [VIEWS]
 """
 import json
 import sys
@@ -33,10 +37,16 @@ def write(path, body):
         json.dump(body, f, separators=(",", ":"))
 
 
+def view(i):
+    return "0b5c2f1e-7d3a-4c41-9e2b-%012d" % i
+
+
 out = sys.argv[1]
-write(out + "/single.json", event("0b5c2f1e-7d3a-4c41-9e2b-000000000001", 7))
-meta = {"view_id": "0b5c2f1e-7d3a-4c41-9e2b-000000000002", "view_start": now - 120000,
-        "viewer_id": "viewer-2", "video_id": "video-42", "video_title": "Championship Final",
-        "stream_type": "live", "player_name": "web-player", "player_version": "3.2.1", "cdn": "cdn-a"}
-write(out + "/batch.json",
-      {"metadata": meta, "events": [event(meta["view_id"], 10 + i, full=False) for i in range(20)]})
+for i in range(int(sys.argv[2]) if len(sys.argv) > 2 else 64):
+    write("%s/single-%d.json" % (out, i), event(view(i), 7))
+    meta = {"view_id": view(i), "view_start": now - 120000,
+            "viewer_id": "viewer-%d" % i, "video_id": "video-42",
+            "video_title": "Championship Final", "stream_type": "live",
+            "player_name": "web-player", "player_version": "3.2.1", "cdn": "cdn-a"}
+    write("%s/batch-%d.json" % (out, i),
+          {"metadata": meta, "events": [event(view(i), 10 + n, full=False) for n in range(20)]})

@@ -13,7 +13,8 @@
 # (the in-memory engine slows down as records pile up), pinned to CPU 1 with
 # the load generator so that CPU 0 is the collector's alone.
 #
-# Env: DURATION (default 10s), CONNS (default 64), QOE_CACHE_DIR.
+# Env: DURATION (default 10s), CONNS (default 64), VIEWS (distinct views the
+# bodies cycle through, default 64), QOE_CACHE_DIR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE_DIR=${QOE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/qoe-pipeline}
@@ -21,6 +22,7 @@ OHA="$CACHE_DIR/oha/bin/oha"
 TANSU="$CACHE_DIR/tansu-0.6.0/bin/tansu"
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
+VIEWS=${VIEWS:-64}
 BROKER_PORT=18992
 BROKERS=127.0.0.1:$BROKER_PORT
 WORK=$(mktemp -d)
@@ -44,12 +46,25 @@ start_broker() {
 }
 stop_broker() { kill "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null || true; }
 
-# Bodies timed now, as compact JSON (see bodies.py).
-python3 "$ROOT/collector/bench/bodies.py" "$WORK"
+# Bodies of VIEWS views, timed now, as compact JSON (see bodies.py). wrk
+# cycles through them (prepared once, so a request costs it no more); oha
+# sends view 0's.
+python3 "$ROOT/collector/bench/bodies.py" "$WORK" "$VIEWS"
 cat >"$WORK/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open(os.getenv("BODY"), "r"); wrk.body = f:read("*a"); f:close()
+local requests = {}
+init = function()
+  local prefix, views = os.getenv("BODY"), tonumber(os.getenv("VIEWS"))
+  for i = 0, views - 1 do
+    local f = io.open(prefix .. "-" .. i .. ".json", "r")
+    requests[#requests + 1] = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, f:read("*a"))
+    f:close()
+  end
+end
+local next = 0
+request = function()
+  next = next % #requests + 1
+  return requests[next]
+end
 LUA
 cat >"$WORK/nginx.conf" <<NGINX
 worker_processes 1;
@@ -60,9 +75,9 @@ events { worker_connections 4096; }
 http { access_log off; server { listen 127.0.0.1:$NGINX_PORT; location / { return 204; } } }
 NGINX
 
-# wrk_run URL BODY -> "req/s p50_ms p99_ms"
+# wrk_run URL BODY_PREFIX -> "req/s p50_ms p99_ms"
 wrk_run() {
-  BODY=$2 taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$1" >"$WORK/wrk.out"
+  BODY=$2 VIEWS=$VIEWS taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$1" >"$WORK/wrk.out"
   python3 - "$WORK/wrk.out" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
@@ -78,10 +93,10 @@ ok_rps = rps * (total - bad) / total
 print(f"{rps:.0f} {ok_rps:.0f} {ms(50):.2f} {ms(99):.2f} {bad}")
 PY
 }
-# oha_run URL BODY RATE -> "p50_ms p99_ms"
+# oha_run URL BODY_PREFIX RATE -> "p50_ms p99_ms"
 oha_run() {
   taskset -c 1 "$OHA" --no-tui -z "$DURATION" -c "$CONNS" -q "$3" --latency-correction -m POST \
-    -H 'content-type: application/json' -D "$2" --output-format json "$1" >"$WORK/oha.json" 2>/dev/null
+    -H 'content-type: application/json' -D "$2-0.json" --output-format json "$1" >"$WORK/oha.json" 2>/dev/null
   python3 - "$WORK/oha.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -112,7 +127,7 @@ echo "| server (CPU 0) | requests/s | accepted events/s | p50 ms | p99 ms | p50 
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 taskset -c 0 nginx -c "$WORK/nginx.conf"
 sleep 0.5
-row "nginx return 204, single" "http://127.0.0.1:$NGINX_PORT/" "$WORK/single.json" 1
+row "nginx return 204, single" "http://127.0.0.1:$NGINX_PORT/" "$WORK/single" 1
 kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
 # collector_row K NAME BODY EVENTS: a fresh broker and collector, one row.
 collector_row() {
@@ -130,6 +145,6 @@ collector_row() {
   stop_broker
 }
 for k in 1 4; do
-  collector_row "$k" single "$WORK/single.json" 1
-  collector_row "$k" "20-event batch" "$WORK/batch.json" 20
+  collector_row "$k" single "$WORK/single" 1
+  collector_row "$k" "20-event batch" "$WORK/batch" 20
 done

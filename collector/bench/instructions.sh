@@ -34,7 +34,7 @@ command -v nginx >/dev/null || { echo "install nginx (apt-get install nginx-ligh
 [ -x "$TANSU" ] || { echo "run deploy/local/stack install first (tansu)"; exit 1; }
 [ -x "$OHA" ] || cargo install oha --locked --root "$CACHE_DIR/oha" --quiet
 (cd "$ROOT" && cargo build --release --quiet --bin qoe-collector)
-python3 "$ROOT/collector/bench/bodies.py" "$WORK"
+python3 "$ROOT/collector/bench/bodies.py" "$WORK" 1
 
 post() { # url body n
   "$OHA" --no-tui -n "$3" -c 8 -m POST -H 'content-type: application/json' -D "$2" "$1" >/dev/null 2>&1
@@ -73,7 +73,7 @@ NGINX
 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out.%p" nginx -c "$WORK/nginx.conf" 2>"$WORK/vg.log" &
 server=$!
 wait_up "http://127.0.0.1:$PORT/"
-echo "| nginx return 204 | single | $(count $server "http://127.0.0.1:$PORT/" "$WORK/single.json") |"
+echo "| nginx return 204 | single | $(count $server "http://127.0.0.1:$PORT/" "$WORK/single-0.json") |"
 kill $server; wait $server 2>/dev/null || true
 
 "$TANSU" broker --listener-url "tcp://$BROKERS" --advertised-listener-url "tcp://$BROKERS" \
@@ -87,6 +87,6 @@ server=$!
 url="http://127.0.0.1:$PORT/v1/beacon/dev-key"
 wait_up "$url"
 for body in single batch; do
-  echo "| collector K=1 | $body | $(count $server "$url" "$WORK/$body.json") |"
+  echo "| collector K=1 | $body | $(count $server "$url" "$WORK/$body-0.json") |"
 done
 kill -INT $server; wait $server 2>/dev/null || true
