@@ -139,6 +139,17 @@ collector_row() {
     taskset -c 0 "$ROOT/target/release/qoe-collector" "${extra[@]}" &
   pid=$!
   for _ in $(seq 50); do curl -s -o /dev/null -X OPTIONS "http://127.0.0.1:$PORT/v1/beacon" && break; sleep 0.2; done
+  # Warm-up: one batch delivered to the broker before the load, as a load
+  # balancer's health checks give a real node time to connect. Otherwise
+  # the first half second of the flood (the producer's first connection and
+  # idempotence handshake) fills the backlog and is shed, and the row
+  # mixes start-up with steady state.
+  curl -s -o /dev/null -X POST -H 'content-type: application/json' \
+    --data-binary @"$WORK/batch-0.json" "http://127.0.0.1:$PORT/v1/beacon/dev-key"
+  for _ in $(seq 50); do
+    curl -s "http://$ADMIN/metrics" | grep -q '^qoe_collector_delivered_total [1-9]' && break
+    sleep 0.2
+  done
   row "collector K=$1, $2" "http://127.0.0.1:$PORT/v1/beacon/dev-key" "$3" "$4"
   kill -TERM $pid; wait $pid || true
   unset ADMIN
