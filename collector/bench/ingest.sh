@@ -66,14 +66,8 @@ request = function()
   return requests[next]
 end
 LUA
-cat >"$WORK/nginx.conf" <<NGINX
-worker_processes 1;
-daemon on;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err;
-events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:$NGINX_PORT; location / { return 204; } } }
-NGINX
+. "$ROOT/collector/bench/nginx.sh"
+nginx_conf "$WORK/nginx.conf" "$WORK" "$NGINX_PORT"
 
 # wrk_run URL BODY_PREFIX -> "req/s p50_ms p99_ms"
 wrk_run() {

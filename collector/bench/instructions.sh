@@ -35,6 +35,7 @@ command -v nginx >/dev/null || { echo "install nginx (apt-get install nginx-ligh
 [ -x "$OHA" ] || cargo install oha --locked --root "$CACHE_DIR/oha" --quiet
 (cd "$ROOT" && cargo build --release --quiet --bin qoe-collector)
 python3 "$ROOT/collector/bench/bodies.py" "$WORK" 1
+. "$ROOT/collector/bench/nginx.sh"
 
 post() { # url body n
   "$OHA" --no-tui -n "$3" -c 8 -m POST -H 'content-type: application/json' -D "$2" "$1" >/dev/null 2>&1
@@ -61,15 +62,7 @@ count() {
 
 echo "| server | body | instructions per request (user space) |"
 echo "| --- | --- | --- |"
-cat >"$WORK/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-master_process off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err;
-events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:$PORT; location / { return 204; } } }
-NGINX
+nginx_conf "$WORK/nginx.conf" "$WORK" "$PORT" foreground
 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out.%p" nginx -c "$WORK/nginx.conf" 2>"$WORK/vg.log" &
 server=$!
 wait_up "http://127.0.0.1:$PORT/"
