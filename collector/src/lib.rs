@@ -71,10 +71,10 @@ pub async fn run(
     let workers = cfg.producer.worker_count();
     let (channel, receivers) = channel::Channel::new(workers, backlog.clone());
     let drain = producer::Drain::start(&cfg.kafka, &cfg.producer, receivers, backlog)?;
-    let probes = vec![qoe_common::kafka::probe(
-        &cfg.kafka,
-        vec![cfg.kafka.topic.clone()],
-    )?];
+    let probes = vec![
+        qoe_common::kafka::probe(&cfg.kafka, vec![cfg.kafka.topic.clone()])?,
+        drain.probe(cfg.kafka.topic.clone()),
+    ];
     let admin = qoe_common::admin::start(&cfg.admin, probes).await?;
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await

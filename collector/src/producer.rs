@@ -26,6 +26,7 @@ use rdkafka::producer::{
 use rdkafka::{ClientConfig, ClientContext};
 
 use qoe_common::config::KafkaConfig;
+use qoe_common::health::Probe;
 use qoe_schema::record::{FORMAT_HEADER, FORMAT_VERSION};
 
 use crate::channel::{Backlog, Queued};
@@ -224,6 +225,36 @@ impl Drain {
             workers,
             abandon,
             backlog,
+        })
+    }
+
+    /// A readiness probe, `kafka_producer`: passes once the producer's own
+    /// client has reached the broker and learned `topic`'s partitions, and
+    /// from then on (the `kafka` probe keeps watching the broker). Asking
+    /// through the producer warms its connection and metadata before a load
+    /// balancer sends traffic; a node flooded before that holds every record
+    /// until the first round trips are done, and sheds once its backlog is
+    /// full.
+    pub fn probe(&self, topic: String) -> Probe {
+        let producer = self.producer.clone();
+        let reached = Arc::new(AtomicBool::new(false));
+        Probe::new("kafka_producer", move || {
+            let (producer, reached, topic) = (producer.clone(), reached.clone(), topic.clone());
+            async move {
+                if reached.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                tokio::task::spawn_blocking(move || {
+                    producer
+                        .client()
+                        .fetch_metadata(Some(&topic), Duration::from_millis(1500))
+                        .map_err(|e| format!("the producer has not reached the broker: {e}"))?;
+                    reached.store(true, Ordering::Relaxed);
+                    Ok(())
+                })
+                .await
+                .map_err(|e| format!("probe task failed: {e}"))?
+            }
         })
     }
 

@@ -34,10 +34,10 @@ async fn ready_follows_the_broker() {
     broker.start().await;
     create_topic(&broker.addr, &topic, 2).await;
     svc.wait_ready(true, Duration::from_secs(30)).await;
-    assert!(svc
-        .metrics()
-        .await
-        .contains("qoe_dependency_up{dependency=\"kafka\"} 1"));
+    let metrics = svc.metrics().await;
+    assert!(metrics.contains("qoe_dependency_up{dependency=\"kafka\"} 1"));
+    // Ready also means the producer's own client reached the broker.
+    assert!(metrics.contains("qoe_dependency_up{dependency=\"kafka_producer\"} 1"));
 
     broker.stop();
     svc.wait_ready(false, Duration::from_secs(30)).await;
