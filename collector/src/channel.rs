@@ -8,10 +8,10 @@
 //! while the broker is down.
 //!
 //! What travels is a [`Queued`] `schema::record::Record`: the events one
-//! request carried for one view, which become one Kafka record. There is one flume channel per
-//! drain worker and each view's records go to the worker
-//! `hash(view_id) % K`, so one view's heartbeats keep their order into
-//! Kafka while K workers share the serialization work.
+//! request carried for one view, which become one Kafka record. There is
+//! one flume channel per drain worker and each view's records go to the
+//! worker `hash(view_id) % K`, so one view's heartbeats keep their order
+//! into Kafka while K workers share the serialization work.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -92,7 +92,7 @@ impl Record {
         let mut groups: Vec<Vec<Event>> = Vec::new();
         for event in events {
             match groups.last_mut() {
-                Some(g) if g[0].view_id == event.view_id && g.len() < binary::MAX_EVENTS => {
+                Some(g) if same(&g[0].view_id, &event.view_id) && g.len() < binary::MAX_EVENTS => {
                     g.push(event)
                 }
                 _ => groups.push(vec![event]),
@@ -350,5 +350,11 @@ mod tests {
         assert_eq!(sizes, [max, 5]);
         assert_eq!(grouped[1].events[0].seq, max as u32 + 1);
         assert!(Record::group("p".into(), 7, Enrichment::default(), vec![]).is_empty());
+
+        // One view within the cap (an SDK batch) is one record, in order.
+        let batch: Vec<Event> = (1..=3).map(|seq| sample::event("v", seq)).collect();
+        let grouped = Record::group("p".into(), 7, Enrichment::default(), batch.clone());
+        assert_eq!(grouped.len(), 1);
+        assert_eq!(grouped[0].events, batch);
     }
 }

@@ -38,11 +38,18 @@ pub(super) fn leading_digits(values: u64) -> usize {
     (not_digit.trailing_zeros() / 8) as usize
 }
 
+/// The number the first `count` (1 to 8) digit values of `values` spell:
+/// moved to the top of the word, with zeros (leading zero digits) below.
+#[inline]
+pub(super) fn first_digits(values: u64, count: usize) -> u64 {
+    digits_value(values << (64 - 8 * count))
+}
+
 /// The number eight digit values spell, the first (most significant) in
 /// the lowest byte: pairs, then quads, then all eight combined in
 /// parallel.
 #[inline]
-pub(super) fn digits_value(v: u64) -> u64 {
+fn digits_value(v: u64) -> u64 {
     let v = (v.wrapping_mul(10) + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
     let v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_FFFF_0000_FFFF;
     (v.wrapping_mul(10_000) + (v >> 32)) & 0xFFFF_FFFF
