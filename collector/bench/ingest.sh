@@ -17,9 +17,7 @@
 # bodies cycle through, default 64), QOE_CACHE_DIR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-CACHE_DIR=${QOE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/qoe-pipeline}
-OHA="$CACHE_DIR/oha/bin/oha"
-TANSU="$CACHE_DIR/tansu-0.6.0/bin/tansu"
+. "$ROOT/collector/bench/common.sh"
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 VIEWS=${VIEWS:-64}
@@ -35,16 +33,6 @@ command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)"; exit 1;
 command -v nginx >/dev/null || { echo "install nginx (apt-get install nginx-light)"; exit 1; }
 [ -x "$OHA" ] || cargo install oha --locked --root "$CACHE_DIR/oha" --quiet
 (cd "$ROOT" && cargo build --release --quiet --bin qoe-collector)
-TOPIC=bench.heartbeats
-# start_broker: a fresh in-memory broker on CPU 1 with the topic.
-start_broker() {
-  taskset -c 1 "$TANSU" broker --listener-url "tcp://$BROKERS" --advertised-listener-url "tcp://$BROKERS" \
-    --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
-  broker_pid=$!
-  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && break; sleep 0.2; done
-  "$TANSU" topic create "$TOPIC" --partitions 8 --broker "tcp://$BROKERS" >/dev/null 2>&1 || true
-}
-stop_broker() { kill "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null || true; }
 
 # Bodies of VIEWS views, timed now, as compact JSON (see bodies.py). wrk
 # cycles through them (prepared once, so a request costs it no more); oha
@@ -66,7 +54,6 @@ request = function()
   return requests[next]
 end
 LUA
-. "$ROOT/collector/bench/nginx.sh"
 nginx_conf "$WORK/nginx.conf" "$WORK" "$NGINX_PORT"
 
 # wrk_run URL BODY_PREFIX -> "req/s p50_ms p99_ms"
@@ -125,7 +112,7 @@ row "nginx return 204, single" "http://127.0.0.1:$NGINX_PORT/" "$WORK/single" 1
 kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
 # collector_row K NAME BODY EVENTS: a fresh broker and collector, one row.
 collector_row() {
-  start_broker
+  start_broker "$BROKERS" taskset -c 1
   ADMIN=$ADMIN_ADDR
   [ -n "${RDKAFKA_CONFIG:-}" ] && extra=(--config "$RDKAFKA_CONFIG") || extra=()
   QOE_KAFKA__BROKERS=$BROKERS QOE_KAFKA__TOPIC=$TOPIC QOE_HTTP__LISTEN=127.0.0.1:$PORT \
@@ -135,9 +122,9 @@ collector_row() {
   for _ in $(seq 50); do curl -s -o /dev/null -X OPTIONS "http://127.0.0.1:$PORT/v1/beacon" && break; sleep 0.2; done
   # Warm-up: one batch delivered to the broker before the load, as a load
   # balancer's health checks give a real node time to connect. Otherwise
-  # the first half second of the flood (the producer's first connection and
-  # idempotence handshake) fills the backlog and is shed, and the row
-  # mixes start-up with steady state.
+  # the flood's first few hundred ms (the idempotent producer obtaining its
+  # id, which /readyz does not wait for) fill the backlog and are shed, and
+  # the row mixes start-up with steady state.
   curl -s -o /dev/null -X POST -H 'content-type: application/json' \
     --data-binary @"$WORK/batch-0.json" "http://127.0.0.1:$PORT/v1/beacon/dev-key"
   for _ in $(seq 50); do

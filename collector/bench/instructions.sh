@@ -19,9 +19,7 @@
 # Env: REQUESTS (default 2000), WARMUP (default 200), QOE_CACHE_DIR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-CACHE_DIR=${QOE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/qoe-pipeline}
-OHA="$CACHE_DIR/oha/bin/oha"
-TANSU="$CACHE_DIR/tansu-0.6.0/bin/tansu"
+. "$ROOT/collector/bench/common.sh"
 REQUESTS=${REQUESTS:-2000}
 WARMUP=${WARMUP:-200}
 BROKERS=127.0.0.1:18993
@@ -35,7 +33,6 @@ command -v nginx >/dev/null || { echo "install nginx (apt-get install nginx-ligh
 [ -x "$OHA" ] || cargo install oha --locked --root "$CACHE_DIR/oha" --quiet
 (cd "$ROOT" && cargo build --release --quiet --bin qoe-collector)
 python3 "$ROOT/collector/bench/bodies.py" "$WORK" 1
-. "$ROOT/collector/bench/nginx.sh"
 
 post() { # url body n
   "$OHA" --no-tui -n "$3" -c 8 -m POST -H 'content-type: application/json' -D "$2" "$1" >/dev/null 2>&1
@@ -69,11 +66,8 @@ wait_up "http://127.0.0.1:$PORT/"
 echo "| nginx return 204 | single | $(count $server "http://127.0.0.1:$PORT/" "$WORK/single-0.json") |"
 kill $server; wait $server 2>/dev/null || true
 
-"$TANSU" broker --listener-url "tcp://$BROKERS" --advertised-listener-url "tcp://$BROKERS" \
-  --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/${BROKERS%:*}/${BROKERS#*:}") 2>/dev/null && break; sleep 0.2; done
-"$TANSU" topic create bench.heartbeats --partitions 8 --broker "tcp://$BROKERS" >/dev/null 2>&1 || true
-QOE_KAFKA__BROKERS=$BROKERS QOE_KAFKA__TOPIC=bench.heartbeats QOE_HTTP__LISTEN=127.0.0.1:$PORT \
+start_broker "$BROKERS"
+QOE_KAFKA__BROKERS=$BROKERS QOE_KAFKA__TOPIC=$TOPIC QOE_HTTP__LISTEN=127.0.0.1:$PORT \
 QOE_ADMIN__LISTEN=127.0.0.1:18984 QOE_PRODUCER__WORKERS=1 QOE_LOG__LEVEL=warn \
   valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out.%p" "$ROOT/target/release/qoe-collector" 2>"$WORK/vg.log" &
 server=$!
