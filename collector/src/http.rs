@@ -40,7 +40,13 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.header_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        // Otherwise, while a request is in flight, hyper polls the socket
+        // for an early EOF, and to do so reserves a fresh 8 KiB read buffer
+        // (the old one is still shared with the request's body): one
+        // allocation and copy per request. A client that closes early only
+        // loses its own answer; the records are accepted or not all the same.
+        .half_close(true);
     builder
         .http2()
         .timer(TokioTimer::new())
