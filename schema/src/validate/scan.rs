@@ -9,13 +9,15 @@
 //! body the scanner does accept.
 //!
 //! Two things make it fast. Strings and numbers are read eight bytes at a
-//! time (the bit tricks are in `scan/words.rs`). And the events of one
-//! batch list their fields in the same order, so the scanner first checks
-//! whether a key is the one at this position in the previous event: a word
+//! time (the bit tricks are in `scan/words.rs`). And an SDK lists its
+//! fields in the same order in every event it sends, so the scanner first
+//! checks whether a key is the one at this position in the previous object
+//! of its kind — on this thread, so also in the previous request: a word
 //! comparison or three, no search for the key's end and no lookup among
 //! thirty names.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use serde_json::Number;
 
@@ -31,32 +33,61 @@ use words::{first_digits, leading_digits, specials, word_at, Key, POWERS_OF_TEN,
 /// pushes, so the caller must discard what it received — when the body is
 /// outside the subset.
 pub(super) fn scan<'a>(text: &'a str, mut push: impl FnMut(&RawEvent<'a>)) -> Option<()> {
-    let mut s = Scanner {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-        order: [UNKNOWN; ORDER_LEN],
-    };
-    match s.peek()? {
-        b'[' => s.events(&RawEvent::default(), &mut push)?,
-        b'{' => s.object(&mut push)?,
-        _ => return None,
-    }
-    (s.peek().is_none()).then_some(())
+    let mut s = Scanner::new(text, ORDERS.get());
+    let scanned = s.body(&mut push);
+    ORDERS.set(s.orders);
+    scanned
 }
+
+thread_local! {
+    /// The field orders this thread saw last, one per [`Kind`]: each request
+    /// starts from the previous one's (a guess: only speed depends on it).
+    static ORDERS: Cell<Orders> = const { Cell::new([[UNKNOWN; ORDER_LEN]; KINDS]) };
+}
+
+/// The field at each position of the previous object, per [`Kind`].
+type Orders = [[u8; ORDER_LEN]; KINDS];
+
+/// Positions remembered per object; later fields are looked up by name.
+const ORDER_LEN: usize = 40;
+
+/// Objects whose fields come in different orders: a lone event carries the
+/// fields a batch's events leave to its metadata.
+#[derive(Clone, Copy)]
+enum Kind {
+    Lone,
+    Metadata,
+    Batched,
+}
+const KINDS: usize = 3;
 
 struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
-    /// The field at each position of the previous event object.
-    order: [u8; ORDER_LEN],
+    /// The keys predicted for each kind of object, learnt as they come.
+    orders: Orders,
 }
 
-/// Positions remembered per object; later fields are looked up by name.
-const ORDER_LEN: usize = 40;
-
 impl<'a> Scanner<'a> {
+    fn new(text: &'a str, orders: Orders) -> Self {
+        Scanner {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+            orders,
+        }
+    }
+
+    fn body(&mut self, push: &mut impl FnMut(&RawEvent<'a>)) -> Option<()> {
+        match self.peek()? {
+            b'[' => self.events(&RawEvent::default(), push)?,
+            b'{' => self.object(push)?,
+            _ => return None,
+        }
+        (self.peek().is_none()).then_some(())
+    }
+
     /// The next byte after whitespace, not consumed; `None` at the end.
     #[inline]
     fn peek(&mut self) -> Option<u8> {
@@ -105,7 +136,7 @@ impl<'a> Scanner<'a> {
             self.envelope(push)
         } else {
             let mut raw = RawEvent::default();
-            self.event(&mut raw)?;
+            self.event(&mut raw, Kind::Lone)?;
             push(&raw);
             Some(())
         }
@@ -121,7 +152,7 @@ impl<'a> Scanner<'a> {
                 "metadata" if metadata.is_none() && !seen_events => {
                     self.expect(b':')?;
                     let mut raw = RawEvent::default();
-                    self.event(&mut raw)?;
+                    self.event(&mut raw, Kind::Metadata)?;
                     metadata = Some(raw);
                 }
                 "events" if !seen_events => {
@@ -164,7 +195,7 @@ impl<'a> Scanner<'a> {
             if n > MAX_EVENTS_PER_BATCH {
                 return None;
             }
-            let written = self.event(&mut raw)?;
+            let written = self.event(&mut raw, Kind::Batched)?;
             restore(&mut raw, metadata, previous & !written);
             push(&raw);
             previous = written;
@@ -180,7 +211,7 @@ impl<'a> Scanner<'a> {
 
     /// One flat event object, its fields set in `raw`; returns the fields
     /// it wrote (not those it gave as `null`), a bit per field number.
-    fn event(&mut self, raw: &mut RawEvent<'a>) -> Option<u32> {
+    fn event(&mut self, raw: &mut RawEvent<'a>, kind: Kind) -> Option<u32> {
         self.expect(b'{')?;
         let mut seen = 0u32;
         let mut written = 0u32;
@@ -191,7 +222,7 @@ impl<'a> Scanner<'a> {
         let mut position = 0;
         loop {
             self.expect(b'"')?;
-            let field = self.key(position)?;
+            let field = self.key(kind, position)?;
             position += 1;
             if field == UNKNOWN {
                 self.skip_value()?;
@@ -220,8 +251,11 @@ impl<'a> Scanner<'a> {
     /// The field a key names, just after its opening quote, and its colon;
     /// `None` for a key the scanner must leave to serde.
     #[inline]
-    fn key(&mut self, position: usize) -> Option<u8> {
-        let predicted = self.order.get(position).copied().unwrap_or(UNKNOWN);
+    fn key(&mut self, kind: Kind, position: usize) -> Option<u8> {
+        let predicted = self.orders[kind as usize]
+            .get(position)
+            .copied()
+            .unwrap_or(UNKNOWN);
         if let Some(key) = KEYS.get(usize::from(predicted)) {
             if key.is_at(self.bytes, self.at) {
                 self.at += key.len;
@@ -234,7 +268,7 @@ impl<'a> Scanner<'a> {
         if field == UNKNOWN && matches!(key, "metadata" | "events") {
             return None;
         }
-        if let Some(slot) = self.order.get_mut(position) {
+        if let Some(slot) = self.orders[kind as usize].get_mut(position) {
             *slot = field;
         }
         Some(field)
@@ -530,12 +564,7 @@ mod tests {
             n = n * 10 + u64::from(digits % 10);
             for tail in ["", ",", "}", ",\"padding\":1234567}"] {
                 let text = format!("{n}{tail}");
-                let mut s = Scanner {
-                    text: &text,
-                    bytes: text.as_bytes(),
-                    at: 0,
-                    order: [UNKNOWN; ORDER_LEN],
-                };
+                let mut s = Scanner::new(&text, [[UNKNOWN; ORDER_LEN]; KINDS]);
                 assert_eq!(s.uint(), Some(n), "{text}");
                 assert_eq!(s.at, digits as usize, "{text}");
             }
@@ -555,12 +584,7 @@ mod tests {
             "1234567.5,\"padding\":1",
             "123456789e1,\"padding\":1",
         ] {
-            let mut s = Scanner {
-                text: refused,
-                bytes: refused.as_bytes(),
-                at: 0,
-                order: [UNKNOWN; ORDER_LEN],
-            };
+            let mut s = Scanner::new(refused, [[UNKNOWN; ORDER_LEN]; KINDS]);
             assert_eq!(s.uint(), None, "{refused}");
         }
         for (word, count) in [
