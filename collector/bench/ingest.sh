@@ -13,12 +13,19 @@
 # (the in-memory engine slows down as records pile up), pinned to CPU 1 with
 # the load generator so that CPU 0 is the collector's alone.
 #
-# Env: DURATION (default 10s), CONNS (default 64), VIEWS (distinct views the
-# bodies cycle through, default 64), QOE_CACHE_DIR.
+# This machine's speed drifts by a third or more within minutes, so the
+# bench runs ROUNDS rounds, each with nginx before and after the collector
+# rows: a single-post row is compared with the mean of its round's two
+# nginx rows, and the summary gives each configuration's median (and
+# range) over the rounds.
+#
+# Env: DURATION (default 10s), ROUNDS (default 3), CONNS (default 64),
+# VIEWS (distinct views the bodies cycle through, default 64), QOE_CACHE_DIR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/collector/bench/common.sh"
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-64}
 VIEWS=${VIEWS:-64}
 BROKER_PORT=18992
@@ -97,19 +104,22 @@ drops = {m.group(1): int(float(m.group(2))) for m in
 print(", ".join(f"{k} {v}" for k, v in sorted(drops.items()) if v) or "none")'
 }
 
-row() { # name url body events_per_request
+# row NAME URL BODY EVENTS_PER_REQUEST: prints one table row and keeps
+# its figures (tab-separated) in $WORK/rows for the summary.
+row() {
   read -r rps ok p50 p99 bad < <(wrk_run "$2" "$3")
   why=$(refusals)
   read -r hp50 hp99 < <(oha_run "$2" "$3" $((${ok%.*} / 2)))
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s (%s) |\n' "$1" "$rps" "$(( ${ok%.*} * $4 ))" "$p50" "$p99" "$hp50" "$hp99" "$bad" "$why"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) |\n' "$round" "$1" "$rps" "$(( ${ok%.*} * $4 ))" "$p50" "$p99" "$hp50" "$hp99" "$bad" "$why"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$1" "$ok" "$(( ${ok%.*} * $4 ))" "$hp99" >>"$WORK/rows"
 }
 
-echo "| server (CPU 0) | requests/s | accepted events/s | p50 ms | p99 ms | p50 ms @ ½ rate | p99 ms @ ½ rate | non-2xx at max (why) |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-taskset -c 0 nginx -c "$WORK/nginx.conf"
-sleep 0.5
-row "nginx return 204, single" "http://127.0.0.1:$NGINX_PORT/" "$WORK/single" 1
-kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
+nginx_row() {
+  taskset -c 0 nginx -c "$WORK/nginx.conf"
+  sleep 0.5
+  row "nginx return 204, single" "http://127.0.0.1:$NGINX_PORT/" "$WORK/single" 1
+  kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
+}
 # collector_row K NAME BODY EVENTS: a fresh broker and collector, one row.
 collector_row() {
   start_broker "$BROKERS" taskset -c 1
@@ -136,7 +146,40 @@ collector_row() {
   unset ADMIN
   stop_broker
 }
-for k in 1 4; do
-  collector_row "$k" single "$WORK/single" 1
-  collector_row "$k" "20-event batch" "$WORK/batch" 20
+echo "| round | server (CPU 0) | requests/s | accepted events/s | p50 ms | p99 ms | p50 ms @ ½ rate | p99 ms @ ½ rate | non-2xx at max (why) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+for round in $(seq "$ROUNDS"); do
+  nginx_row
+  for k in 1 4; do
+    collector_row "$k" single "$WORK/single" 1
+    collector_row "$k" "20-event batch" "$WORK/batch" 20
+  done
+  nginx_row
 done
+
+# The summary: per configuration, the median over the rounds and the range;
+# single posts as a ratio to the mean of the same round's nginx rows.
+python3 - "$WORK/rows" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+nginx = {}
+for r, name, ok, _, _ in rows:
+    if name.startswith("nginx"):
+        nginx.setdefault(r, []).append(float(ok))
+def spread(values, fmt):
+    values = sorted(values)
+    return f"{fmt(statistics.median(values))} ({fmt(values[0])}–{fmt(values[-1])})"
+print()
+print("| configuration | requests/s | accepted events/s | × nginx of its round | p99 ms @ ½ rate |")
+print("| --- | --- | --- | --- | --- |")
+for name in dict.fromkeys(n for _, n, _, _, _ in rows):
+    mine = [row for row in rows if row[1] == name]
+    rps = [float(row[2]) for row in mine]
+    events = [float(row[3]) for row in mine]
+    ratio = [float(row[2]) / statistics.mean(nginx[row[0]]) for row in mine]
+    p99 = [float(row[4]) for row in mine]
+    print(f"| {name} | {spread(rps, lambda v: f'{v / 1000:.1f} k')} "
+          f"| {spread(events, lambda v: f'{v / 1000:.0f} k')} "
+          f"| {spread(ratio, lambda v: f'{v:.2f}') if 'single' in name else '–'} "
+          f"| {spread(p99, lambda v: f'{v:.2f}')} |")
+PY
