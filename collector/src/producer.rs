@@ -6,11 +6,14 @@
 //! timeout gave up on it (counted, logged).
 //!
 //! A worker takes everything queued in one go. While records keep coming it
-//! naps [`NAP`] between rounds instead of sleeping on the channel: a sleeping
+//! naps between rounds instead of sleeping on the channel: a sleeping
 //! receiver must be woken by every send, and on a busy node those wake-ups
 //! (a futex call and a context switch per record) cost more than the
-//! serialization. The nap adds at most a millisecond before the Kafka
-//! client's own `linger.ms`; an idle worker goes back to sleeping on the
+//! serialization. The nap is a tenth of the Kafka client's own `linger.ms`
+//! (1 to 5 ms: 5 with the default 50 ms linger), so it adds little to the
+//! time a record waits anyway, while each worker wakes at most a few hundred
+//! times a second: on a node with more workers than cores, every wake-up
+//! preempts the HTTP handlers. An idle worker goes back to sleeping on the
 //! channel, so an idle collector does not poll.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,10 +36,13 @@ use crate::channel::{Backlog, Queued};
 use crate::config::ProducerConfig;
 use crate::metrics::metrics;
 
-/// How long a busy drain worker waits between rounds.
-const NAP: Duration = Duration::from_millis(1);
-/// Empty rounds in a row after which a worker sleeps on its channel.
-const IDLE_ROUNDS: u32 = 20;
+/// How long a busy drain worker waits between rounds, for a `linger.ms`.
+fn nap(linger: Duration) -> Duration {
+    (linger / 10).clamp(Duration::from_millis(1), Duration::from_millis(5))
+}
+/// How long a worker finding nothing keeps napping before it sleeps on its
+/// channel.
+const IDLE_AFTER: Duration = Duration::from_millis(20);
 
 /// What a delivery report needs to know about its record, packed into
 /// librdkafka's per-record opaque pointer (an integer: no allocation per
@@ -205,6 +211,7 @@ impl Drain {
             client_config(kafka, cfg).create_with_context(context)?;
         let producer = Arc::new(producer);
         let abandon = Arc::new(AtomicBool::new(false));
+        let nap = nap(cfg.linger);
         epoch();
         let workers = receivers
             .into_iter()
@@ -216,7 +223,17 @@ impl Drain {
                 let topic = kafka.topic.clone();
                 std::thread::Builder::new()
                     .name(format!("kafka-drain-{i}"))
-                    .spawn(move || drain(&rx, &producer, &topic, &abandon, &backlog))
+                    .spawn(move || {
+                        let out = Output {
+                            producer: &producer,
+                            topic: &topic,
+                            abandon: &abandon,
+                            backlog: &backlog,
+                            version: FORMAT_VERSION.to_string(),
+                            buf: Vec::with_capacity(1024),
+                        };
+                        drain(&rx, out, nap)
+                    })
                     .expect("spawn a drain worker thread")
             })
             .collect();
@@ -287,21 +304,10 @@ impl Drain {
     }
 }
 
-fn drain(
-    rx: &flume::Receiver<Queued>,
-    producer: &ThreadedProducer<DeliveryContext>,
-    topic: &str,
-    abandon: &AtomicBool,
-    backlog: &Backlog,
-) {
-    let mut out = Output {
-        producer,
-        topic,
-        abandon,
-        backlog,
-        version: FORMAT_VERSION.to_string(),
-        buf: Vec::with_capacity(1024),
-    };
+/// One drain worker: sends what `rx` brings through `out` until the
+/// channel is closed and empty, in rounds `nap` apart while busy.
+fn drain(rx: &flume::Receiver<Queued>, mut out: Output<'_>, nap: Duration) {
+    let idle_rounds_before_sleep = IDLE_AFTER.as_millis() / nap.as_millis().max(1);
     let mut idle_rounds = 0;
     loop {
         let mut took = 0;
@@ -315,15 +321,15 @@ fn drain(
         }
         if took > 0 {
             idle_rounds = 0;
-            std::thread::sleep(NAP);
+            std::thread::sleep(nap);
             continue;
         }
         if rx.is_disconnected() && rx.is_empty() {
             return;
         }
         idle_rounds += 1;
-        if idle_rounds < IDLE_ROUNDS {
-            std::thread::sleep(NAP);
+        if idle_rounds < idle_rounds_before_sleep {
+            std::thread::sleep(nap);
             continue;
         }
         // Idle: sleep on the channel until the next record (or the end).
@@ -401,6 +407,15 @@ impl Output<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn naps_are_a_tenth_of_the_linger_within_one_to_five_ms() {
+        let ms = Duration::from_millis;
+        assert_eq!(nap(ms(50)), ms(5));
+        assert_eq!(nap(ms(20)), ms(2));
+        assert_eq!(nap(ms(0)), ms(1));
+        assert_eq!(nap(ms(1000)), ms(5));
+    }
 
     #[test]
     fn sent_packs_into_one_integer_and_back() {
