@@ -133,12 +133,18 @@ impl Ingest {
             Err(refusal) => self.refusal(refusal),
         };
         let m = metrics();
-        m.requests
-            .with_label_values(&[route, response.status().as_str()])
-            .inc();
-        m.request_seconds
-            .with_label_values(&[route])
-            .observe(started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        if route == "beacon" && response.status() == StatusCode::ACCEPTED {
+            m.beacon_accepted.0.inc();
+            m.beacon_accepted.1.observe(seconds);
+        } else {
+            m.requests
+                .with_label_values(&[route, response.status().as_str()])
+                .inc();
+            m.request_seconds
+                .with_label_values(&[route])
+                .observe(seconds);
+        }
         response
     }
 

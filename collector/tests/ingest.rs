@@ -139,6 +139,12 @@ async fn every_accepted_event_reaches_the_topic_enriched() {
         metrics.contains("qoe_collector_events_accepted_total 35"),
         "{metrics}"
     );
+    for line in [
+        "qoe_collector_requests_total{route=\"beacon\",status=\"202\"} 7",
+        "qoe_collector_request_seconds_count{route=\"beacon\"} 7",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]
