@@ -55,9 +55,11 @@ pub(super) fn decode_scan(text: &str, checks: &Checks) -> Option<Decoded> {
     let mut sink = Sink {
         checks,
         out: &mut out,
-        strings: Strings::default(),
+        strings: Strings::recalled(),
     };
-    scan(text, |raw| sink.accept(raw))?;
+    let scanned = scan(text, |raw| sink.accept(raw));
+    sink.strings.keep();
+    scanned?;
     let any = !out.accepted.is_empty() || !out.rejected.is_empty();
     any.then_some(out)
 }

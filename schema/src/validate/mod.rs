@@ -13,6 +13,7 @@ mod scan;
 mod tests;
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -175,7 +176,9 @@ pub fn validate(raw: &RawEvent<'_>, checks: &Checks) -> Result<Event, Rejection>
 
 /// Reuses the previous event's string when a field repeats — the events of
 /// one batch mostly share viewer, video and player — so they share one
-/// allocation instead of one each.
+/// allocation instead of one each. The scanner's path keeps them per thread
+/// from one body to the next ([`Strings::recalled`]): during a live event
+/// most requests name the same video, player and CDN.
 #[derive(Default)]
 pub(crate) struct Strings {
     last: [Option<Arc<str>>; 9],
@@ -189,9 +192,28 @@ pub(crate) struct Strings {
     source: [(usize, usize); 9],
 }
 
+thread_local! {
+    /// The strings of this thread's previous body (see [`Strings::recalled`]).
+    static KEPT: Cell<Option<Strings>> = const { Cell::new(None) };
+}
+
 // `&Cow`, not `&str`: whether a string was borrowed from the body matters.
 #[allow(clippy::ptr_arg)]
 impl Strings {
+    /// This thread's strings from its previous body, with where they came
+    /// from forgotten: that body is gone, and a new one may sit at the same
+    /// address with other text. Reuse then takes equal text.
+    pub(crate) fn recalled() -> Strings {
+        let mut strings = KEPT.take().unwrap_or_default();
+        strings.source = [(0, 0); 9];
+        strings
+    }
+
+    /// Keeps these strings for this thread's next body.
+    pub(crate) fn keep(self) {
+        KEPT.set(Some(self));
+    }
+
     const VIEW_ID: usize = 0;
     const VIEWER_ID: usize = 1;
     const VIDEO_ID: usize = 2;

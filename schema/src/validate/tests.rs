@@ -353,6 +353,27 @@ mod scanner {
     }
 
     #[test]
+    fn strings_carry_over_between_bodies_by_text_only() {
+        // A thread keeps the last body's strings: the next body's equal
+        // text shares them, and other text — even at the address the last
+        // body had — is read afresh.
+        let a = sample::wire(&sample::event("v1", 1)).to_string();
+        let first = decode_scan(&a, &checks()).expect("in the scanner's subset");
+        let again = decode_scan(&a.clone(), &checks()).expect("in the scanner's subset");
+        let (first, again) = (&first.accepted[0], &again.accepted[0]);
+        assert!(Arc::ptr_eq(&first.video_title, &again.video_title));
+        assert!(Arc::ptr_eq(&first.cdn, &again.cdn));
+        for round in 0..50 {
+            let cdn = format!("cdn-{round:03}");
+            let body = a.replacen("\"cdn\":\"cdn-a\"", &format!("\"cdn\":\"{cdn}\""), 1);
+            assert_ne!(body, a);
+            let decoded = decode_scan(&body, &checks()).expect("in the scanner's subset");
+            assert_eq!(&*decoded.accepted[0].cdn, cdn);
+            assert_eq!(Ok(decoded), decode_serde(&body, &checks()));
+        }
+    }
+
+    #[test]
     fn a_field_one_event_wrote_is_the_metadatas_again_in_the_next() {
         // Events are read in place over the metadata: a field the previous
         // event wrote and this one leaves out, or gives as null, must read
