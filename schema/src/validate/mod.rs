@@ -186,9 +186,10 @@ pub(crate) struct Strings {
     /// length; 0 when it was not borrowed). Fields taken from a batch's
     /// `metadata` are the very same slice of the body in every event, so
     /// the same address means the same text without comparing it. Only
-    /// compared, never dereferenced; a `Strings` lives for one body, which
-    /// does not move meanwhile. (An unescaped copy could be freed and its
-    /// address reused, hence borrowed slices only.)
+    /// compared, never dereferenced, and only within one body, which does
+    /// not move meanwhile: [`Strings::recalled`] forgets them between
+    /// bodies. (An unescaped copy could be freed and its address reused,
+    /// hence borrowed slices only.)
     source: [(usize, usize); 9],
 }
 
