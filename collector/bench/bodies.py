@@ -19,14 +19,14 @@ import time
 now = int(time.time() * 1000)
 
 
-def event(view, seq, full=True):
-    e = {"view_id": view, "seq": seq, "event": "heartbeat", "ts": now, "state": "playing",
+def event(i, seq, full=True):
+    e = {"view_id": view(i), "seq": seq, "event": "heartbeat", "ts": now, "state": "playing",
          "watch_time_ms": 118000 + seq, "playing_time_ms": 112000, "startup_time_ms": 850,
          "rebuffer_count": 1, "rebuffer_duration_ms": 2400, "bitrate_kbps": 4500,
          "avg_bitrate_kbps": 4100, "dropped_frames": 12, "playhead_ms": 3600000,
          "play_requested": True}
     if full:
-        e.update({"view_start": now - 120000, "viewer_id": "viewer-1", "video_id": "video-42",
+        e.update({"view_start": now - 120000, "viewer_id": "viewer-%d" % i, "video_id": "video-42",
                   "video_title": "Championship Final", "stream_type": "live",
                   "player_name": "web-player", "player_version": "3.2.1", "cdn": "cdn-a"})
     return e
@@ -43,10 +43,10 @@ def view(i):
 
 out = sys.argv[1]
 for i in range(int(sys.argv[2]) if len(sys.argv) > 2 else 64):
-    write("%s/single-%d.json" % (out, i), event(view(i), 7))
+    write("%s/single-%d.json" % (out, i), event(i, 7))
     meta = {"view_id": view(i), "view_start": now - 120000,
             "viewer_id": "viewer-%d" % i, "video_id": "video-42",
             "video_title": "Championship Final", "stream_type": "live",
             "player_name": "web-player", "player_version": "3.2.1", "cdn": "cdn-a"}
     write("%s/batch-%d.json" % (out, i),
-          {"metadata": meta, "events": [event(view(i), 10 + n, full=False) for n in range(20)]})
+          {"metadata": meta, "events": [event(i, 10 + n, full=False) for n in range(20)]})

@@ -5,6 +5,16 @@ OHA="$CACHE_DIR/oha/bin/oha"
 TANSU="$CACHE_DIR/tansu-0.6.0/bin/tansu"
 TOPIC=bench.heartbeats
 
+# need_tools CMD...: stops with what to install unless each CMD (and nginx)
+# is on PATH; builds oha into the cache once.
+need_tools() {
+  local cmd
+  for cmd in nginx "$@"; do
+    command -v "$cmd" >/dev/null || { echo "install $cmd (apt-get install ${cmd/nginx/nginx-light})"; exit 1; }
+  done
+  [ -x "$OHA" ] || cargo install oha --locked --root "$CACHE_DIR/oha" --quiet
+}
+
 # start_broker HOST:PORT [LAUNCHER...]: a fresh in-memory tansu on HOST:PORT
 # with $TOPIC (8 partitions), started through LAUNCHER if given (e.g.
 # `taskset -c 1`); its log in $WORK, its pid in broker_pid. In-memory, so

@@ -36,9 +36,7 @@ NGINX_PORT=18981
 ADMIN_ADDR=127.0.0.1:18982
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)"; exit 1; }
-command -v nginx >/dev/null || { echo "install nginx (apt-get install nginx-light)"; exit 1; }
-[ -x "$OHA" ] || cargo install oha --locked --root "$CACHE_DIR/oha" --quiet
+need_tools wrk
 (cd "$ROOT" && cargo build --release --quiet --bin qoe-collector)
 
 # Bodies of VIEWS views, timed now, as compact JSON (see bodies.py). wrk

@@ -27,10 +27,8 @@ PORT=18983
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-command -v valgrind >/dev/null || { echo "install valgrind (apt-get install valgrind)"; exit 1; }
-command -v nginx >/dev/null || { echo "install nginx (apt-get install nginx-light)"; exit 1; }
+need_tools valgrind
 [ -x "$TANSU" ] || { echo "run deploy/local/stack install first (tansu)"; exit 1; }
-[ -x "$OHA" ] || cargo install oha --locked --root "$CACHE_DIR/oha" --quiet
 (cd "$ROOT" && cargo build --release --quiet --bin qoe-collector)
 python3 "$ROOT/collector/bench/bodies.py" "$WORK" 1
 
