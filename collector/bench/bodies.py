@@ -3,6 +3,9 @@ VIEWS views (default 64) numbered i = 0, 1, ...:
 
   single-i.json  one full heartbeat of view i
   batch-i.json   an SDK batch: view i's 20 heartbeats, shared fields in metadata
+  single.lines, batch.lines
+                 the same bodies, one per line (oha -Z picks a random line
+                 per request)
 
 A load generator that cycles through them spreads the records over the
 topic's partitions and the collector's drain workers (each view goes to one),
@@ -34,7 +37,11 @@ def event(i, seq, full=True):
 
 def write(path, body):
     with open(path, "w") as f:
-        json.dump(body, f, separators=(",", ":"))
+        f.write(compact(body))
+
+
+def compact(body):
+    return json.dumps(body, separators=(",", ":"))
 
 
 def view(i):
@@ -42,11 +49,18 @@ def view(i):
 
 
 out = sys.argv[1]
+lines = {"single": [], "batch": []}
 for i in range(int(sys.argv[2]) if len(sys.argv) > 2 else 64):
-    write("%s/single-%d.json" % (out, i), event(i, 7))
+    single = event(i, 7)
+    write("%s/single-%d.json" % (out, i), single)
+    lines["single"].append(compact(single))
     meta = {"view_id": view(i), "view_start": now - 120000,
             "viewer_id": "viewer-%d" % i, "video_id": "video-42",
             "video_title": "Championship Final", "stream_type": "live",
             "player_name": "web-player", "player_version": "3.2.1", "cdn": "cdn-a"}
-    write("%s/batch-%d.json" % (out, i),
-          {"metadata": meta, "events": [event(i, 10 + n, full=False) for n in range(20)]})
+    batch = {"metadata": meta, "events": [event(i, 10 + n, full=False) for n in range(20)]}
+    write("%s/batch-%d.json" % (out, i), batch)
+    lines["batch"].append(compact(batch))
+for kind, bodies in lines.items():
+    with open("%s/%s.lines" % (out, kind), "w") as f:
+        f.write("\n".join(bodies) + "\n")

@@ -13,11 +13,12 @@
 # (the in-memory engine slows down as records pile up), pinned to CPU 1 with
 # the load generator so that CPU 0 is the collector's alone.
 #
-# This machine's speed drifts by a third or more within minutes, so the
-# bench runs ROUNDS rounds, each with nginx before and after the collector
-# rows: a single-post row is compared with the mean of its round's two
-# nginx rows, and the summary gives each configuration's median (and
-# range) over the rounds.
+# This machine's speed drifts by a third or more within minutes (the same
+# server, 20 s apart, can answer 45 k or 75 k req/s), so the bench runs
+# ROUNDS rounds. Each round runs nginx, the two single-post rows, nginx
+# again, then the batch rows: a single-post row is compared with the mean of
+# the two nginx rows just around it, and the summary gives each
+# configuration's median (and range) over the rounds.
 #
 # Env: DURATION (default 10s), ROUNDS (default 3), CONNS (default 64),
 # VIEWS (distinct views the bodies cycle through, default 64), QOE_CACHE_DIR.
@@ -41,7 +42,7 @@ need_tools wrk
 
 # Bodies of VIEWS views, timed now, as compact JSON (see bodies.py). wrk
 # cycles through them (prepared once, so a request costs it no more); oha
-# sends view 0's.
+# picks one at random per request (-Z, one body per line).
 python3 "$ROOT/collector/bench/bodies.py" "$WORK" "$VIEWS"
 cat >"$WORK/post.lua" <<'LUA'
 local requests = {}
@@ -79,15 +80,17 @@ ok_rps = rps * (total - bad) / total
 print(f"{rps:.0f} {ok_rps:.0f} {ms(50):.2f} {ms(99):.2f} {bad}")
 PY
 }
-# oha_run URL BODY_PREFIX RATE -> "p50_ms p99_ms"
+# oha_run URL BODY_PREFIX RATE -> "p50_ms p99_ms non2xx"
 oha_run() {
   taskset -c 1 "$OHA" --no-tui -z "$DURATION" -c "$CONNS" -q "$3" --latency-correction -m POST \
-    -H 'content-type: application/json' -D "$2-0.json" --output-format json "$1" >"$WORK/oha.json" 2>/dev/null
+    -H 'content-type: application/json' -Z "$2.lines" --output-format json "$1" >"$WORK/oha.json" 2>/dev/null
   python3 - "$WORK/oha.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 p = d["latencyPercentiles"]
-print(f"{p['p50']*1000:.2f} {p['p99']*1000:.2f}")
+bad = sum(n for code, n in d["statusCodeDistribution"].items() if not code.startswith("2"))
+bad += sum(d.get("errorDistribution", {}).values())
+print(f"{p['p50']*1000:.2f} {p['p99']*1000:.2f} {bad}")
 PY
 }
 
@@ -107,8 +110,8 @@ print(", ".join(f"{k} {v}" for k, v in sorted(drops.items()) if v) or "none")'
 row() {
   read -r rps ok p50 p99 bad < <(wrk_run "$2" "$3")
   why=$(refusals)
-  read -r hp50 hp99 < <(oha_run "$2" "$3" $((${ok%.*} / 2)))
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) |\n' "$round" "$1" "$rps" "$(( ${ok%.*} * $4 ))" "$p50" "$p99" "$hp50" "$hp99" "$bad" "$why"
+  read -r hp50 hp99 hbad < <(oha_run "$2" "$3" $((${ok%.*} / 2)))
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s |\n' "$round" "$1" "$rps" "$(( ${ok%.*} * $4 ))" "$p50" "$p99" "$hp50" "$hp99" "$bad" "$why" "$hbad"
   printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$1" "$ok" "$(( ${ok%.*} * $4 ))" "$hp99" >>"$WORK/rows"
 }
 
@@ -144,15 +147,13 @@ collector_row() {
   unset ADMIN
   stop_broker
 }
-echo "| round | server (CPU 0) | requests/s | accepted events/s | p50 ms | p99 ms | p50 ms @ ½ rate | p99 ms @ ½ rate | non-2xx at max (why) |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| round | server (CPU 0) | requests/s | accepted events/s | p50 ms | p99 ms | p50 ms @ ½ rate | p99 ms @ ½ rate | non-2xx at max (why) | non-2xx or errors @ ½ rate |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for round in $(seq "$ROUNDS"); do
   nginx_row
-  for k in 1 4; do
-    collector_row "$k" single "$WORK/single" 1
-    collector_row "$k" "20-event batch" "$WORK/batch" 20
-  done
+  for k in 1 4; do collector_row "$k" single "$WORK/single" 1; done
   nginx_row
+  for k in 1 4; do collector_row "$k" "20-event batch" "$WORK/batch" 20; done
 done
 
 # The summary: per configuration, the median over the rounds and the range;
