@@ -19,7 +19,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
@@ -35,6 +35,10 @@ use crate::shed::TokenBucket;
 
 /// Header carrying the property key when it is not in the path.
 pub const KEY_HEADER: &str = "x-qoe-key";
+// Header names as `HeaderName` constants: looking a header up by `&str`
+// parses the name again on every request.
+const KEY_HEADER_NAME: HeaderName = HeaderName::from_static(KEY_HEADER);
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 struct Property {
     id: String,
@@ -176,7 +180,7 @@ impl Ingest {
             ));
         }
         let key = path_key
-            .or_else(|| header_str(req.headers(), KEY_HEADER))
+            .or_else(|| header_str(req.headers(), KEY_HEADER_NAME))
             .or_else(|| query_key(req.uri().query()));
         let Some(key) = key else {
             return Err(refuse(
@@ -196,7 +200,7 @@ impl Ingest {
         let gzip = content_encoding_is_gzip(req.headers())?;
         let client_ip = self
             .enricher
-            .client_ip(peer, header_str(req.headers(), "x-forwarded-for"));
+            .client_ip(peer, header_str(req.headers(), X_FORWARDED_FOR));
         // A header value shares the request's buffer: no copy to keep it.
         let user_agent = req.headers().get(header::USER_AGENT).cloned();
         let body = self.read_body(req, gzip).await?;
@@ -310,8 +314,8 @@ impl Ingest {
                 format!("{what} exceeds {limit} bytes; send smaller batches"),
             )
         };
-        let declared = header_str(req.headers(), header::CONTENT_LENGTH.as_str())
-            .and_then(|v| v.parse::<usize>().ok());
+        let declared =
+            header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > http.max_body_bytes) {
             return Err(too_large("body", http.max_body_bytes));
         }
@@ -441,7 +445,7 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -499,9 +503,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
 }
 
 fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, Refusal> {
-    match header_str(headers, header::CONTENT_ENCODING.as_str())
-        .map(|v| v.trim().to_ascii_lowercase())
-    {
+    match header_str(headers, header::CONTENT_ENCODING).map(|v| v.trim().to_ascii_lowercase()) {
         None => Ok(false),
         Some(v) if v.is_empty() || v == "identity" => Ok(false),
         Some(v) if v == "gzip" => Ok(true),
