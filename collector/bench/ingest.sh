@@ -80,17 +80,20 @@ ok_rps = rps * (total - bad) / total
 print(f"{rps:.0f} {ok_rps:.0f} {ms(50):.2f} {ms(99):.2f} {bad}")
 PY
 }
-# oha_run URL BODY_PREFIX RATE -> "p50_ms p99_ms non2xx"
+# oha_run URL BODY_PREFIX RATE -> "p50_ms p99_ms non2xx [(why)]"
 oha_run() {
-  taskset -c 1 "$OHA" --no-tui -z "$DURATION" -c "$CONNS" -q "$3" --latency-correction -m POST \
+  taskset -c 1 "$OHA" --no-tui -z "$DURATION" -w -c "$CONNS" -q "$3" --latency-correction -m POST \
     -H 'content-type: application/json' -Z "$2.lines" --output-format json "$1" >"$WORK/oha.json" 2>/dev/null
   python3 - "$WORK/oha.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 p = d["latencyPercentiles"]
-bad = sum(n for code, n in d["statusCodeDistribution"].items() if not code.startswith("2"))
-bad += sum(d.get("errorDistribution", {}).values())
-print(f"{p['p50']*1000:.2f} {p['p99']*1000:.2f} {bad}")
+# Answers other than 2xx by status, and requests that got none by oha's
+# reason (-w waits for those in flight at the end, so none is cut off).
+bad = {code: n for code, n in d["statusCodeDistribution"].items() if not code.startswith("2")}
+bad.update(d.get("errorDistribution", {}))
+why = "; ".join(f"{k}: {n}" for k, n in bad.items())
+print(f"{p['p50']*1000:.2f} {p['p99']*1000:.2f} {sum(bad.values())}{f' ({why})' if why else ''}")
 PY
 }
 
