@@ -14,11 +14,13 @@
 # the load generator so that CPU 0 is the collector's alone.
 #
 # This machine's speed drifts by a third or more within minutes (the same
-# server, 20 s apart, can answer 45 k or 75 k req/s), so the bench runs
-# ROUNDS rounds. Each round runs nginx, the two single-post rows, nginx
-# again, then the batch rows: a single-post row is compared with the mean of
-# the two nginx rows just around it, and the summary gives each
-# configuration's median (and range) over the rounds.
+# server, 20 s apart, can answer 45 k or 75 k req/s). So each single-post
+# row measures its own reference: nginx's maximum just before and just
+# after the collector's (nginx stays up on CPU 0 throughout, idle while the
+# collector is loaded), and the row's ratio is the collector's requests/s
+# over the mean of those two. The bench runs ROUNDS rounds (an nginx row,
+# the single-post rows, nginx again, the batch rows), and the summary gives
+# each configuration's median (and range) over the rounds.
 #
 # Env: DURATION (default 10s), ROUNDS (default 3), CONNS (default 64),
 # VIEWS (distinct views the bodies cycle through, default 64), QOE_CACHE_DIR.
@@ -61,8 +63,11 @@ request = function()
 end
 LUA
 nginx_conf "$WORK/nginx.conf" "$WORK" "$NGINX_PORT"
+taskset -c 0 nginx -c "$WORK/nginx.conf"
+NGINX_URL=http://127.0.0.1:$NGINX_PORT/
+sleep 0.5
 
-# wrk_run URL BODY_PREFIX -> "req/s p50_ms p99_ms"
+# wrk_run URL BODY_PREFIX -> "req/s 2xx_req/s p50_ms p99_ms non2xx"
 wrk_run() {
   BODY=$2 VIEWS=$VIEWS taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$1" >"$WORK/wrk.out"
   python3 - "$WORK/wrk.out" <<'PY'
@@ -108,23 +113,29 @@ drops = {m.group(1): int(float(m.group(2))) for m in
 print(", ".join(f"{k} {v}" for k, v in sorted(drops.items()) if v) or "none")'
 }
 
-# row NAME URL BODY EVENTS_PER_REQUEST: prints one table row and keeps
-# its figures (tab-separated) in $WORK/rows for the summary.
+# row NAME URL BODY EVENTS_PER_REQUEST [paired]: prints one table row and
+# keeps its figures (tab-separated) in $WORK/rows for the summary. With
+# `paired`, nginx's maximum is measured just before and just after this
+# row's, as its reference.
 row() {
+  local before=- after=- around=- ratio=-
+  [ "${5:-}" = paired ] && read -r _ before _ < <(wrk_run "$NGINX_URL" "$3")
   read -r rps ok p50 p99 bad < <(wrk_run "$2" "$3")
   why=$(refusals)
+  if [ "${5:-}" = paired ]; then
+    read -r _ after _ < <(wrk_run "$NGINX_URL" "$3")
+    around=$(( (${before%.*} + ${after%.*}) / 2 ))
+    ratio=$(python3 -c "print(f'{$ok / $around:.2f}')")
+  fi
   read -r hp50 hp99 hbad < <(oha_run "$2" "$3" $((${ok%.*} / 2)))
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s |\n' "$round" "$1" "$rps" "$(( ${ok%.*} * $4 ))" "$p50" "$p99" "$hp50" "$hp99" "$bad" "$why" "$hbad"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$1" "$ok" "$(( ${ok%.*} * $4 ))" "$hp99" >>"$WORK/rows"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s | %s / %s | %s |\n' "$round" "$1" "$rps" "$(( ${ok%.*} * $4 ))" \
+    "$p50" "$p99" "$hp50" "$hp99" "$bad" "$why" "$hbad" "$before" "$after" "$ratio"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$1" "$ok" "$(( ${ok%.*} * $4 ))" "$hp99" "$around" >>"$WORK/rows"
 }
 
-nginx_row() {
-  taskset -c 0 nginx -c "$WORK/nginx.conf"
-  sleep 0.5
-  row "nginx return 204, single" "http://127.0.0.1:$NGINX_PORT/" "$WORK/single" 1
-  kill "$(cat "$WORK/nginx.pid")"; rm -f "$WORK/nginx.pid"
-}
-# collector_row K NAME BODY EVENTS: a fresh broker and collector, one row.
+nginx_row() { row "nginx return 204, single" "$NGINX_URL" "$WORK/single" 1; }
+# collector_row K NAME BODY EVENTS [paired]: a fresh broker and collector,
+# one row.
 collector_row() {
   start_broker "$BROKERS" taskset -c 1
   ADMIN=$ADMIN_ADDR
@@ -145,43 +156,39 @@ collector_row() {
     curl -s "http://$ADMIN/metrics" | grep -q '^qoe_collector_delivered_total [1-9]' && break
     sleep 0.2
   done
-  row "collector K=$1, $2" "http://127.0.0.1:$PORT/v1/beacon/dev-key" "$3" "$4"
+  row "collector K=$1, $2" "http://127.0.0.1:$PORT/v1/beacon/dev-key" "$3" "$4" "${5:-}"
   kill -TERM $pid; wait $pid || true
   unset ADMIN
   stop_broker
 }
-echo "| round | server (CPU 0) | requests/s | accepted events/s | p50 ms | p99 ms | p50 ms @ ½ rate | p99 ms @ ½ rate | non-2xx at max (why) | non-2xx or errors @ ½ rate |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| round | server (CPU 0) | requests/s | accepted events/s | p50 ms | p99 ms | p50 ms @ ½ rate | p99 ms @ ½ rate | non-2xx at max (why) | non-2xx or errors @ ½ rate | nginx req/s just before / after | × nginx |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for round in $(seq "$ROUNDS"); do
   nginx_row
-  for k in 1 4; do collector_row "$k" single "$WORK/single" 1; done
+  for k in 1 4; do collector_row "$k" single "$WORK/single" 1 paired; done
   nginx_row
   for k in 1 4; do collector_row "$k" "20-event batch" "$WORK/batch" 20; done
 done
 
 # The summary: per configuration, the median over the rounds and the range;
-# single posts as a ratio to the mean of the same round's nginx rows.
+# single posts as a ratio to the mean of nginx just before and after them.
 python3 - "$WORK/rows" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-nginx = {}
-for r, name, ok, _, _ in rows:
-    if name.startswith("nginx"):
-        nginx.setdefault(r, []).append(float(ok))
 def spread(values, fmt):
     values = sorted(values)
     return f"{fmt(statistics.median(values))} ({fmt(values[0])}–{fmt(values[-1])})"
 print()
-print("| configuration | requests/s | accepted events/s | × nginx of its round | p99 ms @ ½ rate |")
+print("| configuration | requests/s | accepted events/s | × nginx just before and after | p99 ms @ ½ rate |")
 print("| --- | --- | --- | --- | --- |")
-for name in dict.fromkeys(n for _, n, _, _, _ in rows):
+for name in dict.fromkeys(row[1] for row in rows):
     mine = [row for row in rows if row[1] == name]
     rps = [float(row[2]) for row in mine]
     events = [float(row[3]) for row in mine]
-    ratio = [float(row[2]) / statistics.mean(nginx[row[0]]) for row in mine]
+    ratio = [float(row[2]) / float(row[5]) for row in mine if row[5] != "-"]
     p99 = [float(row[4]) for row in mine]
     print(f"| {name} | {spread(rps, lambda v: f'{v / 1000:.1f} k')} "
           f"| {spread(events, lambda v: f'{v / 1000:.0f} k')} "
-          f"| {spread(ratio, lambda v: f'{v:.2f}') if 'single' in name else '–'} "
+          f"| {spread(ratio, lambda v: f'{v:.2f}') if ratio else '–'} "
           f"| {spread(p99, lambda v: f'{v:.2f}')} |")
 PY
