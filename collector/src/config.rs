@@ -86,7 +86,9 @@ pub struct IngestConfig {
     /// Country `.mmdb` (records with `country_code` or `country.iso_code`);
     /// empty = no country enrichment.
     pub geo_db: Option<PathBuf>,
-    /// ASN `.mmdb` (records with `autonomous_system_number`); empty = ASN 0.
+    /// ASN `.mmdb` (records with `autonomous_system_number`, as in GeoLite2-ASN
+    /// or DB-IP's ASN Lite); empty = ASN 0. No CC0 ASN database is published,
+    /// so `deploy/local/stack install` fetches only the country one.
     pub asn_db: Option<PathBuf>,
     /// Proxies whose `X-Forwarded-For` is trusted (exact IPs; a list, or one
     /// comma-separated string). The client IP is the last address in the
