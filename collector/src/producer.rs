@@ -56,6 +56,7 @@ struct Sent {
 
 /// Bits for the event count (records hold at most `binary::MAX_EVENTS`).
 const EVENT_BITS: u32 = 16;
+const _: () = assert!(qoe_schema::record::binary::MAX_EVENTS < 1 << EVENT_BITS);
 
 impl Sent {
     fn new(events: usize, enqueued: Instant) -> Sent {
@@ -425,6 +426,5 @@ mod tests {
             assert_eq!(Sent::unpack(sent.pack()), sent);
             assert_eq!(sent.enqueued_us, 3 * 24 * 3600 * 1_000_000);
         }
-        assert!(qoe_schema::record::binary::MAX_EVENTS < 1 << EVENT_BITS);
     }
 }
