@@ -268,6 +268,7 @@ mod tests {
         assert_eq!(e.country("8.8.8.8".parse().unwrap()), "US");
         assert_eq!(e.country("10.1.2.3".parse().unwrap()), "");
     }
+
     /// A minimal IPv4 `.mmdb` (MaxMind DB format 2.0, 24-bit records) that
     /// maps one /8 to `{"autonomous_system_number": asn}` and nothing else:
     /// no CC0 ASN database is published, and the lookup must still be tested.
@@ -276,6 +277,7 @@ mod tests {
             out.extend_from_slice(&value.to_be_bytes()[1..]);
         }
         fn string(out: &mut Vec<u8>, s: &str) {
+            assert!(s.len() < 29, "longer strings need an extended size");
             out.push(0x40 | s.len() as u8);
             out.extend_from_slice(s.as_bytes());
         }
@@ -327,13 +329,19 @@ mod tests {
         db
     }
 
-    #[test]
-    fn asn_from_the_mmdb_when_configured() {
-        let path = std::env::temp_dir().join(format!("qoe-asn-test-{}.mmdb", std::process::id()));
-        std::fs::write(&path, asn_mmdb(8, 64_500)).unwrap();
+    /// Opens an enricher whose ASN database is `bytes`, written to a
+    /// temporary file named after `test` (removed again before returning).
+    fn open_asn_db(test: &str, bytes: &[u8]) -> (Result<Enricher, OpenError>, String) {
+        let path = std::env::temp_dir().join(format!("qoe-{test}-{}.mmdb", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
         let e = Enricher::open(None, Some(&path), &[]);
         std::fs::remove_file(&path).unwrap();
-        let e = e.unwrap();
+        (e, path.display().to_string())
+    }
+
+    #[test]
+    fn asn_from_the_mmdb_when_configured() {
+        let e = open_asn_db("asn", &asn_mmdb(8, 64_500)).0.unwrap();
         assert_eq!(e.asn("8.8.8.8".parse().unwrap()), 64_500);
         assert_eq!(e.asn("8.255.0.1".parse().unwrap()), 64_500);
         assert_eq!(e.asn("9.0.0.1".parse().unwrap()), 0);
@@ -345,14 +353,8 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_an_mmdb_is_refused_with_its_path() {
-        let path = std::env::temp_dir().join(format!("qoe-not-mmdb-{}.mmdb", std::process::id()));
-        std::fs::write(&path, b"not a database").unwrap();
-        let e = Enricher::open(None, Some(&path), &[]);
-        std::fs::remove_file(&path).unwrap();
+        let (e, path) = open_asn_db("not-mmdb", b"not a database");
         let err = e.err().expect("a non-mmdb file must not open");
-        assert!(
-            err.to_string().contains(&path.display().to_string()),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&path), "{err}");
     }
 }
