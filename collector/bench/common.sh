@@ -2,7 +2,7 @@
 # cached tools are, the bench broker, and the reference server.
 CACHE_DIR=${QOE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/qoe-pipeline}
 OHA="$CACHE_DIR/oha/bin/oha"
-TANSU="$CACHE_DIR/tansu-0.6.0/bin/tansu"
+TANSU="$CACHE_DIR/tansu-0.6.0-libsql-dynostore-postgres/bin/tansu"
 TOPIC=bench.heartbeats
 
 # need_tools CMD...: stops with what to install unless each CMD (and nginx)

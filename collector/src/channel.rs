@@ -60,6 +60,13 @@ impl Backlog {
         }
     }
 
+    /// Takes room for `n` records even beyond the capacity: for records
+    /// accepted by an earlier run (the spill), which must not be refused.
+    pub fn force_reserve(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::AcqRel);
+        metrics().backlog.add(n as i64);
+    }
+
     /// Gives back `n` records' room (delivered, or given up on).
     pub fn release(&self, n: usize) {
         self.used.fetch_sub(n, Ordering::AcqRel);

@@ -130,8 +130,9 @@ pub struct ProducerConfig {
     pub channel_capacity: usize,
     /// Drain workers serializing records into Kafka; 0 = one per core.
     pub workers: usize,
-    /// How long a record may wait for the broker before it counts as failed
-    /// (`message.timeout.ms`).
+    /// How long a record may wait in the Kafka client before its delivery
+    /// counts as failed (`message.timeout.ms`); a failed record is produced
+    /// again, never dropped.
     #[serde(with = "humantime_serde")]
     pub delivery_timeout: Duration,
     /// `linger.ms`: how long the client waits to fill a batch. Bigger
@@ -144,9 +145,15 @@ pub struct ProducerConfig {
     /// `Retry-After` sent with 503s, seconds.
     pub retry_after_s: u32,
     /// On SIGTERM, how long to wait for in-flight requests and for every
-    /// accepted record to be delivered before exiting anyway.
+    /// accepted record to be delivered; what is still undelivered then is
+    /// written to `spill_dir`.
     #[serde(with = "humantime_serde")]
     pub shutdown_deadline: Duration,
+    /// Where records undelivered at the shutdown deadline are written (one
+    /// fsynced file per stop) and read back and produced again at the next
+    /// start. Must survive a restart: a persistent volume, not a tmpfs.
+    /// Relative paths resolve against the working directory.
+    pub spill_dir: PathBuf,
     /// Extra librdkafka producer properties, applied last (e.g.
     /// `"batch.num.messages" = "20000"`). For tuning; the defaults are the
     /// project's (`qoe_common::kafka::producer_config`).
@@ -162,6 +169,7 @@ impl Default for ProducerConfig {
             linger: Duration::from_millis(50),
             retry_after_s: 1,
             shutdown_deadline: Duration::from_secs(30),
+            spill_dir: PathBuf::from("spill"),
             librdkafka_options: BTreeMap::new(),
         }
     }
@@ -211,6 +219,12 @@ impl Validate for CollectorConfig {
             self.http.max_decompressed_bytes,
         )?;
         positive("producer.channel_capacity", self.producer.channel_capacity)?;
+        if self.producer.spill_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                "producer.spill_dir",
+                "must name a directory (undelivered records are kept there at shutdown)",
+            ));
+        }
         if self.http.max_decompressed_bytes < self.http.max_body_bytes {
             return Err(ConfigError::invalid(
                 "http.max_decompressed_bytes",

@@ -13,13 +13,15 @@
 //!    `Retry-After`) and enqueues each record on the worker its `view_id`
 //!    hashes to.
 //! 3. [`producer`]'s workers serialize records (`schema::record`, one Kafka
-//!    record per view and request) into one idempotent rdkafka producer,
-//!    keyed by `view_id`; delivery reports release the backlog.
+//!    record per view and request) into one rdkafka producer, keyed by
+//!    `view_id`; acknowledgements release the backlog, failed deliveries go
+//!    to [`retry`] and are produced again (still holding their room).
 //!
 //! On SIGTERM: `/readyz` turns 503, the listener closes, in-flight requests
 //! finish, the channel is drained into Kafka and every delivery report is
-//! awaited (bounded by `producer.shutdown_deadline`); then the process logs
-//! how many events were delivered and how many, if any, were not.
+//! awaited (bounded by `producer.shutdown_deadline`); what is undelivered
+//! then is written to the [`spill`] directory, which the next start reads
+//! back and produces again before deleting it.
 
 pub mod channel;
 pub mod config;
@@ -28,7 +30,9 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod producer;
+pub mod retry;
 pub mod shed;
+pub mod spill;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -48,6 +52,9 @@ pub enum CollectorError {
     /// An enrichment database could not be opened.
     #[error("enrichment (configuration keys `ingest.geo_db`, `ingest.asn_db`): {0}")]
     Enrich(#[from] enrich::OpenError),
+    /// The spill directory could not be read (a damaged file is named).
+    #[error("spill directory (configuration key `producer.spill_dir`): {0}")]
+    Spill(#[from] spill::SpillError),
     /// The ingest listener could not bind.
     #[error("cannot listen on {addr} (configuration key `http.listen`): {source}")]
     Listen {
@@ -71,6 +78,7 @@ pub async fn run(
     let workers = cfg.producer.worker_count();
     let (channel, receivers) = channel::Channel::new(workers, backlog.clone());
     let drain = producer::Drain::start(&cfg.kafka, &cfg.producer, receivers, backlog)?;
+    let spilled = replay_spill(&cfg.producer.spill_dir, &drain)?;
     let probes = vec![
         qoe_common::kafka::probe(&cfg.kafka, vec![cfg.kafka.topic.clone()])?,
         drain.probe(cfg.kafka.topic.clone()),
@@ -116,22 +124,89 @@ pub async fn run(
     let until = deadline();
     let report = tokio::task::spawn_blocking(move || drain.finish(until))
         .await
-        .unwrap_or(producer::DrainReport {
-            delivered: 0,
-            undelivered: usize::MAX,
+        .unwrap_or_else(|_| producer::DrainReport {
+            lost: usize::MAX,
+            ..Default::default()
         });
-    if report.undelivered == 0 {
+    // The old spill files are delivered, or their undelivered records are
+    // in the new one: either way they are done with.
+    if report.lost == 0 {
+        spilled.remove_all();
+    }
+    if report.spilled == 0 && report.lost == 0 {
         tracing::info!(
             delivered = report.delivered,
             "collector stopped: every accepted record delivered"
         );
+    } else if report.lost == 0 {
+        tracing::warn!(
+            delivered = report.delivered,
+            spilled = report.spilled,
+            file = %report.spill_file.as_deref().unwrap_or(std::path::Path::new("")).display(),
+            "collector stopped: records undelivered by the deadline are in the spill file and are produced at the next start"
+        );
     } else {
         tracing::error!(
             delivered = report.delivered,
-            undelivered = report.undelivered,
-            "collector stopped with accepted records not delivered by the deadline"
+            lost = report.lost,
+            "collector stopped with accepted records neither delivered nor spilled"
         );
     }
     admin.stop().await;
     Ok(())
+}
+
+/// The spill files an earlier stop left, being produced again.
+struct Spilled {
+    files: Arc<Mutex<Vec<std::path::PathBuf>>>,
+}
+
+impl Spilled {
+    fn remove_all(&self) {
+        for path in self
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            if let Err(err) = spill::remove(&path) {
+                tracing::error!(error = %err, "cannot remove a replayed spill file; its records will be produced again (duplicates are harmless downstream)");
+            }
+        }
+    }
+}
+
+/// Reads the spill directory, hands its records to the producer, and
+/// deletes the files once the broker acknowledged all of them.
+fn replay_spill(dir: &std::path::Path, drain: &producer::Drain) -> Result<Spilled, CollectorError> {
+    let loaded = spill::load(dir)?;
+    let files: Vec<_> = loaded.iter().map(|(path, _)| path.clone()).collect();
+    let frames: Vec<_> = loaded.into_iter().flat_map(|(_, frames)| frames).collect();
+    let spilled = Spilled {
+        files: Arc::new(Mutex::new(files)),
+    };
+    if frames.is_empty() {
+        return Ok(spilled);
+    }
+    let events: usize = frames.iter().map(|f| f.events).sum();
+    tracing::info!(
+        files = spilled.files.lock().map(|f| f.len()).unwrap_or(0),
+        records = frames.len(),
+        events,
+        dir = %dir.display(),
+        "producing the records an earlier stop spilled"
+    );
+    drain.replay(frames);
+    let outstanding = drain.replay_outstanding();
+    let done = Spilled {
+        files: spilled.files.clone(),
+    };
+    tokio::spawn(async move {
+        while outstanding.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        done.remove_all();
+        tracing::info!(events, "spilled records delivered; spill files removed");
+    });
+    Ok(spilled)
 }

@@ -35,8 +35,19 @@ pub struct Metrics {
     pub delivery_seconds: Histogram,
     /// Events acknowledged by the broker.
     pub delivered: IntCounter,
-    /// Events the broker never acknowledged, by reason.
-    pub delivery_failed: IntCounterVec,
+    /// Failed delivery attempts, in events, by reason (each is retried).
+    pub delivery_errors: IntCounterVec,
+    /// Events waiting to be produced again (failed, or replayed from spill).
+    pub retry_queue: IntGauge,
+    /// Events handed to the Kafka client again after a failure or from spill.
+    pub retried: IntCounter,
+    /// Events written to the spill directory at the shutdown deadline.
+    pub spilled: IntCounter,
+    /// Events read back from the spill directory at start.
+    pub replayed: IntCounter,
+    /// Accepted events lost, by reason (only `spill_failed`: the spill file
+    /// could not be written at the shutdown deadline).
+    pub lost: IntCounterVec,
     /// Open ingest connections.
     pub open_connections: IntGauge,
     /// `requests{route="beacon",status="202"}` and
@@ -122,9 +133,35 @@ pub fn metrics() -> &'static Metrics {
                 "Events acknowledged by the broker"
             )
             .expect("metric"),
-            delivery_failed: register_int_counter_vec!(
-                "qoe_collector_delivery_failed_total",
-                "Events the broker never acknowledged, by reason",
+            delivery_errors: register_int_counter_vec!(
+                "qoe_collector_delivery_errors_total",
+                "Failed delivery attempts in events, by reason; every one is retried",
+                &["reason"]
+            )
+            .expect("metric"),
+            retry_queue: register_int_gauge!(
+                "qoe_collector_retry_queue",
+                "Events waiting to be produced again (failed deliveries, spill replay)"
+            )
+            .expect("metric"),
+            retried: register_int_counter!(
+                "qoe_collector_retried_total",
+                "Events handed to the Kafka client again"
+            )
+            .expect("metric"),
+            spilled: register_int_counter!(
+                "qoe_collector_spilled_total",
+                "Events undelivered at the shutdown deadline, written to the spill directory"
+            )
+            .expect("metric"),
+            replayed: register_int_counter!(
+                "qoe_collector_replayed_total",
+                "Events read back from the spill directory at start"
+            )
+            .expect("metric"),
+            lost: register_int_counter_vec!(
+                "qoe_collector_lost_total",
+                "Accepted events lost, by reason (spill_failed)",
                 &["reason"]
             )
             .expect("metric"),

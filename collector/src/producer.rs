@@ -1,9 +1,11 @@
 //! K drain workers: each takes records (one view's events from one request)
 //! from its channel, serializes them and hands them to one shared,
-//! thread-safe rdkafka producer (idempotent, `acks=all`, lz4). Delivery
-//! reports release the backlog and feed the metrics, per event; nothing
-//! leaves the backlog until the broker acknowledged it or the delivery
-//! timeout gave up on it (counted, logged).
+//! thread-safe rdkafka producer (`acks=all`, lz4). Delivery reports
+//! release the backlog and feed the metrics, per event. Nothing leaves the
+//! backlog until the broker acknowledged it: a failed delivery, whatever its
+//! error, goes to [`crate::retry`] and is produced again, and what is still
+//! undelivered at the shutdown deadline is written to the spill directory
+//! ([`crate::spill`]) and produced again at the next start.
 //!
 //! A worker takes everything queued in one go. While records keep coming it
 //! naps between rounds instead of sleeping on the channel: a sleeping
@@ -35,6 +37,8 @@ use qoe_schema::record::{FORMAT_HEADER, FORMAT_VERSION};
 use crate::channel::{Backlog, Queued};
 use crate::config::ProducerConfig;
 use crate::metrics::metrics;
+use crate::retry::{Retries, Retry};
+use crate::spill::{self, Frame};
 
 /// How long a busy drain worker waits between rounds, for a `linger.ms`.
 fn nap(linger: Duration) -> Duration {
@@ -46,35 +50,42 @@ const IDLE_AFTER: Duration = Duration::from_millis(20);
 
 /// What a delivery report needs to know about its record, packed into
 /// librdkafka's per-record opaque pointer (an integer: no allocation per
-/// record): how many events it holds and when they were enqueued, in
-/// microseconds since a process-wide epoch.
+/// record): how many events it holds, whether it came from the spill
+/// directory, and when it was enqueued, in microseconds since a
+/// process-wide epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Sent {
-    events: usize,
+pub(crate) struct Sent {
+    pub(crate) events: usize,
+    pub(crate) replayed: bool,
     enqueued_us: usize,
 }
 
 /// Bits for the event count (records hold at most `binary::MAX_EVENTS`).
 const EVENT_BITS: u32 = 16;
 const _: () = assert!(qoe_schema::record::binary::MAX_EVENTS < 1 << EVENT_BITS);
+/// The bit after the count says "replayed from the spill directory".
+const REPLAYED_BIT: usize = 1 << EVENT_BITS;
+const TIME_SHIFT: u32 = EVENT_BITS + 1;
 
 impl Sent {
-    fn new(events: usize, enqueued: Instant) -> Sent {
+    pub(crate) fn new(events: usize, enqueued: Instant) -> Sent {
         let enqueued_us = enqueued.saturating_duration_since(epoch()).as_micros() as usize;
         Sent {
             events,
+            replayed: false,
             enqueued_us,
         }
     }
 
-    fn pack(self) -> usize {
-        self.enqueued_us << EVENT_BITS | self.events
+    pub(crate) fn pack(self) -> usize {
+        self.enqueued_us << TIME_SHIFT | usize::from(self.replayed) << EVENT_BITS | self.events
     }
 
     fn unpack(packed: usize) -> Sent {
         Sent {
             events: packed & ((1 << EVENT_BITS) - 1),
-            enqueued_us: packed >> EVENT_BITS,
+            replayed: packed & REPLAYED_BIT != 0,
+            enqueued_us: packed >> TIME_SHIFT,
         }
     }
 
@@ -89,10 +100,14 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// Counts delivery reports and releases the backlog.
+/// Counts delivery reports: an acknowledged record releases its backlog, a
+/// failed one goes to the retry queue with its bytes (still in the backlog).
 pub struct DeliveryContext {
     backlog: Arc<Backlog>,
+    retries: Retries,
     failures: RateLimitedLog,
+    /// Records from the spill directory not yet acknowledged.
+    replay_outstanding: Arc<AtomicU64>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -103,30 +118,51 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, packed: Self::DeliveryOpaque) {
         let m = metrics();
         let sent = Sent::unpack(packed);
+        m.producer_queue.sub(sent.events as i64);
         match result {
             Ok(_) => {
+                self.retries.succeeded();
                 m.delivered.inc_by(sent.events as u64);
                 m.delivery_seconds.observe(sent.age_seconds());
+                if sent.replayed {
+                    self.replay_outstanding.fetch_sub(1, Ordering::AcqRel);
+                }
+                self.backlog.release(sent.events);
             }
-            Err((err, _)) => {
+            Err((err, message)) => {
                 let reason = failure_reason(err);
-                m.delivery_failed
+                m.delivery_errors
                     .with_label_values(&[reason])
                     .inc_by(sent.events as u64);
                 self.failures.warn(reason, err);
+                use rdkafka::Message as _;
+                let frame = Frame {
+                    key: message.key().unwrap_or_default().to_vec(),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                    events: sent.events,
+                };
+                self.retries.failed(Retry { frame, sent });
             }
         }
-        m.producer_queue.sub(sent.events as i64);
-        self.backlog.release(sent.events);
     }
 }
 
-fn failure_reason(err: &KafkaError) -> &'static str {
+/// A low-cardinality name for a delivery error.
+pub(crate) fn failure_reason(err: &KafkaError) -> &'static str {
     match err.rdkafka_error_code() {
         Some(RDKafkaErrorCode::MessageTimedOut) => "timed_out",
         Some(RDKafkaErrorCode::MessageSizeTooLarge) => "too_large",
         Some(RDKafkaErrorCode::UnknownTopicOrPartition) => "unknown_topic",
         Some(RDKafkaErrorCode::TopicAuthorizationFailed) => "not_authorized",
+        Some(RDKafkaErrorCode::DuplicateSequenceNumber)
+        | Some(RDKafkaErrorCode::OutOfOrderSequenceNumber)
+        | Some(RDKafkaErrorCode::UnknownProducerId)
+        | Some(RDKafkaErrorCode::InvalidProducerEpoch) => "producer_sequence",
+        Some(RDKafkaErrorCode::Unknown) => "broker_error",
+        Some(RDKafkaErrorCode::PurgeQueue) | Some(RDKafkaErrorCode::PurgeInflight) => {
+            "purged_at_deadline"
+        }
+        Some(RDKafkaErrorCode::Fatal) => "producer_fatal",
         _ => "other",
     }
 }
@@ -157,21 +193,34 @@ impl RateLimitedLog {
     }
 }
 
-/// The running drain workers and their producer.
+/// The running drain workers, the resend thread and their producer.
 pub struct Drain {
     producer: Arc<ThreadedProducer<DeliveryContext>>,
     workers: Vec<JoinHandle<()>>,
+    resender: JoinHandle<Vec<Retry>>,
+    retries: Retries,
+    /// Set at the shutdown deadline: workers and the resender stop
+    /// producing and keep what is left for the spill.
     abandon: Arc<AtomicBool>,
+    /// What workers could not hand over before the deadline.
+    left_over: Arc<Mutex<Vec<Frame>>>,
     backlog: Arc<Backlog>,
+    spill_dir: std::path::PathBuf,
+    replay_outstanding: Arc<AtomicU64>,
 }
 
 /// What a graceful stop achieved.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct DrainReport {
     /// Events the broker acknowledged during the whole run.
     pub delivered: u64,
-    /// Events accepted but not acknowledged by the deadline (lost).
-    pub undelivered: usize,
+    /// Events undelivered at the deadline, written to `spill_file`.
+    pub spilled: usize,
+    /// The spill file written, if any.
+    pub spill_file: Option<std::path::PathBuf>,
+    /// Events accepted and neither delivered nor spilled (the spill write
+    /// failed): lost.
+    pub lost: usize,
 }
 
 /// The producer client settings for `cfg`.
@@ -197,21 +246,27 @@ pub fn client_config(kafka: &KafkaConfig, cfg: &ProducerConfig) -> ClientConfig 
 }
 
 impl Drain {
-    /// Creates the producer and starts one worker per receiver.
+    /// Creates the producer, starts one worker per receiver and the resend
+    /// thread.
     pub fn start(
         kafka: &KafkaConfig,
         cfg: &ProducerConfig,
         receivers: Vec<flume::Receiver<Queued>>,
         backlog: Arc<Backlog>,
     ) -> Result<Drain, KafkaError> {
+        let retries = Retries::default();
+        let replay_outstanding = Arc::new(AtomicU64::new(0));
         let context = DeliveryContext {
             backlog: backlog.clone(),
+            retries: retries.clone(),
             failures: RateLimitedLog::new(),
+            replay_outstanding: replay_outstanding.clone(),
         };
         let producer: ThreadedProducer<DeliveryContext> =
             client_config(kafka, cfg).create_with_context(context)?;
         let producer = Arc::new(producer);
         let abandon = Arc::new(AtomicBool::new(false));
+        let left_over = Arc::new(Mutex::new(Vec::new()));
         let nap = nap(cfg.linger);
         epoch();
         let workers = receivers
@@ -220,7 +275,8 @@ impl Drain {
             .map(|(i, rx)| {
                 let producer = producer.clone();
                 let abandon = abandon.clone();
-                let backlog = backlog.clone();
+                let retries = retries.clone();
+                let left_over = left_over.clone();
                 let topic = kafka.topic.clone();
                 std::thread::Builder::new()
                     .name(format!("kafka-drain-{i}"))
@@ -229,7 +285,8 @@ impl Drain {
                             producer: &producer,
                             topic: &topic,
                             abandon: &abandon,
-                            backlog: &backlog,
+                            retries: &retries,
+                            left_over: &left_over,
                             version: FORMAT_VERSION.to_string(),
                             buf: Vec::with_capacity(1024),
                         };
@@ -238,27 +295,65 @@ impl Drain {
                     .expect("spawn a drain worker thread")
             })
             .collect();
+        let resender = {
+            let (retries, producer) = (retries.clone(), producer.clone());
+            let (topic, stop) = (kafka.topic.clone(), abandon.clone());
+            std::thread::Builder::new()
+                .name("kafka-resend".into())
+                .spawn(move || crate::retry::resend_loop(retries, producer, topic, stop))
+                .expect("spawn the resend thread")
+        };
         Ok(Drain {
             producer,
             workers,
+            resender,
+            retries,
             abandon,
+            left_over,
             backlog,
+            spill_dir: cfg.spill_dir.clone(),
+            replay_outstanding,
         })
+    }
+
+    /// Produces the frames of earlier runs' spill files again. They take
+    /// backlog room beyond its capacity (they were accepted before), so new
+    /// requests are shed until they are delivered.
+    pub fn replay(&self, frames: Vec<Frame>) {
+        for frame in frames {
+            self.backlog.force_reserve(frame.events);
+            self.replay_outstanding.fetch_add(1, Ordering::AcqRel);
+            let mut sent = Sent::new(frame.events, Instant::now());
+            sent.replayed = true;
+            metrics().replayed.inc_by(frame.events as u64);
+            self.retries.replay(Retry { frame, sent });
+        }
+    }
+
+    /// How many replayed records the broker has not acknowledged yet.
+    pub fn replay_outstanding(&self) -> Arc<AtomicU64> {
+        self.replay_outstanding.clone()
     }
 
     /// A readiness probe, `kafka_producer`: passes once the producer's own
     /// client has reached the broker and learned `topic`'s partitions, and
-    /// from then on (the `kafka` probe keeps watching the broker). Asking
-    /// through the producer warms its connection and metadata before a load
-    /// balancer sends traffic; a node flooded before that holds every record
-    /// until the first round trips are done, and sheds once its backlog is
-    /// full.
+    /// from then on unless the client hit a fatal error (the `kafka` probe
+    /// keeps watching the broker). Asking through the producer warms its
+    /// connection and metadata before a load balancer sends traffic; a node
+    /// flooded before that holds every record until the first round trips
+    /// are done, and sheds once its backlog is full.
     pub fn probe(&self, topic: String) -> Probe {
         let producer = self.producer.clone();
         let reached = Arc::new(AtomicBool::new(false));
         Probe::new("kafka_producer", move || {
             let (producer, reached, topic) = (producer.clone(), reached.clone(), topic.clone());
             async move {
+                if let Some((code, reason)) = producer.client().fatal_error() {
+                    return Err(format!(
+                        "the producer hit a fatal error ({code:?}: {reason}); restart the \
+                         collector (SIGTERM spills what is undelivered)"
+                    ));
+                }
                 if reached.load(Ordering::Relaxed) {
                     return Ok(());
                 }
@@ -277,11 +372,12 @@ impl Drain {
     }
 
     /// Waits until every channel is drained into the producer and every
-    /// record acknowledged, or `deadline` passes. Call after the last
+    /// record acknowledged, or `deadline` passes; then writes what is still
+    /// undelivered to the spill directory. Call after the last
     /// [`crate::channel::Channel`] clone is dropped.
     pub fn finish(self, deadline: Instant) -> DrainReport {
         // Workers end when their channel is closed and empty; one stuck on a
-        // full client queue gives up at the deadline.
+        // full client queue stops producing at the deadline.
         let watchdog = {
             let abandon = self.abandon.clone();
             std::thread::spawn(move || {
@@ -294,14 +390,50 @@ impl Drain {
         for worker in self.workers {
             let _ = worker.join();
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let _ = self.producer.flush(left);
+        // Failed deliveries come back through the resend thread, so the
+        // backlog, not the client's queue, says when everything is in.
+        while self.backlog.used() > 0 && Instant::now() < deadline {
+            let _ = self.producer.flush(Duration::from_millis(50));
+        }
         self.abandon.store(true, Ordering::Relaxed);
         let _ = watchdog.join();
-        DrainReport {
-            delivered: metrics().delivered.get(),
-            undelivered: self.backlog.used(),
+        let mut frames =
+            std::mem::take(&mut *self.left_over.lock().unwrap_or_else(|e| e.into_inner()));
+        let resending = self.resender.join().unwrap_or_default();
+        if self.backlog.used() > 0 {
+            // Take the client's records back: each comes to the delivery
+            // callback as a purge error, which queues it for retry.
+            self.producer
+                .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+            let until = Instant::now() + Duration::from_secs(5);
+            while self.producer.in_flight_count() > 0 && Instant::now() < until {
+                let _ = self.producer.flush(Duration::from_millis(50));
+            }
         }
+        let retried = resending.into_iter().chain(self.retries.take_all());
+        frames.extend(retried.map(|r| r.frame));
+        let events: usize = frames.iter().map(|f| f.events).sum();
+        let mut report = DrainReport {
+            delivered: metrics().delivered.get(),
+            ..DrainReport::default()
+        };
+        match spill::write(&self.spill_dir, &frames) {
+            Ok(file) => {
+                report.spilled = events;
+                report.spill_file = file;
+                metrics().spilled.inc_by(events as u64);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, events, "cannot write the spill file: these accepted events are lost");
+                report.lost = events;
+                metrics()
+                    .lost
+                    .with_label_values(&["spill_failed"])
+                    .inc_by(events as u64);
+            }
+        }
+        self.backlog.release(events.min(self.backlog.used()));
+        report
     }
 }
 
@@ -352,24 +484,40 @@ struct Output<'a> {
     producer: &'a ThreadedProducer<DeliveryContext>,
     topic: &'a str,
     abandon: &'a AtomicBool,
-    backlog: &'a Backlog,
+    retries: &'a Retries,
+    left_over: &'a Mutex<Vec<Frame>>,
     version: String,
     buf: Vec<u8>,
 }
 
 impl Output<'_> {
     /// Serializes the record and hands it to the Kafka client, waiting while
-    /// the client's queue is full (unless the shutdown deadline passed).
+    /// the client's queue is full. After the shutdown deadline it keeps the
+    /// record for the spill; a record the client refuses goes to the retry
+    /// queue.
     fn send(&mut self, Queued { record, enqueued }: Queued) {
         let m = metrics();
         self.buf.clear();
         record.encode_into(&mut self.buf);
+        let events = record.events.len();
+        let sent = Sent::new(events, enqueued);
+        let frame = || Frame {
+            key: record.key().as_bytes().to_vec(),
+            payload: self.buf.clone(),
+            events,
+        };
+        if self.abandon.load(Ordering::Relaxed) {
+            let frame = frame();
+            self.left_over
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(frame);
+            return;
+        }
         let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
             key: FORMAT_HEADER,
             value: Some(self.version.as_str()),
         });
-        let events = record.events.len();
-        let sent = Sent::new(events, enqueued);
         let mut pending = BaseRecord::with_opaque_to(self.topic, sent.pack())
             .key(record.key())
             .payload(&self.buf)
@@ -388,16 +536,13 @@ impl Output<'_> {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 Err((err, _)) => {
-                    let reason = if self.abandon.load(Ordering::Relaxed) {
-                        "shutdown"
-                    } else {
-                        failure_reason(&err)
-                    };
-                    m.delivery_failed
+                    let reason = failure_reason(&err);
+                    m.delivery_errors
                         .with_label_values(&[reason])
                         .inc_by(events as u64);
-                    tracing::warn!(error = %err, reason, events, "record could not be handed to Kafka");
-                    self.backlog.release(events);
+                    tracing::warn!(error = %err, reason, events, "record could not be handed to Kafka; retrying");
+                    let frame = frame();
+                    self.retries.failed(Retry { frame, sent });
                     return;
                 }
             }
@@ -422,9 +567,12 @@ mod tests {
     fn sent_packs_into_one_integer_and_back() {
         let later = epoch() + Duration::from_secs(3 * 24 * 3600);
         for events in [1, 20, qoe_schema::record::binary::MAX_EVENTS] {
-            let sent = Sent::new(events, later);
-            assert_eq!(Sent::unpack(sent.pack()), sent);
-            assert_eq!(sent.enqueued_us, 3 * 24 * 3600 * 1_000_000);
+            for replayed in [false, true] {
+                let mut sent = Sent::new(events, later);
+                sent.replayed = replayed;
+                assert_eq!(Sent::unpack(sent.pack()), sent);
+                assert_eq!(sent.enqueued_us, 3 * 24 * 3600 * 1_000_000);
+            }
         }
     }
 }

@@ -180,3 +180,99 @@ async fn sigterm_under_load_delivers_every_acknowledged_event() {
         accepted.difference(&got).count()
     );
 }
+
+/// The broker is down when SIGTERM comes: what the collector acknowledged
+/// is written to the spill directory at the deadline, and the next start
+/// produces it and deletes the file, with nothing counted as lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_at_the_deadline_is_spilled_and_replayed_after_restart() {
+    let mut broker = Broker::stopped_durable();
+    broker.start().await;
+    let topic = unique("spill");
+    create_topic(&broker.addr, &topic, 2).await;
+    let spill_dir = std::env::temp_dir().join(unique("spill-restart"));
+    let settings = [
+        ("QOE_PRODUCER__SPILL_DIR", spill_dir.display().to_string()),
+        ("QOE_PRODUCER__SHUTDOWN_DEADLINE", "2s".to_owned()),
+        // Deliveries time out while the broker is down: they are retried.
+        ("QOE_PRODUCER__DELIVERY_TIMEOUT", "1s".to_owned()),
+        // An idempotent producer does not time out records already sent.
+        ("QOE_KAFKA__IDEMPOTENT_PRODUCER", "false".to_owned()),
+    ];
+    let mut first = Collector::start(&broker.addr, &topic, &settings);
+    first.svc.wait_ready(true, Duration::from_secs(30)).await;
+    let mut accepted = BTreeSet::new();
+    let (body, ids) = batch("spill-before", 0..5);
+    assert_eq!(first.post(body, &[]).await.status, 202);
+    accepted.extend(ids);
+    qoe_testkit::wait_until(Duration::from_secs(20), "the first batch delivered", || {
+        let svc = &first.svc;
+        async move {
+            svc.metrics()
+                .await
+                .contains("qoe_collector_delivered_total 5")
+        }
+    })
+    .await;
+
+    broker.stop();
+    first.svc.wait_ready(false, Duration::from_secs(30)).await;
+    for i in 0..4 {
+        let (body, ids) = batch(&format!("spill-during-{i}"), 0..10);
+        assert_eq!(first.post(body, &[]).await.status, 202);
+        accepted.extend(ids);
+    }
+    // Deliveries time out and go round the retry queue instead of away.
+    qoe_testkit::wait_until(Duration::from_secs(15), "a delivery to time out", || {
+        let svc = &first.svc;
+        async move {
+            svc.metrics()
+                .await
+                .contains("qoe_collector_delivery_errors_total{reason=\"timed_out\"}")
+        }
+    })
+    .await;
+    let status =
+        tokio::task::block_in_place(|| first.svc.process.terminate(Duration::from_secs(20)))
+            .expect("the collector exits after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    let spilled: Vec<_> = std::fs::read_dir(&spill_dir)
+        .expect("the spill directory exists")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(spilled.len(), 1, "one spill file: {spilled:?}");
+    assert!(spilled[0].extension().is_some_and(|e| e == "spill"));
+
+    broker.start().await;
+    let second = Collector::start(&broker.addr, &topic, &settings);
+    second.svc.wait_ready(true, Duration::from_secs(60)).await;
+    let records = consume_events(
+        &broker.addr,
+        &topic,
+        accepted.len(),
+        Duration::from_secs(90),
+    )
+    .await;
+    let got = ids_in(&records);
+    assert!(
+        accepted.is_subset(&got),
+        "lost: {:?}",
+        accepted.difference(&got).collect::<Vec<_>>()
+    );
+    qoe_testkit::wait_until(
+        Duration::from_secs(20),
+        "the replayed spill file to be removed",
+        || {
+            let gone = !spilled[0].exists();
+            async move { gone }
+        },
+    )
+    .await;
+    let metrics = second.svc.metrics().await;
+    assert!(
+        metrics.contains("qoe_collector_replayed_total 40"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("qoe_collector_lost_total{"), "{metrics}");
+    let _ = std::fs::remove_dir_all(&spill_dir);
+}

@@ -241,6 +241,12 @@ pub struct KafkaConfig {
     /// Socket and request timeout towards the broker.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Idempotent producers (`enable.idempotence`): the broker drops a
+    /// retried batch it already stored. An optimisation, not the guarantee:
+    /// the processor deduplicates by (view, seq) and ClickHouse collapses
+    /// replays. Off on the local tansu broker, whose sequence check fails
+    /// under load (`DuplicateSequenceNumber`, then a storage panic).
+    pub idempotent_producer: bool,
 }
 
 impl Default for KafkaConfig {
@@ -250,6 +256,7 @@ impl Default for KafkaConfig {
             topic: "qoe.heartbeats".into(),
             dead_letter_topic: "qoe.heartbeats.dlq".into(),
             request_timeout: Duration::from_secs(10),
+            idempotent_producer: true,
         }
     }
 }

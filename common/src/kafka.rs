@@ -13,13 +13,14 @@ use rdkafka::ClientConfig;
 use crate::config::KafkaConfig;
 use crate::health::Probe;
 
-/// Producer settings: idempotent (no duplicates or reordering on retry),
-/// `acks=all`, lz4, and a short linger so batches fill under load without
-/// adding visible latency when idle.
+/// Producer settings: idempotent unless `kafka.idempotent_producer` is off
+/// (no duplicates or reordering on the client's own retries), `acks=all`,
+/// lz4, and a short linger so batches fill under load without adding
+/// visible latency when idle.
 pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &kafka.brokers)
-        .set("enable.idempotence", "true")
+        .set("enable.idempotence", kafka.idempotent_producer.to_string())
         .set("acks", "all")
         .set("compression.type", "lz4")
         .set("linger.ms", "5")
@@ -71,8 +72,29 @@ pub fn probe(kafka: &KafkaConfig, topics: Vec<String>) -> Result<Probe, KafkaErr
     }))
 }
 
+/// Asks `brokers` for the metadata of `topics` once, the way the `kafka`
+/// probe does: `Err` says what is wrong (broker unreachable, storage not
+/// answering, topic missing). For scripts (`qoe-probe kafka`).
+pub fn check_once(brokers: &str, topics: &[String], timeout: Duration) -> Result<(), String> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("allow.auto.create.topics", "false")
+        .set("socket.timeout.ms", millis(timeout))
+        .set("log_level", "0")
+        .create()
+        .map_err(|e| format!("kafka client: {e}"))?;
+    check_topics_within(&client, topics, timeout)
+}
+
 fn check_topics(client: &BaseConsumer, topics: &[String]) -> Result<(), String> {
-    let timeout = Duration::from_millis(1500);
+    check_topics_within(client, topics, Duration::from_millis(1500))
+}
+
+fn check_topics_within(
+    client: &BaseConsumer,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
     for topic in topics {
         let md = client
             .fetch_metadata(Some(topic), timeout)

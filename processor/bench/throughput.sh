@@ -15,7 +15,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE_DIR=${QOE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/qoe-pipeline}
-TANSU="$CACHE_DIR/tansu-0.6.0/bin/tansu"
+TANSU="$CACHE_DIR/tansu-0.6.0-libsql-dynostore-postgres/bin/tansu"
 N=${HEARTBEATS:-2000000}
 BROKER_PORT=18993
 ADMIN_PORT=18994

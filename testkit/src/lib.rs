@@ -244,7 +244,7 @@ impl Broker {
     pub async fn start(&mut self) {
         let tansu = std::env::var("QOE_TEST_TANSU").unwrap_or_else(|_| {
             let home = std::env::var("HOME").unwrap_or_default();
-            format!("{home}/.cache/qoe-pipeline/tansu-0.6.0/bin/tansu")
+            format!("{home}/.cache/qoe-pipeline/tansu-0.6.0-libsql-dynostore-postgres/bin/tansu")
         });
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let storage = if self.dir.is_some() {

@@ -35,6 +35,14 @@ impl Collector {
             ("QOE_PROPERTIES__TESTKEY", PROPERTY.to_owned()),
             ("QOE_INGEST__TRUSTED_PROXIES", "127.0.0.1".to_owned()),
             ("QOE_PRODUCER__WORKERS", "2".to_owned()),
+            // Its own spill directory: another test's must not be replayed here.
+            (
+                "QOE_PRODUCER__SPILL_DIR",
+                std::env::temp_dir()
+                    .join(qoe_testkit::unique("spill"))
+                    .display()
+                    .to_string(),
+            ),
         ];
         if let Ok(mmdb) = std::env::var("QOE_TEST_MMDB") {
             if std::path::Path::new(&mmdb).exists() {
