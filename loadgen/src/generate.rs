@@ -6,11 +6,19 @@
 //! last two hours so the raw table's hourly partitions stay few. Each event
 //! is its own record (what a collector writes for single-event posts): the
 //! processor's costliest input per event.
+//!
+//! It is also the broker benchmark: it produces as fast as the broker
+//! acknowledges and reports records/s and the produce latency (hand-off to
+//! acknowledgement) percentiles.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
 
 use qoe_common::config::KafkaConfig;
 use qoe_schema::record::{Enrichment, Heartbeat};
@@ -24,6 +32,38 @@ pub struct Generated {
     pub views: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// Records the broker did not acknowledge.
+    pub failed: u64,
+    /// Produce latency (hand-off → acknowledgement) p50 and p99.
+    pub latency_p50: Duration,
+    pub latency_p99: Duration,
+}
+
+/// Collects each record's produce latency (the opaque is its hand-off time
+/// in microseconds since the run's start).
+struct Latencies {
+    start: Instant,
+    micros: Mutex<Vec<u32>>,
+    failed: AtomicU64,
+}
+
+impl ClientContext for &'static Latencies {}
+
+impl ProducerContext for &'static Latencies {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_us: usize) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let now_us = self.start.elapsed().as_micros() as usize;
+        let took = now_us.saturating_sub(sent_us).min(u32::MAX as usize) as u32;
+        self.micros
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(took);
+    }
 }
 
 /// Produces `heartbeats` records for `property` into `kafka.topic`.
@@ -31,13 +71,20 @@ pub fn generate(
     kafka: &KafkaConfig,
     property: &str,
     heartbeats: u64,
+    format_header: bool,
 ) -> Result<Generated, KafkaError> {
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        qoe_common::kafka::producer_config(kafka)
-            .set("linger.ms", "50")
-            .set("queue.buffering.max.messages", "1000000")
-            .set("queue.buffering.max.kbytes", "1048576")
-            .create()?;
+    // One per process: a context must outlive the producer's threads.
+    static LATENCIES: OnceLock<Latencies> = OnceLock::new();
+    let latencies = LATENCIES.get_or_init(|| Latencies {
+        start: Instant::now(),
+        micros: Mutex::new(Vec::new()),
+        failed: AtomicU64::new(0),
+    });
+    let producer: ThreadedProducer<&'static Latencies> = qoe_common::kafka::producer_config(kafka)
+        .set("linger.ms", "50")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create_with_context(latencies)?;
     let now_ms = qoe_common::clock::now_ms();
     // About 5.5 events per view in the sample model.
     let views_total = (heartbeats / 5).max(1) as usize;
@@ -56,7 +103,16 @@ pub fn generate(
             }
             let hb = Heartbeat::new(property.to_owned(), e.ts_ms + 150, Enrichment::default(), e);
             let payload = hb.encode();
-            let mut record = BaseRecord::to(&kafka.topic).key(hb.key()).payload(&payload);
+            let sent_us = latencies.start.elapsed().as_micros() as usize;
+            let mut record = BaseRecord::with_opaque_to(&kafka.topic, sent_us)
+                .key(hb.key())
+                .payload(&payload);
+            if format_header {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: qoe_schema::record::FORMAT_HEADER,
+                    value: Some("1"),
+                }));
+            }
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -76,9 +132,20 @@ pub fn generate(
         }
     }
     producer.flush(Duration::from_secs(120))?;
+    let elapsed = started.elapsed();
+    let mut micros =
+        std::mem::take(&mut *latencies.micros.lock().unwrap_or_else(|e| e.into_inner()));
+    micros.sort_unstable();
+    let pick = |q: f64| {
+        let i = ((micros.len() as f64 * q) as usize).min(micros.len().saturating_sub(1));
+        Duration::from_micros(micros.get(i).copied().unwrap_or(0) as u64)
+    };
     Ok(Generated {
         heartbeats: sent,
         views,
-        elapsed: started.elapsed(),
+        elapsed,
+        failed: latencies.failed.swap(0, Ordering::Relaxed),
+        latency_p50: pick(0.5),
+        latency_p99: pick(0.99),
     })
 }

@@ -79,7 +79,8 @@ enum Command {
         id: String,
     },
     /// Write realistic heartbeat history straight into the topic of
-    /// `[kafka]` (no collector), as fast as the broker takes it.
+    /// `[kafka]` (no collector), as fast as the broker takes it; prints
+    /// records/s and produce latency (the broker benchmark).
     Generate {
         /// How many heartbeats.
         #[arg(long)]
@@ -87,6 +88,10 @@ enum Command {
         /// Property id of the records.
         #[arg(long, default_value = "bench-property")]
         property: String,
+        /// Also send the `qoe-format` header on each record (a broker that
+        /// stores headers in rows of their own pays for it per record).
+        #[arg(long)]
+        format_header: bool,
     },
 }
 
@@ -212,15 +217,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         Command::Generate {
             heartbeats,
             property,
+            format_header,
         } => {
-            let g = qoe_loadgen::generate::generate(&cfg.kafka, &property, heartbeats)?;
+            let g =
+                qoe_loadgen::generate::generate(&cfg.kafka, &property, heartbeats, format_header)?;
             println!(
-                "generated {} heartbeats of {} views into {} in {:.1}s ({:.0}/s)",
+                "generated {} heartbeats of {} views into {} in {:.1}s ({:.0}/s); \
+                 produce latency p50 {:.0} ms, p99 {:.0} ms; {} not acknowledged",
                 g.heartbeats,
                 g.views,
                 cfg.kafka.topic,
                 g.elapsed.as_secs_f64(),
-                g.heartbeats as f64 / g.elapsed.as_secs_f64()
+                g.heartbeats as f64 / g.elapsed.as_secs_f64(),
+                g.latency_p50.as_secs_f64() * 1e3,
+                g.latency_p99.as_secs_f64() * 1e3,
+                g.failed
             );
         }
     }
