@@ -29,6 +29,18 @@ fn ids_in(records: &[(rdkafka::message::OwnedMessage, Vec<Heartbeat>)]) -> BTree
         .collect()
 }
 
+/// Reads `topic` until every id of `accepted` arrived (panics naming the
+/// missing ones after 90 s).
+async fn assert_all_in_topic(brokers: &str, topic: &str, accepted: &BTreeSet<(String, u32)>) {
+    let records = consume_events(brokers, topic, accepted.len(), Duration::from_secs(90)).await;
+    let got = ids_in(&records);
+    assert!(
+        accepted.is_subset(&got),
+        "lost: {:?}",
+        accepted.difference(&got).collect::<Vec<_>>()
+    );
+}
+
 #[tokio::test]
 async fn broker_outage_sheds_then_recovers_without_loss() {
     let mut broker = Broker::stopped_durable();
@@ -90,19 +102,7 @@ async fn broker_outage_sheds_then_recovers_without_loss() {
         .svc
         .wait_ready(true, Duration::from_secs(60))
         .await;
-    let records = consume_events(
-        &broker.addr,
-        &topic,
-        accepted.len(),
-        Duration::from_secs(90),
-    )
-    .await;
-    let got = ids_in(&records);
-    assert!(
-        accepted.is_subset(&got),
-        "lost: {:?}",
-        accepted.difference(&got).collect::<Vec<_>>()
-    );
+    assert_all_in_topic(&broker.addr, &topic, &accepted).await;
     // And it takes traffic again without a restart.
     let (body, _) = batch("after", 0..5);
     assert_eq!(collector.post(body, &[]).await.status, 202);
@@ -246,19 +246,7 @@ async fn undelivered_at_the_deadline_is_spilled_and_replayed_after_restart() {
     broker.start().await;
     let second = Collector::start(&broker.addr, &topic, &settings);
     second.svc.wait_ready(true, Duration::from_secs(60)).await;
-    let records = consume_events(
-        &broker.addr,
-        &topic,
-        accepted.len(),
-        Duration::from_secs(90),
-    )
-    .await;
-    let got = ids_in(&records);
-    assert!(
-        accepted.is_subset(&got),
-        "lost: {:?}",
-        accepted.difference(&got).collect::<Vec<_>>()
-    );
+    assert_all_in_topic(&broker.addr, &topic, &accepted).await;
     qoe_testkit::wait_until(
         Duration::from_secs(20),
         "the replayed spill file to be removed",
