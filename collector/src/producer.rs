@@ -24,7 +24,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
@@ -32,7 +31,6 @@ use rdkafka::{ClientConfig, ClientContext};
 
 use qoe_common::config::KafkaConfig;
 use qoe_common::health::Probe;
-use qoe_schema::record::{FORMAT_HEADER, FORMAT_VERSION};
 
 use crate::channel::{Backlog, Queued};
 use crate::config::ProducerConfig;
@@ -287,7 +285,6 @@ impl Drain {
                             abandon: &abandon,
                             retries: &retries,
                             left_over: &left_over,
-                            version: FORMAT_VERSION.to_string(),
                             buf: Vec::with_capacity(1024),
                         };
                         drain(&rx, out, nap)
@@ -486,7 +483,6 @@ struct Output<'a> {
     abandon: &'a AtomicBool,
     retries: &'a Retries,
     left_over: &'a Mutex<Vec<Frame>>,
-    version: String,
     buf: Vec<u8>,
 }
 
@@ -514,14 +510,11 @@ impl Output<'_> {
                 .push(frame);
             return;
         }
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: FORMAT_HEADER,
-            value: Some(self.version.as_str()),
-        });
+        // No headers: the payload's first byte is its format version, and a
+        // broker that stores headers as rows (tansu) pays for each one.
         let mut pending = BaseRecord::with_opaque_to(self.topic, sent.pack())
             .key(record.key())
-            .payload(&self.buf)
-            .headers(headers);
+            .payload(&self.buf);
         loop {
             match self.producer.send(pending) {
                 Ok(()) => {

@@ -15,10 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
-
-use qoe_schema::record::{FORMAT_HEADER, FORMAT_VERSION};
 
 use crate::metrics::metrics;
 use crate::producer::{failure_reason, DeliveryContext, Sent};
@@ -159,14 +156,9 @@ fn send(
     retry: &Retry,
     stop: &AtomicBool,
 ) -> Result<(), KafkaError> {
-    let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-        key: FORMAT_HEADER,
-        value: Some(FORMAT_VERSION.to_string().as_str()),
-    });
     let mut record = BaseRecord::with_opaque_to(topic, retry.sent.pack())
         .key(&retry.frame.key[..])
-        .payload(&retry.frame.payload[..])
-        .headers(headers);
+        .payload(&retry.frame.payload[..]);
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),

@@ -9,8 +9,8 @@
 //!
 //! Frame layout (little-endian): `u32 key_len, key, u32 payload_len,
 //! payload, u32 events, u32 crc32(all before)`. The payload is the Kafka
-//! record exactly as it was first produced (format header included by the
-//! producer), so a replay that duplicates a delivery the broker had in fact
+//! record exactly as it was first produced (its first byte is the format
+//! version), so a replay that duplicates a delivery the broker had in fact
 //! stored is an exact copy: same `received_at`, same `seq`s, collapsed
 //! downstream.
 

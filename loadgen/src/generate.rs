@@ -109,7 +109,7 @@ pub fn generate(
                 .payload(&payload);
             if format_header {
                 record = record.headers(OwnedHeaders::new().insert(Header {
-                    key: qoe_schema::record::FORMAT_HEADER,
+                    key: "qoe-format",
                     value: Some("1"),
                 }));
             }

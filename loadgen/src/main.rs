@@ -88,8 +88,9 @@ enum Command {
         /// Property id of the records.
         #[arg(long, default_value = "bench-property")]
         property: String,
-        /// Also send the `qoe-format` header on each record (a broker that
-        /// stores headers in rows of their own pays for it per record).
+        /// Also send a `qoe-format` header on each record, as collectors
+        /// before 2026-11-29 did (a broker that stores headers in rows of
+        /// their own pays for it per record).
         #[arg(long)]
         format_header: bool,
     },

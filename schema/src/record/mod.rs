@@ -2,8 +2,9 @@
 //! for one view. Encoding and decoding live here and nowhere else.
 //!
 //! Key: `view_id` (one view's events stay ordered in one partition).
-//! Value, by format version (also sent as the [`FORMAT_HEADER`] header so
-//! consumers can route by version without parsing):
+//! Value, by format version, told apart by the first byte (no Kafka header:
+//! a broker that stores headers as rows of their own, as tansu does, paid
+//! 39 % of its produce rate for one, `docs/benchmarks.md`):
 //! - **2** (written today): the compact [`binary`] encoding of a [`Record`]
 //!   — 1 to [`binary::MAX_EVENTS`] events of one view, in request order,
 //!   after the property, receive time and enrichment they share. Its first
@@ -27,8 +28,6 @@ pub mod binary;
 pub const FORMAT_VERSION: u16 = binary::VERSION as u16;
 /// The JSON format version, still decoded.
 pub const JSON_FORMAT_VERSION: u16 = 1;
-/// Kafka header carrying the format version (decimal ASCII).
-pub const FORMAT_HEADER: &str = "qoe-format";
 /// Kafka header carrying the reason a record was dead-lettered.
 pub const DEAD_LETTER_REASON_HEADER: &str = "qoe-dead-letter-reason";
 
