@@ -29,6 +29,7 @@ async fn a_short_run_verifies_and_records() {
     collector.http.listen = ([127, 0, 0, 1], ingest).into();
     collector.admin.listen = ([127, 0, 0, 1], collector_admin).into();
     collector.properties = BTreeMap::from([("lg-key".to_owned(), property.clone())]);
+    collector.producer.spill_dir = std::env::temp_dir().join(unique("run-spill"));
     let mut processor = qoe_processor::ProcessorConfig::default();
     processor.kafka = stack.kafka(&topic);
     processor.clickhouse = ch.clone();
