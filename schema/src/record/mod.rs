@@ -4,7 +4,7 @@
 //! Key: `view_id` (one view's events stay ordered in one partition).
 //! Value, by format version, told apart by the first byte (no Kafka header:
 //! a broker that stores headers as rows of their own, as tansu does, paid
-//! 39 % of its produce rate for one, `docs/benchmarks.md`):
+//! 32-45 % of its produce rate for one, `docs/benchmarks.md`):
 //! - **2** (written today): the compact [`binary`] encoding of a [`Record`]
 //!   — 1 to [`binary::MAX_EVENTS`] events of one view, in request order,
 //!   after the property, receive time and enrichment they share. Its first
