@@ -157,6 +157,7 @@ pub async fn run(
 }
 
 /// The spill files an earlier stop left, being produced again.
+#[derive(Clone)]
 struct Spilled {
     files: Arc<Mutex<Vec<std::path::PathBuf>>>,
 }
@@ -198,9 +199,7 @@ fn replay_spill(dir: &std::path::Path, drain: &producer::Drain) -> Result<Spille
     );
     drain.replay(frames);
     let outstanding = drain.replay_outstanding();
-    let done = Spilled {
-        files: spilled.files.clone(),
-    };
+    let done = spilled.clone();
     tokio::spawn(async move {
         while outstanding.load(std::sync::atomic::Ordering::Acquire) > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
