@@ -25,6 +25,7 @@ pub mod rng;
 pub mod run;
 pub mod send;
 pub mod truth;
+pub mod watch;
 pub mod wheel;
 
 use std::time::{Duration, Instant};

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use hyper::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 
-use qoe_common::config::ClickHouseConfig;
-use qoe_schema::metrics::{self, Range, Scope};
+use qoe_schema::metrics::Range;
 
 use crate::config::LoadgenConfig;
 use crate::model::Viewer;
@@ -25,6 +24,7 @@ use qoe_common::clock::now_ms;
 
 use crate::send::{self, Done, Job, Outcome, Pool};
 use crate::truth::Truth;
+use crate::watch::{backlogs, time_reads, watch_markers};
 use crate::wheel::Wheel;
 
 /// One step of a load profile: ramp to `viewers` over `ramp`, then hold.
@@ -602,112 +602,6 @@ pub fn breaches(cfg: &LoadgenConfig, r: &StepResult) -> Vec<String> {
         broken.push(format!("read_latency_p90 {:.0}ms", r.read_latency_p90_ms));
     }
     broken
-}
-
-/// Polls the store for marker views; reports `(intended send, latency s)`
-/// as each appears.
-async fn watch_markers(
-    ch: ClickHouseConfig,
-    new: flume::Receiver<(String, i64)>,
-    found: flume::Sender<(i64, f64)>,
-) {
-    let Some(shard) = qoe_common::clickhouse::shards(&ch).into_iter().next() else {
-        return;
-    };
-    let mut pending: HashMap<String, i64> = HashMap::new();
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        while let Ok((view, at)) = new.try_recv() {
-            pending.insert(view, at);
-        }
-        if pending.is_empty() {
-            continue;
-        }
-        let list: Vec<String> = pending.keys().map(|v| metrics::sql_string(v)).collect();
-        let sql = format!(
-            "SELECT DISTINCT view_id FROM {}.heartbeats WHERE view_id IN ({})",
-            ch.database,
-            list.join(",")
-        );
-        let seen_at = now_ms();
-        match shard.client.query(&sql).fetch_all::<String>().await {
-            Ok(views) => {
-                for view in views {
-                    if let Some(at) = pending.remove(&view) {
-                        let _ = found.send((at, (seen_at - at) as f64 / 1000.0));
-                    }
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "marker poll failed"),
-        }
-    }
-}
-
-/// Times the overview query the api will serve, over the run so far.
-async fn time_reads(
-    ch: ClickHouseConfig,
-    property: String,
-    started_ms: i64,
-    every: Duration,
-    out: flume::Sender<(i64, f64)>,
-) {
-    let Some(shard) = qoe_common::clickhouse::shards(&ch).into_iter().next() else {
-        return;
-    };
-    loop {
-        tokio::time::sleep(every).await;
-        let now = now_ms();
-        let scope = Scope {
-            database: &ch.database,
-            property: &property,
-            range: Range {
-                from: (started_ms / 1000) as u32,
-                to: (now / 1000) as u32 + 1,
-            },
-            now: (now / 1000) as u32,
-            inactivity_timeout_s: metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
-            max_view_s: 6 * 3600,
-        };
-        let sql = metrics::overview_sql(&scope);
-        let t = Instant::now();
-        let result = shard
-            .client
-            .query(&sql)
-            .fetch_one::<metrics::Overview>()
-            .await;
-        let ms = t.elapsed().as_secs_f64() * 1000.0;
-        match result {
-            // A failed read counts as slow as the SLO allows plus more.
-            Ok(_) => {
-                let _ = out.send((now, ms));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "read probe failed");
-                let _ = out.send((now, f64::from(u32::MAX)));
-            }
-        }
-    }
-}
-
-/// Current backlog gauges (sum over label sets), by component.
-pub async fn backlogs(cfg: &LoadgenConfig) -> Vec<(String, f64)> {
-    let mut out = Vec::new();
-    for (name, base, metric) in &cfg.target.backlogs {
-        let url = format!("{}/metrics", base.trim_end_matches('/'));
-        let value = match qoe_common::httpc::get(&url, Duration::from_secs(2)).await {
-            Ok(reply) => reply
-                .text()
-                .lines()
-                .filter(|l| {
-                    l.starts_with(metric.as_str()) && l[metric.len()..].starts_with([' ', '{'])
-                })
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum(),
-            Err(_) => f64::NAN,
-        };
-        out.push((name.clone(), value));
-    }
-    out
 }
 
 /// The component whose backlog grew the most during `r` (relative to the
