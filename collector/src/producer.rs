@@ -27,7 +27,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::{ClientConfig, ClientContext, Message as _};
 
 use qoe_common::config::KafkaConfig;
 use qoe_common::health::Probe;
@@ -133,7 +133,6 @@ impl ProducerContext for DeliveryContext {
                     .with_label_values(&[reason])
                     .inc_by(sent.events as u64);
                 self.failures.warn(reason, err);
-                use rdkafka::Message as _;
                 let frame = Frame {
                     key: message.key().unwrap_or_default().to_vec(),
                     payload: message.payload().unwrap_or_default().to_vec(),
@@ -141,6 +140,35 @@ impl ProducerContext for DeliveryContext {
                 };
                 self.retries.failed(Retry { frame, sent });
             }
+        }
+    }
+}
+
+/// Hands one record to the client, waiting while its queue is full, until
+/// `stop` is set (then the queue-full error is returned like any other).
+/// Both the drain workers and the resend thread produce through it.
+pub(crate) fn produce(
+    producer: &ThreadedProducer<DeliveryContext>,
+    topic: &str,
+    key: &[u8],
+    payload: &[u8],
+    sent: Sent,
+    stop: &AtomicBool,
+) -> Result<(), KafkaError> {
+    let mut record = BaseRecord::with_opaque_to(topic, sent.pack())
+        .key(key)
+        .payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                if !stop.load(Ordering::Relaxed) =>
+            {
+                // Backpressure from the client: wait for deliveries.
+                record = back;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err((err, _)) => return Err(err),
         }
     }
 }
@@ -488,58 +516,55 @@ struct Output<'a> {
 
 impl Output<'_> {
     /// Serializes the record and hands it to the Kafka client, waiting while
-    /// the client's queue is full. After the shutdown deadline it keeps the
-    /// record for the spill; a record the client refuses goes to the retry
-    /// queue.
+    /// the client's queue is full. At the shutdown deadline it keeps the
+    /// record for the spill instead; a record the client refuses goes to the
+    /// retry queue.
     fn send(&mut self, Queued { record, enqueued }: Queued) {
-        let m = metrics();
         self.buf.clear();
         record.encode_into(&mut self.buf);
         let events = record.events.len();
         let sent = Sent::new(events, enqueued);
-        let frame = || Frame {
-            key: record.key().as_bytes().to_vec(),
-            payload: self.buf.clone(),
+        let key = record.key().as_bytes();
+        let frame = |buf: &Vec<u8>| Frame {
+            key: key.to_vec(),
+            payload: buf.clone(),
             events,
         };
-        if self.abandon.load(Ordering::Relaxed) {
-            let frame = frame();
-            self.left_over
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(frame);
-            return;
-        }
-        // No headers: the payload's first byte is its format version, and a
-        // broker that stores headers as rows (tansu) pays for each one.
-        let mut pending = BaseRecord::with_opaque_to(self.topic, sent.pack())
-            .key(record.key())
-            .payload(&self.buf);
-        loop {
-            match self.producer.send(pending) {
+        if !self.abandon.load(Ordering::Relaxed) {
+            // No headers: the payload's first byte is its format version, and
+            // a broker that stores headers as rows (tansu) pays for each one.
+            match produce(
+                self.producer,
+                self.topic,
+                key,
+                &self.buf,
+                sent,
+                self.abandon,
+            ) {
                 Ok(()) => {
-                    m.producer_queue.add(events as i64);
+                    metrics().producer_queue.add(events as i64);
                     return;
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if !self.abandon.load(Ordering::Relaxed) =>
-                {
-                    // Backpressure from the client: wait for deliveries.
-                    pending = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((err, _)) => {
+                Err(err) if !self.abandon.load(Ordering::Relaxed) => {
                     let reason = failure_reason(&err);
-                    m.delivery_errors
+                    metrics()
+                        .delivery_errors
                         .with_label_values(&[reason])
                         .inc_by(events as u64);
                     tracing::warn!(error = %err, reason, events, "record could not be handed to Kafka; retrying");
-                    let frame = frame();
+                    let frame = frame(&self.buf);
                     self.retries.failed(Retry { frame, sent });
                     return;
                 }
+                // The deadline passed while waiting for room: spill it.
+                Err(_) => {}
             }
         }
+        let frame = frame(&self.buf);
+        self.left_over
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(frame);
     }
 }
 

@@ -14,11 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use rdkafka::producer::ThreadedProducer;
 
 use crate::metrics::metrics;
-use crate::producer::{failure_reason, DeliveryContext, Sent};
+use crate::producer::{failure_reason, produce, DeliveryContext, Sent};
 use crate::spill::Frame;
 
 /// A record to produce again, with its delivery bookkeeping.
@@ -127,7 +126,8 @@ pub fn resend_loop(
                 continue;
             }
             let events = retry.sent.events as i64;
-            match send(&producer, &topic, &retry, &stop) {
+            let (key, payload) = (&retry.frame.key[..], &retry.frame.payload[..]);
+            match produce(&producer, &topic, key, payload, retry.sent, &stop) {
                 Ok(()) => {
                     let m = metrics();
                     m.retry_queue.sub(events);
@@ -146,30 +146,6 @@ pub fn resend_loop(
             }
         }
         pending = kept;
-    }
-}
-
-/// Hands one record to the client, waiting while its queue is full.
-fn send(
-    producer: &ThreadedProducer<DeliveryContext>,
-    topic: &str,
-    retry: &Retry,
-    stop: &AtomicBool,
-) -> Result<(), KafkaError> {
-    let mut record = BaseRecord::with_opaque_to(topic, retry.sent.pack())
-        .key(&retry.frame.key[..])
-        .payload(&retry.frame.payload[..]);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                if !stop.load(Ordering::Relaxed) =>
-            {
-                record = back;
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err((err, _)) => return Err(err),
-        }
     }
 }
 

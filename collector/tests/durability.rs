@@ -205,15 +205,10 @@ async fn undelivered_at_the_deadline_is_spilled_and_replayed_after_restart() {
     let (body, ids) = batch("spill-before", 0..5);
     assert_eq!(first.post(body, &[]).await.status, 202);
     accepted.extend(ids);
-    qoe_testkit::wait_until(Duration::from_secs(20), "the first batch delivered", || {
-        let svc = &first.svc;
-        async move {
-            svc.metrics()
-                .await
-                .contains("qoe_collector_delivered_total 5")
-        }
-    })
-    .await;
+    first
+        .svc
+        .wait_metric("qoe_collector_delivered_total 5", Duration::from_secs(20))
+        .await;
 
     broker.stop();
     first.svc.wait_ready(false, Duration::from_secs(30)).await;
@@ -223,15 +218,13 @@ async fn undelivered_at_the_deadline_is_spilled_and_replayed_after_restart() {
         accepted.extend(ids);
     }
     // Deliveries time out and go round the retry queue instead of away.
-    qoe_testkit::wait_until(Duration::from_secs(15), "a delivery to time out", || {
-        let svc = &first.svc;
-        async move {
-            svc.metrics()
-                .await
-                .contains("qoe_collector_delivery_errors_total{reason=\"timed_out\"}")
-        }
-    })
-    .await;
+    first
+        .svc
+        .wait_metric(
+            "qoe_collector_delivery_errors_total{reason=\"timed_out\"}",
+            Duration::from_secs(15),
+        )
+        .await;
     let status =
         tokio::task::block_in_place(|| first.svc.process.terminate(Duration::from_secs(20)))
             .expect("the collector exits after SIGTERM");

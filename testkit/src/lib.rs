@@ -404,6 +404,15 @@ impl Service {
         serde_json::from_slice(&reply.body).expect("readyz is JSON")
     }
 
+    /// Waits until `/metrics` contains `needle` (a sample line, say).
+    pub async fn wait_metric(&self, needle: &str, timeout: Duration) {
+        let what = format!("{} /metrics to contain {needle}", self.process.name());
+        wait_until(timeout, &what, || async {
+            self.metrics().await.contains(needle)
+        })
+        .await;
+    }
+
     /// `GET /metrics` text.
     pub async fn metrics(&self) -> String {
         httpc::get(&format!("{}/metrics", self.admin), Duration::from_secs(3))
