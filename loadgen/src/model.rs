@@ -155,9 +155,14 @@ impl ModelConfig {
     }
 }
 
+/// Time from `viewstart` to `playerready`, ms.
+const PLAYER_READY_MS: i64 = 5;
+
 /// What a view is doing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
+    /// Loaded, play not yet requested: nothing is counted.
+    Idle,
     /// Play requested, waiting for the first frame.
     Starting,
     Playing,
@@ -185,6 +190,8 @@ pub struct View {
     fate: Fate,
     /// Client time the counters were last advanced to, ms.
     at: i64,
+    /// When play is requested (autoplay, or the viewer's click).
+    play_at: i64,
     /// When the first frame arrives (or the pre-start exit/failure happens).
     first_frame_at: i64,
     /// When the viewer stops watching.
@@ -258,6 +265,15 @@ impl View {
         } else {
             Fate::Plays
         };
+        let autoplay = rng.chance(0.5);
+        // Autoplay requests play as soon as the player is ready; a viewer
+        // clicks a little later. Startup time and watch time count from
+        // that request, not from `viewstart`.
+        let play_after = if autoplay {
+            PLAYER_READY_MS
+        } else {
+            rng.between(500, 4_000)
+        };
         let startup = rng
             .lognormal(model.startup_median_ms, model.startup_sigma)
             .clamp(50.0, 60_000.0) as i64;
@@ -284,7 +300,7 @@ impl View {
             player_version: player_version.as_str().into(),
             player_width: 1280,
             player_height: 720,
-            autoplay: rng.chance(0.5),
+            autoplay,
             cdn: model.cdns[cdn].0.as_str().into(),
             state: PlayerState::Idle,
             play_requested: false,
@@ -303,11 +319,12 @@ impl View {
         };
         View {
             e,
-            phase: Phase::Starting,
+            phase: Phase::Idle,
             fate,
             at: now_ms,
-            first_frame_at: now_ms + startup,
-            ends_at: now_ms + length.max(startup + 1_000),
+            play_at: now_ms + play_after,
+            first_frame_at: now_ms + play_after + startup,
+            ends_at: now_ms + play_after + length.max(startup + 1_000),
             bitrate_ms: 0,
         }
     }
@@ -337,7 +354,7 @@ impl View {
                 e.watch_time_ms += dt;
                 e.rebuffer_duration_ms += dt;
             }
-            Phase::Paused | Phase::Over => {}
+            Phase::Idle | Phase::Paused | Phase::Over => {}
         }
     }
 
@@ -352,10 +369,11 @@ impl View {
             EventType::Play => {
                 e.play_requested = true;
                 e.state = PlayerState::Starting;
+                self.phase = Phase::Starting;
             }
             EventType::Playing | EventType::Rebufferend | EventType::Seeked => {
                 if e.startup_time_ms.is_none() && kind == EventType::Playing {
-                    e.startup_time_ms = Some((t - e.view_start_ms) as u32);
+                    e.startup_time_ms = Some((t - self.play_at) as u32);
                 }
                 self.phase = Phase::Playing;
                 e.state = PlayerState::Playing;
@@ -400,8 +418,8 @@ impl View {
         if self.e.seq == 0 {
             // A new view: viewstart, player ready, play requested.
             self.emit(from, EventType::Viewstart, out);
-            self.emit(from + 5, EventType::Playerready, out);
-            self.emit(from + 10, EventType::Play, out);
+            self.emit(from + PLAYER_READY_MS, EventType::Playerready, out);
+            self.emit(self.play_at, EventType::Play, out);
         }
         // A wake right at the view's start still reports after those.
         let now = now.max(self.at);
@@ -529,6 +547,12 @@ mod tests {
             }
             for (view, evs) in by_view {
                 assert_eq!(evs[0].event, EventType::Viewstart, "{view}");
+                // The contract (schema/README.md): startup time and watch
+                // time count from the play request.
+                let play = evs.iter().find(|e| e.event == EventType::Play).unwrap();
+                for e in evs.iter().filter(|e| e.seq < play.seq) {
+                    assert_eq!(e.watch_time_ms, 0, "{view}: nothing counts before play");
+                }
                 for w in evs.windows(2) {
                     let (a, b) = (w[0], w[1]);
                     assert_eq!(b.seq, a.seq + 1, "{view}: seq increases by one");
@@ -538,8 +562,10 @@ mod tests {
                     assert!(b.rebuffer_count >= a.rebuffer_count);
                     assert!(b.rebuffer_duration_ms >= a.rebuffer_duration_ms);
                     assert!(!a.play_requested || b.play_requested, "sticky");
-                    // Watch time never exceeds the time since the view started.
-                    assert!(b.watch_time_ms as i64 <= b.ts_ms - b.view_start_ms);
+                    // Watch time never exceeds the time since play was requested.
+                    if b.seq >= play.seq {
+                        assert!(b.watch_time_ms as i64 <= b.ts_ms - play.ts_ms);
+                    }
                     assert!(b.playing_time_ms + b.rebuffer_duration_ms <= b.watch_time_ms);
                 }
                 let last = evs[evs.len() - 1];
@@ -550,7 +576,7 @@ mod tests {
                 assert_eq!(last.rebuffer_count as usize, rebuffers, "{view}");
                 if let Some(s) = last.startup_time_ms {
                     let playing = evs.iter().find(|e| e.event == EventType::Playing).unwrap();
-                    assert_eq!(i64::from(s), playing.ts_ms - playing.view_start_ms);
+                    assert_eq!(i64::from(s), playing.ts_ms - play.ts_ms);
                 }
             }
         }
@@ -574,13 +600,71 @@ mod tests {
         let last = events.last().unwrap();
         assert_eq!(last.event, EventType::Heartbeat);
         let startup = u64::from(last.startup_time_ms.unwrap());
-        let since_start = (last.ts_ms - last.view_start_ms) as u64;
-        // The play request comes 10 ms after viewstart.
-        assert_eq!(last.watch_time_ms, since_start);
-        assert_eq!(last.playing_time_ms, since_start - startup);
+        let play = events.iter().find(|e| e.event == EventType::Play).unwrap();
+        let since_play = (last.ts_ms - play.ts_ms) as u64;
+        assert_eq!(last.watch_time_ms, since_play);
+        assert_eq!(last.playing_time_ms, since_play - startup);
         assert_eq!(last.avg_bitrate_kbps, last.bitrate_kbps);
         assert_eq!(last.rebuffer_count, 0);
         assert!(events.iter().all(|e| e.state != PlayerState::Rebuffering));
+    }
+
+    #[test]
+    fn the_model_counts_as_the_golden_readme_view_does() {
+        // The README's view (schema::golden): play requested 500 ms after
+        // viewstart, first frame 850 ms later, a heartbeat 10 s after that.
+        let golden = qoe_schema::golden::cases()
+            .into_iter()
+            .find(|c| c.name == "readme_example")
+            .unwrap()
+            .beacons(0);
+        let beacon = |event: &str| golden.iter().find(|b| b["event"] == event).unwrap().clone();
+        let (playing, heartbeat) = (beacon("playing"), beacon("heartbeat"));
+        let model = ModelConfig {
+            exit_before_start: 0.0,
+            startup_failure: 0.0,
+            fatal_errors_per_hour: 0.0,
+            rebuffers_per_min: 0.0,
+            pauses_per_min: 0.0,
+            seeks_per_min: 0.0,
+            renditions_per_min: 0.0,
+            view_median_s: 100_000.0,
+            ..ModelConfig::default()
+        };
+        let start = 1_000_000;
+        let mut view = View::start(&model, &mut Rng::new(1, 1), &"u".into(), 0, start);
+        view.play_at = start + 500;
+        view.first_frame_at = start + 1350;
+        let mut out = Vec::new();
+        view.report(&model, &mut Rng::new(1, 2), start + 11_350, &mut out);
+        let sent = |kind: EventType| out.iter().find(|e| e.event == kind).unwrap();
+        for (ours, theirs) in [
+            (sent(EventType::Playing), playing),
+            (sent(EventType::Heartbeat), heartbeat),
+        ] {
+            assert_eq!(
+                ours.ts_ms - start,
+                theirs["ts"].as_i64().unwrap() - theirs["view_start"].as_i64().unwrap()
+            );
+            assert_eq!(ours.startup_time_ms, Some(850));
+            assert_eq!(json_u64(&theirs, "startup_time_ms"), 850);
+            assert_eq!(
+                ours.watch_time_ms,
+                json_u64(&theirs, "watch_time_ms"),
+                "{:?}",
+                ours.event
+            );
+            assert_eq!(
+                ours.playing_time_ms,
+                json_u64(&theirs, "playing_time_ms"),
+                "{:?}",
+                ours.event
+            );
+        }
+    }
+
+    fn json_u64(v: &serde_json::Value, key: &str) -> u64 {
+        v.get(key).and_then(|n| n.as_u64()).unwrap_or(0)
     }
 
     #[test]

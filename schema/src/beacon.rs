@@ -358,7 +358,7 @@ pub struct Event {
     pub state: PlayerState,
     /// Sticky: play has been requested in this view.
     pub play_requested: bool,
-    /// Cumulative time since the play request (or view start), ms.
+    /// Cumulative time since the play request, pauses excluded, ms.
     pub watch_time_ms: u64,
     /// Cumulative time with frames advancing, ms.
     pub playing_time_ms: u64,

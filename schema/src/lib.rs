@@ -13,10 +13,12 @@
 //!   migrations, applied to every shard by `qoe-migrate`.
 //! - [`metrics`]: every QoE metric's definition, in Rust and in SQL.
 //! - [`sample`]: realistic events for tests and benches.
+//! - [`golden`]: hand-written beacon sequences with their expected metrics.
 //!
 //! `schema/README.md` documents the beacon format for SDK authors.
 
 pub mod beacon;
+pub mod golden;
 pub mod metrics;
 pub mod migrate;
 pub mod migrations;

@@ -1,0 +1,127 @@
+//! The golden cases (`schema::golden`) end to end: each case's beacons are
+//! posted to a collector, travel through the broker and a processor into
+//! ClickHouse, and the metric SQL must answer the hand-written numbers.
+#![allow(clippy::field_reassign_with_default)] // settings read better one per line
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use qoe_schema::golden;
+use qoe_schema::metrics::{self, Overview, Scope};
+use qoe_testkit::{free_port, unique, wait_until, Stack};
+use tokio::sync::watch;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_gives_the_hand_written_numbers() {
+    let stack = Stack::from_env();
+    let topic = unique("golden");
+    stack.create_topic(&topic, 4).await;
+    let db = unique("golden");
+    let ch = stack.clickhouse(&db);
+    qoe_schema::migrate::apply(&ch, qoe_schema::migrations::ALL)
+        .await
+        .expect("migrate");
+    // The cases happen yesterday: whole days in the past, so the
+    // collector must accept events up to two days old.
+    let today = (qoe_common::clock::now_ms() / 1000 / 86_400 * 86_400) as u32;
+    let base = today - 86_400;
+    let cases = golden::cases();
+    // One property per case, so no case sees another's views.
+    let properties: BTreeMap<String, String> = cases
+        .iter()
+        .map(|c| (format!("key-{}", c.name), unique(c.name)))
+        .collect();
+
+    let kafka = stack.kafka(&topic);
+    let (ingest, collector_admin, processor_admin) = (free_port(), free_port(), free_port());
+    let mut collector = qoe_collector::CollectorConfig::default();
+    collector.kafka = kafka.clone();
+    collector.http.listen = ([127, 0, 0, 1], ingest).into();
+    collector.admin.listen = ([127, 0, 0, 1], collector_admin).into();
+    collector.properties = properties.clone();
+    collector.ingest.max_age = Duration::from_secs(3 * 86_400);
+    collector.producer.spill_dir = std::env::temp_dir().join(unique("golden-spill"));
+    let mut processor = qoe_processor::ProcessorConfig::default();
+    processor.kafka = kafka;
+    processor.clickhouse = ch.clone();
+    processor.admin.listen = ([127, 0, 0, 1], processor_admin).into();
+    processor.processor.group = unique("group");
+    processor.processor.batch_interval = Duration::from_millis(200);
+
+    let until = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let processor_task = tokio::spawn(qoe_processor::run(processor, until(stop_rx.clone())));
+    let collector_task = tokio::spawn(qoe_collector::run(collector, until(stop_rx)));
+    let ready = format!("http://127.0.0.1:{collector_admin}/readyz");
+    wait_until(Duration::from_secs(30), "the collector ready", || {
+        let url = ready.clone();
+        async move {
+            qoe_common::httpc::get(&url, Duration::from_secs(1))
+                .await
+                .is_ok_and(|r| r.status == 200)
+        }
+    })
+    .await;
+
+    // One beacon per request, in the case's order: reordering and
+    // repeats are part of some cases.
+    for case in &cases {
+        let url = format!("http://127.0.0.1:{ingest}/v1/beacon/key-{}", case.name);
+        for beacon in case.beacons(base) {
+            let reply = qoe_common::httpc::send(
+                hyper::Method::POST,
+                &url,
+                &[],
+                beacon.to_string().into(),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("the collector answers");
+            assert_eq!(reply.status, 202, "{}: {}", case.name, reply.text());
+        }
+    }
+
+    let shard = qoe_common::clickhouse::shards(&ch)
+        .into_iter()
+        .next()
+        .expect("a shard");
+    let mut failed = Vec::new();
+    for case in &cases {
+        let property = &properties[&format!("key-{}", case.name)];
+        let stored_sql = format!(
+            "SELECT uniqExact(view_id, seq) FROM {db}.heartbeats WHERE property_id = {}",
+            metrics::sql_string(property)
+        );
+        let want = case.distinct_events() as u64;
+        wait_until(Duration::from_secs(60), "the case's events stored", || {
+            let query = shard.client.query(&stored_sql);
+            async move { query.fetch_one::<u64>().await.is_ok_and(|n| n == want) }
+        })
+        .await;
+        for check in &case.checks {
+            let scope = Scope {
+                database: &db,
+                property,
+                range: check.range(base),
+                now: check.now(base),
+                inactivity_timeout_s: metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
+                max_view_s: 6 * 3600,
+            };
+            let got: Overview = shard
+                .client
+                .query(&metrics::overview_sql(&scope))
+                .fetch_one()
+                .await
+                .expect("the overview query runs");
+            if let Err(diff) = got.compare(&check.expect) {
+                failed.push(format!("{} ({}): {diff}", case.name, case.why));
+            }
+        }
+    }
+    let _ = stop.send(true);
+    collector_task.await.unwrap().expect("collector ran");
+    processor_task.await.unwrap().expect("processor ran");
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
