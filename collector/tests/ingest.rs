@@ -144,6 +144,17 @@ async fn every_accepted_event_reaches_the_topic_enriched() {
     }
 }
 
+/// `(what, body, headers, path, status, reason code)` of a request the
+/// collector must refuse.
+type BadRequest<'a> = (
+    &'a str,
+    Vec<u8>,
+    Vec<(&'a str, &'a str)>,
+    &'a str,
+    u16,
+    &'a str,
+);
+
 #[tokio::test]
 async fn bad_input_gets_its_status_and_code() {
     let stack = Stack::from_env();
@@ -168,7 +179,7 @@ async fn bad_input_gets_its_status_and_code() {
     unknown["event"] = json!("teleport");
     let bomb = gzip(&vec![b' '; 50 * 1024 * 1024]);
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, &str, u16, &str)> = vec![
+    let cases: Vec<BadRequest> = vec![
         (
             "malformed JSON",
             b"{\"view_id\": ".to_vec(),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use qoe_common::config::ClickHouseConfig;
 use qoe_schema::beacon::Event;
-use qoe_schema::metrics::{self, Overview, Range, Scope, ViewFacts};
+use qoe_schema::metrics::{self, MetricCheck, Overview, Range, Scope, ViewFacts};
 
 /// What the collector acknowledged during a run.
 #[derive(Default)]
@@ -108,21 +108,10 @@ impl Saved {
     }
 }
 
-/// One line of the verify table.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Line {
-    pub metric: String,
-    pub expected: f64,
-    pub got: f64,
-    /// `exact`, or the relative tolerance allowed.
-    pub tolerance: String,
-    pub ok: bool,
-}
-
 /// The outcome of `verify`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verification {
-    pub lines: Vec<Line>,
+    pub lines: Vec<MetricCheck>,
     /// Acknowledged events absent from the store.
     pub missing: u64,
     /// Whether every line matched and nothing is missing.
@@ -220,51 +209,16 @@ pub async fn verify(
         metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
     );
     let missing = saved.events.saturating_sub(stored);
-    let mut lines = vec![Line {
+    let mut lines = vec![MetricCheck {
         metric: "heartbeats stored".into(),
         expected: saved.events as f64,
         got: stored as f64,
         tolerance: "exact".into(),
         ok: stored == saved.events,
     }];
-    lines.extend(compare(&want, &got));
+    lines.extend(got.check(&want));
     let ok = missing == 0 && lines.iter().all(|l| l.ok);
     Ok(Verification { lines, missing, ok })
-}
-
-/// Metric by metric: counts, sums and exact quantiles must be equal;
-/// `unique_viewers` is `uniq` in SQL (exact below ~65 k, within 2 % above);
-/// ratios within 1e-9 relative (float evaluation order).
-pub fn compare(want: &Overview, got: &Overview) -> Vec<Line> {
-    let (w, g) = (
-        serde_json::to_value(want).unwrap_or_default(),
-        serde_json::to_value(got).unwrap_or_default(),
-    );
-    let Some(fields) = w.as_object() else {
-        return Vec::new();
-    };
-    fields
-        .iter()
-        .map(|(name, expected)| {
-            let expected = expected.as_f64().unwrap_or(f64::NAN);
-            let got = g.get(name).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
-            let integer = w[name].is_u64();
-            let (tolerance, rel) = match (name.as_str(), integer) {
-                ("unique_viewers", _) => ("2 %", 0.02),
-                (_, true) => ("exact", 0.0),
-                _ => ("1e-9", 1e-9),
-            };
-            let ok = (got - expected).abs() <= rel * expected.abs().max(got.abs()).max(1.0)
-                || (rel == 0.0 && got == expected);
-            Line {
-                metric: name.clone(),
-                expected,
-                got,
-                tolerance: tolerance.into(),
-                ok,
-            }
-        })
-        .collect()
 }
 
 async fn query_one<T>(ch: &ClickHouseConfig, sql: &str) -> Result<T, VerifyError>
@@ -310,29 +264,5 @@ mod tests {
             },
         );
         assert_eq!(saved.views[0].watch_time_ms, 99);
-    }
-
-    #[test]
-    fn compare_is_exact_for_counts_and_tolerant_for_uniq() {
-        let views = vec![ViewFacts::from_event(&qoe_schema::sample::event("v1", 1))];
-        let range = Range {
-            from: 0,
-            to: u32::MAX,
-        };
-        let want = metrics::overview(&views, range, u32::MAX - 1, 3600);
-        assert!(compare(&want, &want).iter().all(|l| l.ok));
-        let mut got = want.clone();
-        got.views += 1;
-        let bad: Vec<_> = compare(&want, &got).into_iter().filter(|l| !l.ok).collect();
-        assert_eq!(bad.len(), 1);
-        assert_eq!(bad[0].metric, "views");
-        let mut big = want.clone();
-        big.unique_viewers = 100_000;
-        let mut close = big.clone();
-        close.unique_viewers = 101_000;
-        assert!(
-            compare(&big, &close).iter().all(|l| l.ok),
-            "1 % off is within uniq's error"
-        );
     }
 }

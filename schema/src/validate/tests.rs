@@ -60,14 +60,17 @@ fn an_array_is_a_batch_and_unknown_fields_are_ignored() {
     assert_eq!(out.accepted.len(), 2);
 }
 
+/// A way to spoil an event, and the reason and field it must be refused with.
+type BadCase<'a> = (
+    Reason,
+    Option<&'a str>,
+    Box<dyn FnOnce(&mut serde_json::Value)>,
+);
+
 #[test]
 fn each_bad_event_gets_its_reason_and_field() {
     let good = sample::wire(&sample::event("v", 1));
-    let cases: Vec<(
-        Reason,
-        Option<&str>,
-        Box<dyn FnOnce(&mut serde_json::Value)>,
-    )> = vec![
+    let cases: Vec<BadCase> = vec![
         (
             Reason::MissingField,
             Some("view_id"),
