@@ -182,3 +182,80 @@ async fn view_hash_is_clickhouse_siphash64() {
         assert_eq!(got, view_hash(id), "sipHash64({id:?})");
     }
 }
+
+/// `shard_for` must put a view where the `Distributed` table would: rows
+/// inserted through it (synchronously) are found in each shard's local
+/// table, and each view's shard is the one `shard_for` names.
+#[tokio::test]
+async fn shard_for_is_where_the_distributed_table_puts_a_view() {
+    let stack = Stack::from_env();
+    let db = unique("sharding");
+    let cfg = stack.clickhouse(&db);
+    qoe_schema::migrate::apply(&cfg, qoe_schema::migrations::ALL)
+        .await
+        .unwrap();
+    let clients = shards(&cfg);
+    let events = sample::views(40, sample::NOW_MS);
+    let mut insert = clients[0]
+        .client
+        .clone()
+        .with_setting("insert_distributed_sync", "1")
+        .insert::<HeartbeatRow>("heartbeats")
+        .await
+        .unwrap();
+    for e in &events {
+        let hb = Heartbeat::new("p".into(), e.ts_ms, Enrichment::default(), e.clone());
+        insert.write(&HeartbeatRow::from(&hb)).await.unwrap();
+    }
+    insert.end().await.unwrap();
+    let mut placed = 0;
+    for shard in &clients {
+        let views: Vec<String> = shard
+            .client
+            .query("SELECT DISTINCT view_id FROM heartbeats_local")
+            .fetch_all()
+            .await
+            .unwrap();
+        assert!(!views.is_empty(), "shard {} holds views", shard.number);
+        for v in &views {
+            assert_eq!(shard_for(v, clients.len()), shard.number - 1, "view {v}");
+        }
+        placed += views.len();
+    }
+    assert_eq!(placed, 40, "every view on exactly one shard");
+    let _ = clients[0]
+        .client
+        .query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute()
+        .await;
+}
+
+/// The processor inserts `HeartbeatRow::COLUMN_NAMES`; the migrated table
+/// must have exactly those columns, in that order (a column the row lacks
+/// would silently take its default).
+#[tokio::test]
+async fn the_row_has_every_column_of_the_table() {
+    #[derive(Row, serde::Deserialize)]
+    struct Column {
+        name: String,
+    }
+    let stack = Stack::from_env();
+    let db = unique("columns");
+    let cfg = stack.clickhouse(&db);
+    qoe_schema::migrate::apply(&cfg, qoe_schema::migrations::ALL)
+        .await
+        .unwrap();
+    let client = &shards(&cfg)[0].client;
+    let columns: Vec<Column> = client
+        .query("SELECT name FROM system.columns WHERE database = ? AND table = 'heartbeats_local'")
+        .bind(&db)
+        .fetch_all()
+        .await
+        .unwrap();
+    let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, HeartbeatRow::COLUMN_NAMES);
+    let _ = client
+        .query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute()
+        .await;
+}
