@@ -256,77 +256,20 @@ mod tests {
     }
 
     #[test]
-    fn country_from_the_mmdb_when_present() {
-        let Ok(path) = std::env::var("QOE_TEST_MMDB") else {
-            return;
-        };
-        if !Path::new(&path).exists() {
-            return;
-        }
-        let e = Enricher::open(Some(Path::new(&path)), None, &[]).unwrap();
-        // 8.8.8.8 is registered in the US; private space has no country.
+    fn country_from_the_mmdb() {
+        use qoe_testkit::mmdb::{write, Value};
+        // Both record shapes: DB-IP/ip-location-db's flat `country_code`
+        // and GeoLite2's `country.iso_code` are read; here the flat one.
+        let path = write("country", 8, "country_code", Value::Str("US"));
+        let e = Enricher::open(Some(&path), None, &[]).unwrap();
+        std::fs::remove_file(&path).unwrap();
         assert_eq!(e.country("8.8.8.8".parse().unwrap()), "US");
         assert_eq!(e.country("10.1.2.3".parse().unwrap()), "");
-    }
-
-    /// A minimal IPv4 `.mmdb` (MaxMind DB format 2.0, 24-bit records) that
-    /// maps one /8 to `{"autonomous_system_number": asn}` and nothing else:
-    /// no CC0 ASN database is published, and the lookup must still be tested.
-    fn asn_mmdb(first_octet: u8, asn: u16) -> Vec<u8> {
-        fn record(out: &mut Vec<u8>, value: u32) {
-            out.extend_from_slice(&value.to_be_bytes()[1..]);
-        }
-        fn string(out: &mut Vec<u8>, s: &str) {
-            assert!(s.len() < 29, "longer strings need an extended size");
-            out.push(0x40 | s.len() as u8);
-            out.extend_from_slice(s.as_bytes());
-        }
-        fn uint(out: &mut Vec<u8>, kind: u8, v: u64) {
-            let bytes = v.to_be_bytes();
-            let skip = bytes.iter().take_while(|b| **b == 0).count();
-            out.push(kind << 5 | (8 - skip) as u8);
-            out.extend_from_slice(&bytes[skip..]);
-        }
-        // One node per bit of the /8: the bit's side leads on (the last to
-        // the data, at offset 0), the other side is empty (= node count).
-        let nodes = 8u32;
-        let mut db = Vec::new();
-        for bit in 0..8 {
-            let next = if bit == 7 { nodes + 16 } else { bit + 1 };
-            let (left, right) = if first_octet >> (7 - bit) & 1 == 0 {
-                (next, nodes)
-            } else {
-                (nodes, next)
-            };
-            record(&mut db, left);
-            record(&mut db, right);
-        }
-        db.extend_from_slice(&[0; 16]);
-        db.push(0xE1); // a map of one entry
-        string(&mut db, "autonomous_system_number");
-        uint(&mut db, 6, u64::from(asn)); // uint32
-        db.extend_from_slice(b"\xAB\xCD\xEFMaxMind.com");
-        db.push(0xE0 | 9); // metadata: a map of nine entries
-        for (key, value) in [
-            ("binary_format_major_version", 2),
-            ("binary_format_minor_version", 0),
-            ("ip_version", 4),
-            ("record_size", 24),
-        ] {
-            string(&mut db, key);
-            uint(&mut db, 5, value); // uint16
-        }
-        string(&mut db, "node_count");
-        uint(&mut db, 6, u64::from(nodes));
-        string(&mut db, "build_epoch");
-        db.extend_from_slice(&[0x01, 0x02, 0x01]); // uint64 (extended type 9): 1
-        string(&mut db, "database_type");
-        string(&mut db, "Test-ASN");
-        string(&mut db, "languages");
-        db.extend_from_slice(&[0x00, 0x04]); // an empty array (extended type 11)
-        string(&mut db, "description");
-        db.push(0xE0); // an empty map
-        db
+        assert_eq!(
+            e.enrich("8.8.4.4".parse().unwrap(), None).asn,
+            0,
+            "no ASN database"
+        );
     }
 
     /// Opens an enricher whose ASN database is `bytes`, written to a
@@ -341,7 +284,12 @@ mod tests {
 
     #[test]
     fn asn_from_the_mmdb_when_configured() {
-        let e = open_asn_db("asn", &asn_mmdb(8, 64_500)).0.unwrap();
+        let db = qoe_testkit::mmdb::one_network(
+            8,
+            "autonomous_system_number",
+            qoe_testkit::mmdb::Value::U32(64_500),
+        );
+        let e = open_asn_db("asn", &db).0.unwrap();
         assert_eq!(e.asn("8.8.8.8".parse().unwrap()), 64_500);
         assert_eq!(e.asn("8.255.0.1".parse().unwrap()), 64_500);
         assert_eq!(e.asn("9.0.0.1".parse().unwrap()), 0);

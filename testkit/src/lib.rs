@@ -11,6 +11,8 @@
 //! private broker ([`Broker`]) or put a [`TcpProxy`] in front of a shard and
 //! switch it off — the servers behind are always the real ones.
 
+pub mod mmdb;
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

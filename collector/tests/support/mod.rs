@@ -44,11 +44,14 @@ impl Collector {
                     .to_string(),
             ),
         ];
-        if let Ok(mmdb) = std::env::var("QOE_TEST_MMDB") {
-            if std::path::Path::new(&mmdb).exists() {
-                env.push(("QOE_INGEST__GEO_DB", mmdb));
-            }
-        }
+        // A country database of its own: 8.0.0.0/8 is the US.
+        let geo = qoe_testkit::mmdb::write(
+            "geo",
+            8,
+            "country_code",
+            qoe_testkit::mmdb::Value::Str("US"),
+        );
+        env.push(("QOE_INGEST__GEO_DB", geo.display().to_string()));
         env.extend(extra.iter().cloned());
         let svc = Service::spawn("qoe-collector", env!("CARGO_BIN_EXE_qoe-collector"), &env);
         Collector {
