@@ -61,6 +61,12 @@ pub struct ProcessorSettings {
     /// Longest wait between insert retries.
     #[serde(with = "humantime_serde")]
     pub retry_max_backoff: Duration,
+    /// At shutdown, how long the last batch may take to be written and
+    /// committed. Past it the process exits without committing: the
+    /// partitions' next owner reads those records again. Keep it below the
+    /// orchestrator's grace period (Kubernetes: 30 s by default).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_flush_timeout: Duration,
     /// Fault injection for tests: exit abruptly after the first successful
     /// insert and before committing its offsets. Never set in production.
     pub crash_after_insert: bool,
@@ -78,6 +84,7 @@ impl Default for ProcessorSettings {
             view_timeout: Duration::from_secs(3600),
             retry_backoff: Duration::from_millis(200),
             retry_max_backoff: Duration::from_secs(10),
+            shutdown_flush_timeout: Duration::from_secs(20),
             crash_after_insert: false,
         }
     }
@@ -121,6 +128,12 @@ impl Validate for ProcessorConfig {
             return Err(ConfigError::invalid(
                 "processor.batch_rows",
                 "must be greater than zero",
+            ));
+        }
+        if p.shutdown_flush_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "processor.shutdown_flush_timeout",
+                "must be greater than zero (how long the last batch may take at shutdown)",
             ));
         }
         if p.batch_interval.is_zero() {

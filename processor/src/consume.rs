@@ -9,6 +9,8 @@
 //! membership stays alive), retries with doubling backoff, and resumes by
 //! itself when the insert succeeds.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -75,10 +77,18 @@ pub struct Loop {
 }
 
 impl Loop {
-    /// Consumes until `shutdown`, then flushes what is pending (if the
-    /// shards answer) and commits it.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
+    /// Consumes until `shutdown`, then flushes what is pending and commits
+    /// it — unless that takes longer than `shutdown_flush_timeout` (counted
+    /// from the signal, also for a flush already retrying then), in which
+    /// case it stops without committing: the partitions' next owner reads
+    /// those records again.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let grace = self.settings.shutdown_flush_timeout;
+        let mut stop = Stop {
+            signal: Box::pin(shutdown),
+            deadline: None,
+            grace,
+        };
         let shards = self.writer.shard_count();
         let mut batch = Batch::new(shards);
         let mut pool = Pool::start(
@@ -91,7 +101,7 @@ impl Loop {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = &mut shutdown => break,
+                _ = stop.signalled() => break,
                 received = self.consumer.recv() => match received {
                     Ok(msg) => {
                         if self.consumer.context().revoked.swap(false, Ordering::SeqCst) {
@@ -112,15 +122,18 @@ impl Loop {
                 .started
                 .is_some_and(|t| t.elapsed() >= self.settings.batch_interval);
             if batch.events >= self.settings.batch_rows || (due && !batch.is_empty()) {
-                self.flush(&mut batch, &mut pool).await;
+                if self.flush(&mut batch, &mut pool, &mut stop).await.is_err() {
+                    return; // the shutdown deadline passed mid-flush
+                }
             }
         }
         if !batch.is_empty() {
             tracing::info!(
                 records = batch.records,
+                ?grace,
                 "flushing the last batch before exit"
             );
-            self.flush(&mut batch, &mut pool).await;
+            let _ = self.flush(&mut batch, &mut pool, &mut stop).await;
         }
     }
 
@@ -175,8 +188,32 @@ impl Loop {
 
     /// Collects the workers' rows, sends dead letters on, writes the rows
     /// (pausing consumption while ClickHouse fails), then commits the
-    /// offsets.
-    async fn flush(&self, batch: &mut Batch, pool: &mut Pool) {
+    /// offsets. Gives up, committing nothing, when the shutdown deadline
+    /// passes (`Err`).
+    async fn flush(
+        &self,
+        batch: &mut Batch,
+        pool: &mut Pool,
+        stop: &mut Stop<impl Future<Output = ()>>,
+    ) -> Result<(), DeadlinePassed> {
+        let records = batch.records;
+        let outcome = tokio::select! {
+            outcome = self.write(batch, pool) => outcome,
+            _ = stop.deadline_passed() => Err(DeadlinePassed),
+        };
+        if outcome.is_err() {
+            tracing::error!(
+                records,
+                "shutdown deadline (processor.shutdown_flush_timeout) passed before the batch \
+                 was written: exiting without committing it; the partitions' next owner reads \
+                 those records again"
+            );
+        }
+        outcome
+    }
+
+    /// [`Loop::flush`] without the deadline.
+    async fn write(&self, batch: &mut Batch, pool: &mut Pool) -> Result<(), DeadlinePassed> {
         let output = pool.collect().await;
         for dead in &output.dead_letters {
             self.dead_letter(dead).await;
@@ -231,6 +268,7 @@ impl Loop {
         }
         self.commit(batch);
         batch.clear();
+        Ok(())
     }
 
     fn commit(&self, batch: &Batch) {
@@ -253,6 +291,40 @@ impl Loop {
                 tracing::warn!(error = %err, "offset commit failed; those records will be read again");
             }
         }
+    }
+}
+
+/// The shutdown deadline passed before a batch was written and committed.
+#[derive(Debug)]
+pub struct DeadlinePassed;
+
+/// The shutdown signal, and the deadline it sets for the last flush.
+pub struct Stop<F> {
+    signal: Pin<Box<F>>,
+    /// Set when the signal resolves: signal time + `grace`.
+    deadline: Option<Instant>,
+    grace: Duration,
+}
+
+impl<F: Future<Output = ()>> Stop<F> {
+    /// Resolves once shutdown is signalled (at once if it already was).
+    /// Cancel-safe: the signal future is kept across calls.
+    async fn signalled(&mut self) -> Instant {
+        match self.deadline {
+            Some(at) => at,
+            None => {
+                self.signal.as_mut().await;
+                let at = Instant::now() + self.grace;
+                self.deadline = Some(at);
+                at
+            }
+        }
+    }
+
+    /// Resolves when shutdown has been signalled and its deadline passed.
+    async fn deadline_passed(&mut self) {
+        let at = self.signalled().await;
+        tokio::time::sleep_until(at.into()).await;
     }
 }
 

@@ -19,6 +19,9 @@
 //!    database's materialized views derive the per-view and per-minute
 //!    tables); only when every shard acknowledged are the offsets committed.
 //!    While ClickHouse fails, consumption is paused and the insert retried.
+//! 5. On SIGTERM the last batch is written and committed within
+//!    `processor.shutdown_flush_timeout`; past it the process exits without
+//!    committing, and the partitions' next owner reads those records again.
 
 pub mod batch;
 pub mod config;

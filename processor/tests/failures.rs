@@ -1,6 +1,8 @@
 //! Crashes and outages: a processor killed between its insert and its commit
 //! loses and doubles nothing once restarted; a shard going away pauses the
-//! processor (no commit, bounded memory) and it catches up by itself.
+//! processor (no commit, bounded memory) and it catches up by itself; told
+//! to stop while a shard is away, it exits by its deadline without
+//! committing.
 
 mod support;
 
@@ -100,6 +102,62 @@ async fn shard_outage_pauses_then_catches_up() {
         .wait_committed(&group, events.len() as i64, Duration::from_secs(60))
         .await;
     assert!(svc.metrics().await.contains("qoe_processor_paused 0"));
+    let (range, now) = whole();
+    assert_matches(&setup.overview(range, now).await, &events, range, now);
+    setup.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_an_outage_exits_by_its_deadline_without_committing() {
+    let setup = Setup::new("deadline").await;
+    let mut proxies = Vec::new();
+    for url in &setup.stack.shards {
+        proxies.push(TcpProxy::start(socket_of(url)).await);
+    }
+    let shards = proxies
+        .iter()
+        .map(|p| format!("http://{}", p.addr))
+        .collect();
+    let events = sample::views(40, sample::NOW_MS);
+    let (first, second) = events.split_at(events.len() / 2);
+    let group = unique("group");
+    let mut svc = setup.processor(
+        &group,
+        Some(shards),
+        &[("QOE_PROCESSOR__SHUTDOWN_FLUSH_TIMEOUT", "2s".into())],
+    );
+    setup.produce(first).await;
+    setup
+        .wait_committed(&group, first.len() as i64, Duration::from_secs(60))
+        .await;
+    proxies[0].set_enabled(false);
+    setup.produce(second).await;
+    let paused = || async { svc.metrics().await.contains("qoe_processor_paused 1") };
+    qoe_testkit::wait_until(Duration::from_secs(30), "the processor to pause", paused).await;
+
+    let asked = std::time::Instant::now();
+    let status = svc
+        .process
+        .terminate(Duration::from_secs(15))
+        .expect("the processor exits by its flush deadline, not when the shard is back");
+    assert!(status.success(), "{status}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "stopped after {:?} with a 2 s deadline",
+        asked.elapsed()
+    );
+    assert_eq!(
+        setup.committed(&group),
+        first.len() as i64,
+        "the unwritten batch is not committed: its records are read again"
+    );
+
+    // The next owner reads them again once the shard is back.
+    proxies[0].set_enabled(true);
+    let _next = setup.processor(&group, None, &[]);
+    setup
+        .wait_committed(&group, events.len() as i64, Duration::from_secs(60))
+        .await;
     let (range, now) = whole();
     assert_matches(&setup.overview(range, now).await, &events, range, now);
     setup.drop_database().await;
