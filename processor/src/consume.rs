@@ -121,10 +121,10 @@ impl Loop {
             let due = batch
                 .started
                 .is_some_and(|t| t.elapsed() >= self.settings.batch_interval);
-            if batch.events >= self.settings.batch_rows || (due && !batch.is_empty()) {
-                if self.flush(&mut batch, &mut pool, &mut stop).await.is_err() {
-                    return; // the shutdown deadline passed mid-flush
-                }
+            let full = batch.events >= self.settings.batch_rows || (due && !batch.is_empty());
+            // An Err means the shutdown deadline passed mid-flush.
+            if full && self.flush(&mut batch, &mut pool, &mut stop).await.is_err() {
+                return;
             }
         }
         if !batch.is_empty() {
