@@ -416,13 +416,19 @@ impl View {
     fn report(&mut self, model: &ModelConfig, rng: &mut Rng, now: i64, out: &mut Vec<Event>) {
         let from = self.at;
         if self.e.seq == 0 {
-            // A new view: viewstart, player ready, play requested.
+            // A new view: viewstart, player ready.
             self.emit(from, EventType::Viewstart, out);
             self.emit(from + PLAYER_READY_MS, EventType::Playerready, out);
-            self.emit(self.play_at, EventType::Play, out);
         }
         // A wake right at the view's start still reports after those.
         let now = now.max(self.at);
+        if self.phase == Phase::Idle {
+            if self.play_at > now {
+                self.emit(now, EventType::Heartbeat, out);
+                return;
+            }
+            self.emit(self.play_at, EventType::Play, out);
+        }
         if self.phase == Phase::Starting {
             if self.first_frame_at > now {
                 self.emit(now, EventType::Heartbeat, out);
@@ -523,7 +529,12 @@ mod tests {
         let mut now = 1_000_000;
         let mut out = Vec::new();
         while now < 1_000_000 + minutes * 60_000 {
-            now = v.wake(model, now, &mut out);
+            let sent = out.len();
+            let next = v.wake(model, now, &mut out);
+            // An SDK reports what happened, never what is yet to happen
+            // (bar the few ms its own viewstart/playerready take).
+            assert!(out[sent..].iter().all(|e| e.ts_ms <= now + PLAYER_READY_MS));
+            now = next;
         }
         out
     }
