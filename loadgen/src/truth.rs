@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use clickhouse::sql::Identifier;
 use qoe_common::config::ClickHouseConfig;
 use qoe_schema::beacon::Event;
 use qoe_schema::metrics::{self, MetricCheck, Overview, Range, Scope, ViewFacts};
@@ -158,18 +159,29 @@ pub enum VerifyError {
     NoShard,
 }
 
-/// Events of the run in the store (distinct `(view_id, seq)`).
+/// Events of the run in the store (distinct `(view_id, seq)`): the fewer
+/// of those in `heartbeats` and in `views`, whose rows a materialized view
+/// writes just after.
 pub async fn stored_events(ch: &ClickHouseConfig, saved: &Saved) -> Result<u64, VerifyError> {
-    let sql = format!(
-        "SELECT uniqExact(view_id, seq) FROM {db}.heartbeats WHERE property_id = {p} \
-         AND ts >= toDateTime({from}) AND ts < toDateTime({to}) AND view_id LIKE {prefix}",
-        db = ch.database,
-        p = metrics::sql_string(&saved.property),
-        from = saved.from,
-        to = saved.to,
-        prefix = metrics::sql_string(&format!("{}%", saved.view_prefix)),
-    );
-    query_one::<u64>(ch, &sql).await
+    let mut stored = u64::MAX;
+    for (table, time) in [("heartbeats", "ts"), ("views", "last_ts")] {
+        let sql = format!(
+            "SELECT uniqExact(view_id, seq) FROM ?.{table} WHERE property_id = ? \
+             AND {time} >= toDateTime(?) AND {time} < toDateTime(?) AND view_id LIKE ?"
+        );
+        let n = query_one::<u64>(ch, |client| {
+            client
+                .query(&sql)
+                .bind(Identifier(&ch.database))
+                .bind(&saved.property)
+                .bind(saved.from)
+                .bind(saved.to)
+                .bind(format!("{}%", saved.view_prefix))
+        })
+        .await?;
+        stored = stored.min(n);
+    }
+    Ok(stored)
 }
 
 /// Waits (up to `timeout`) until every acknowledged event is stored, then
@@ -201,7 +213,7 @@ pub async fn verify(
         inactivity_timeout_s: metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
         max_view_s: 6 * 3600,
     };
-    let got: Overview = query_one(ch, &metrics::overview_sql(&scope)).await?;
+    let got: Overview = query_one(ch, |client| metrics::overview_query(client, &scope)).await?;
     let want = metrics::overview(
         &saved.views,
         scope.range,
@@ -221,7 +233,10 @@ pub async fn verify(
     Ok(Verification { lines, missing, ok })
 }
 
-async fn query_one<T>(ch: &ClickHouseConfig, sql: &str) -> Result<T, VerifyError>
+async fn query_one<T>(
+    ch: &ClickHouseConfig,
+    query: impl FnOnce(&clickhouse::Client) -> clickhouse::query::Query,
+) -> Result<T, VerifyError>
 where
     T: clickhouse::RowOwned + clickhouse::RowRead,
 {
@@ -229,9 +244,7 @@ where
         .into_iter()
         .next()
         .ok_or(VerifyError::NoShard)?;
-    shard
-        .client
-        .query(sql)
+    query(&shard.client)
         .fetch_one::<T>()
         .await
         .map_err(|source| VerifyError::Query {

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use clickhouse::sql::Identifier;
 use qoe_common::clock::now_ms;
 use qoe_common::config::ClickHouseConfig;
 use qoe_schema::metrics::{self, Range, Scope};
@@ -32,14 +33,14 @@ pub async fn watch_markers(
         if pending.is_empty() {
             continue;
         }
-        let list: Vec<String> = pending.keys().map(|v| metrics::sql_string(v)).collect();
-        let sql = format!(
-            "SELECT DISTINCT view_id FROM {}.heartbeats WHERE view_id IN ({})",
-            ch.database,
-            list.join(",")
-        );
+        let views: Vec<&str> = pending.keys().map(String::as_str).collect();
+        let query = shard
+            .client
+            .query("SELECT DISTINCT view_id FROM ?.heartbeats WHERE has(?, view_id)")
+            .bind(Identifier(&ch.database))
+            .bind(views);
         let seen_at = now_ms();
-        match shard.client.query(&sql).fetch_all::<String>().await {
+        match query.fetch_all::<String>().await {
             Ok(views) => {
                 for view in views {
                     if let Some(at) = pending.remove(&view) {
@@ -77,13 +78,9 @@ pub async fn time_reads(
             inactivity_timeout_s: metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
             max_view_s: 6 * 3600,
         };
-        let sql = metrics::overview_sql(&scope);
+        let query = metrics::overview_query(&shard.client, &scope);
         let t = Instant::now();
-        let result = shard
-            .client
-            .query(&sql)
-            .fetch_one::<metrics::Overview>()
-            .await;
+        let result = query.fetch_one::<metrics::Overview>().await;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         match result {
             // A failed read counts as slow as the SLO allows plus more.

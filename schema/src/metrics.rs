@@ -16,8 +16,12 @@
 //!   heartbeats never move a view into another bucket of history it already
 //!   left.
 //!
-//! SQL runs over a per-view subquery ([`views_subquery`]), one row per view.
+//! SQL runs over a per-view subquery (`VIEWS_SUBQUERY`), one row per view,
+//! with every value bound as a query parameter.
 
+use clickhouse::query::Query;
+use clickhouse::sql::Identifier;
+use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 
 use crate::beacon::{Event, EventType};
@@ -102,7 +106,7 @@ impl Range {
 }
 
 /// Every headline metric for one property and time range. Fields are in
-/// [`OVERVIEW_METRICS`] order, so the row [`overview_sql`] returns
+/// [`OVERVIEW_METRICS`] order, so the row [`overview_query`] returns
 /// deserializes straight into it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
 pub struct Overview {
@@ -335,7 +339,7 @@ pub fn overview(
     }
 }
 
-/// A metric's SQL, over the per-view rows of [`overview_sql`].
+/// A metric's SQL, over the per-view rows of [`overview_query`].
 #[derive(Debug, Clone, Copy)]
 pub struct MetricSql {
     /// Column name in the result (= the [`Overview`] field).
@@ -399,37 +403,39 @@ pub const OVERVIEW_METRICS: &[MetricSql] = &[
 /// aliases before columns): `view_id`, `start`, `viewer`, `last`,
 /// `final_event`, `requested`, `has_startup`, `startup_ms`, `fatal`,
 /// `watch_ms`, `playing_ms`, `rebuffers`, `rebuffer_ms`, `bitrate_kbps`, and
-/// the flags `in_start`, `in_end`, `ended`.
-pub fn views_subquery(scope: &Scope<'_>) -> String {
-    let Scope {
-        database,
-        property,
-        range,
-        now,
-        inactivity_timeout_s,
-        max_view_s,
-    } = *scope;
-    let p = sql_string(property);
-    let (from, to) = (range.from, range.to);
-    let lookback = from.saturating_sub(max_view_s);
-    format!(
-        "SELECT *, \
-                (start >= toDateTime({from}) AND start < toDateTime({to})) AS in_start, \
-                (last >= toDateTime({from}) AND last < toDateTime({to})) AS in_end, \
-                (final_event = 'viewend' OR fatal = 1 OR toDateTime({now}) - last >= {inactivity_timeout_s}) AS ended \
-         FROM ( \
-           SELECT view_id, view_start AS start, \
-                  argMax(viewer_id, seq) AS viewer, argMax(last_ts, seq) AS last, \
-                  argMax(last_event, seq) AS final_event, argMax(play_requested, seq) AS requested, \
-                  argMax(started, seq) AS has_startup, argMax(startup_time_ms, seq) AS startup_ms, \
-                  argMax(error_fatal, seq) AS fatal, argMax(watch_time_ms, seq) AS watch_ms, \
-                  argMax(playing_time_ms, seq) AS playing_ms, argMax(rebuffer_count, seq) AS rebuffers, \
-                  argMax(rebuffer_duration_ms, seq) AS rebuffer_ms, \
-                  argMax(avg_bitrate_kbps, seq) AS bitrate_kbps \
-           FROM {database}.views \
-           WHERE property_id = {p} AND view_start >= toDateTime({lookback}) AND view_start < toDateTime({to}) \
-           GROUP BY view_id, view_start)"
-    )
+/// the flags `in_start`, `in_end`, `ended`. Its `?` placeholders are bound
+/// by [`bind_views`], in order.
+const VIEWS_SUBQUERY: &str = "SELECT *, \
+        (start >= toDateTime(?) AND start < toDateTime(?)) AS in_start, \
+        (last >= toDateTime(?) AND last < toDateTime(?)) AS in_end, \
+        (final_event = 'viewend' OR fatal = 1 OR toDateTime(?) - last >= ?) AS ended \
+    FROM ( \
+      SELECT view_id, view_start AS start, \
+             argMax(viewer_id, seq) AS viewer, argMax(last_ts, seq) AS last, \
+             argMax(last_event, seq) AS final_event, argMax(play_requested, seq) AS requested, \
+             argMax(started, seq) AS has_startup, argMax(startup_time_ms, seq) AS startup_ms, \
+             argMax(error_fatal, seq) AS fatal, argMax(watch_time_ms, seq) AS watch_ms, \
+             argMax(playing_time_ms, seq) AS playing_ms, argMax(rebuffer_count, seq) AS rebuffers, \
+             argMax(rebuffer_duration_ms, seq) AS rebuffer_ms, \
+             argMax(avg_bitrate_kbps, seq) AS bitrate_kbps \
+      FROM ?.views \
+      WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
+      GROUP BY view_id, view_start)";
+
+/// Binds [`VIEWS_SUBQUERY`]'s values (the client escapes them).
+fn bind_views(query: Query, scope: &Scope<'_>) -> Query {
+    let Range { from, to } = scope.range;
+    query
+        .bind(from)
+        .bind(to)
+        .bind(from)
+        .bind(to)
+        .bind(scope.now)
+        .bind(scope.inactivity_timeout_s)
+        .bind(Identifier(scope.database))
+        .bind(scope.property)
+        .bind(from.saturating_sub(scope.max_view_s))
+        .bind(to)
 }
 
 /// What an overview query covers: one property, a range, "now" (for the
@@ -445,17 +451,15 @@ pub struct Scope<'a> {
     pub max_view_s: u32,
 }
 
-/// The query returning one row with every [`OVERVIEW_METRICS`] column.
-pub fn overview_sql(scope: &Scope<'_>) -> String {
+/// The query returning one row with every [`OVERVIEW_METRICS`] column
+/// (an [`Overview`]), its values bound. `sql_display()` shows its text.
+pub fn overview_query(client: &Client, scope: &Scope<'_>) -> Query {
     let columns: Vec<String> = OVERVIEW_METRICS
         .iter()
         .map(|m| format!("{} AS {}", m.sql, m.name))
         .collect();
-    format!(
-        "SELECT {} FROM ({})",
-        columns.join(", "),
-        views_subquery(scope)
-    )
+    let sql = format!("SELECT {} FROM ({VIEWS_SUBQUERY})", columns.join(", "));
+    bind_views(client.query(&sql), scope)
 }
 
 /// **Concurrent viewers** per minute: distinct views with an event in the
@@ -464,18 +468,25 @@ pub fn overview_sql(scope: &Scope<'_>) -> String {
 /// aggregate (`uniq`: exact below ~65 k per minute, within ~2 % above).
 /// Known gap: views rebuffering for more than 5 minutes are still counted.
 /// Returns `(minute, concurrent)` rows for `dim = 'all'`.
-pub fn concurrent_per_minute_sql(database: &str, property: &str, range: Range) -> String {
-    format!(
-        "SELECT minute, uniqMerge(concurrent) AS concurrent FROM {database}.minute_dims \
-         WHERE property_id = {} AND dim = 'all' AND minute >= toDateTime({}) AND minute < toDateTime({}) \
-         GROUP BY minute ORDER BY minute",
-        sql_string(property),
-        range.from,
-        range.to
-    )
+pub fn concurrent_per_minute_query(
+    client: &Client,
+    database: &str,
+    property: &str,
+    range: Range,
+) -> Query {
+    client
+        .query(
+            "SELECT minute, uniqMerge(concurrent) AS concurrent FROM ?.minute_dims \
+             WHERE property_id = ? AND dim = 'all' AND minute >= toDateTime(?) AND minute < toDateTime(?) \
+             GROUP BY minute ORDER BY minute",
+        )
+        .bind(Identifier(database))
+        .bind(property)
+        .bind(range.from)
+        .bind(range.to)
 }
 
-/// [`concurrent_per_minute_sql`] in Rust: for each minute with events,
+/// [`concurrent_per_minute_query`] in Rust: for each minute with events,
 /// the number of distinct views with an event in an active state in it.
 pub fn concurrent_per_minute<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<(u32, u64)> {
     let mut minutes: std::collections::BTreeMap<u32, std::collections::BTreeSet<&str>> =
@@ -490,21 +501,6 @@ pub fn concurrent_per_minute<'a>(events: impl IntoIterator<Item = &'a Event>) ->
         .into_iter()
         .map(|(minute, views)| (minute, views.len() as u64))
         .collect()
-}
-
-/// A ClickHouse string literal.
-pub fn sql_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\'' => out.push_str("\\'"),
-            '\\' => out.push_str("\\\\"),
-            _ => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
 }
 
 #[cfg(test)]
@@ -714,7 +710,22 @@ mod tests {
     }
 
     #[test]
-    fn sql_strings_are_escaped() {
-        assert_eq!(sql_string("a'b\\c"), "'a\\'b\\\\c'");
+    fn values_are_bound_and_escaped() {
+        let scope = Scope {
+            database: "qoe",
+            property: "it's \\ here",
+            range: Range { from: 100, to: 200 },
+            now: 300,
+            inactivity_timeout_s: 3600,
+            max_view_s: 50,
+        };
+        let sql = overview_query(&Client::default(), &scope)
+            .sql_display()
+            .to_string();
+        assert!(!sql.contains('?'), "every placeholder bound: {sql}");
+        assert!(sql.contains("FROM `qoe`.views"), "{sql}");
+        assert!(sql.contains(r"property_id = 'it\'s \\ here'"), "{sql}");
+        assert!(sql.contains("view_start >= toDateTime(50)"), "{sql}");
+        assert!(sql.contains("toDateTime(300) - last >= 3600"), "{sql}");
     }
 }

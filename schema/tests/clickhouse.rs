@@ -111,16 +111,19 @@ async fn migrate_insert_replay_and_read_every_metric() {
     ] {
         for at in [now, now + 7200] {
             let want = metrics::overview(&facts, range, at, 3600);
-            let sql = metrics::overview_sql(&metrics::Scope {
-                database: &db,
-                property,
-                range,
-                now: at,
-                inactivity_timeout_s: 3600,
-                max_view_s: 86_400,
-            });
-            let got: Overview = reader
-                .query(&sql)
+            let query = metrics::overview_query(
+                reader,
+                &metrics::Scope {
+                    database: &db,
+                    property,
+                    range,
+                    now: at,
+                    inactivity_timeout_s: 3600,
+                    max_view_s: 86_400,
+                },
+            );
+            let sql = query.sql_display().to_string();
+            let got: Overview = query
                 .fetch_one()
                 .await
                 .unwrap_or_else(|e| panic!("{e}: {sql}"));
@@ -148,8 +151,7 @@ async fn migrate_insert_replay_and_read_every_metric() {
         from: now - 7200,
         to: now + 7200,
     };
-    let got: Vec<(u32, u64)> = reader
-        .query(&metrics::concurrent_per_minute_sql(&db, property, range))
+    let got: Vec<(u32, u64)> = metrics::concurrent_per_minute_query(reader, &db, property, range)
         .fetch_all()
         .await
         .unwrap();

@@ -105,6 +105,8 @@ fn current_ddl_and_metric_queries() {
         from: now - 3600,
         to: now + 3600,
     };
+    // Only to render the queries' text for chDB; it connects nowhere.
+    let client = clickhouse::Client::default();
     let job = json!({
         "config": CONFIG,
         "statements": statements,
@@ -114,8 +116,8 @@ fn current_ddl_and_metric_queries() {
             {"table": "qoe.heartbeats_local", "rows": rows},
         ],
         "queries": {
-            "overview": metrics::overview_sql(&metrics::Scope { database: "qoe", property: "prop-1", range, now, inactivity_timeout_s: 3600, max_view_s: 86_400 }),
-            "concurrent": metrics::concurrent_per_minute_sql("qoe", "prop-1", range),
+            "overview": metrics::overview_query(&client, &metrics::Scope { database: "qoe", property: "prop-1", range, now, inactivity_timeout_s: 3600, max_view_s: 86_400 }).sql_display().to_string(),
+            "concurrent": metrics::concurrent_per_minute_query(&client, "qoe", "prop-1", range).sql_display().to_string(),
         },
     });
     let out = run_job(&job);

@@ -142,8 +142,7 @@ impl Setup {
     /// Every metric for `range`, read through the Distributed tables.
     pub async fn overview(&self, range: Range, now: u32) -> Overview {
         let client = server_client(&self.stack.clickhouse(&self.db), &self.stack.shards[0]);
-        client
-            .query(&metrics::overview_sql(&scope(&self.db, range, now)))
+        metrics::overview_query(&client, &scope(&self.db, range, now))
             .fetch_one()
             .await
             .expect("overview")
@@ -152,10 +151,7 @@ impl Setup {
     /// Concurrent viewers per minute, through the per-minute aggregate.
     pub async fn concurrent(&self, range: Range) -> Vec<(u32, u64)> {
         let client = server_client(&self.stack.clickhouse(&self.db), &self.stack.shards[0]);
-        client
-            .query(&metrics::concurrent_per_minute_sql(
-                &self.db, PROPERTY, range,
-            ))
+        metrics::concurrent_per_minute_query(&client, &self.db, PROPERTY, range)
             .fetch_all()
             .await
             .expect("concurrent")
