@@ -1,4 +1,5 @@
-//! `qoe-api`: the customers' read side — QoE metrics as JSON and a dashboard,
+//! `qoe-api`: the customers' read side, to serve QoE metrics as JSON and a
+//! dashboard
 //! read through the `Distributed` ClickHouse tables.
 //!
 //! Today it runs its admin listener and reports readiness: ready only while

@@ -1,6 +1,6 @@
 //! What the loadgen watches while the load runs, beside the driver: the
 //! write-latency markers as they appear in the store, the read latency of
-//! the overview query the api serves, and the components' backlog gauges.
+//! the overview query the api is to serve, and the components' backlog gauges.
 //! Each runs as its own task and reports through a channel (or returns), so
 //! a slow store never slows the load.
 

@@ -2,7 +2,7 @@
 -- ReplacingMergeTree on (property_id, view_id, seq): a replayed record is an
 -- exact duplicate (same received_at, so same partition) and collapses on merge.
 -- On ClickHouse 18.x there is no TTL: expire old hours with
--- ALTER TABLE heartbeats_local DROP PARTITION (see deploy/runbooks).
+-- ALTER TABLE heartbeats_local DROP PARTITION on each shard.
 CREATE TABLE IF NOT EXISTS {database}.heartbeats_local (
     property_id {lowcard},
     view_id String,
