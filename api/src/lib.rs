@@ -1,6 +1,5 @@
 //! `qoe-api`: the customers' read side, to serve QoE metrics as JSON and a
-//! dashboard
-//! read through the `Distributed` ClickHouse tables.
+//! dashboard, read through the `Distributed` ClickHouse tables.
 //!
 //! Today it runs its admin listener and reports readiness: ready only while
 //! every ClickHouse shard answers (a `Distributed` read needs all of them).
