@@ -10,7 +10,7 @@
 //! which the collector must accept as recent enough.
 //!
 //! Each view is written the way an SDK keeps it: every beacon carries the
-//! view's state so far, and [`ViewWriter::at`] names only what changed.
+//! view's state so far, and `ViewWriter::at` names only what changed.
 
 use serde_json::{json, Map, Value};
 
