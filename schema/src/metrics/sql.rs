@@ -11,13 +11,13 @@ use super::Range;
 /// A metric's SQL, over the per-view rows of [`overview_query`].
 #[derive(Debug, Clone, Copy)]
 pub struct MetricSql {
-    /// Column name in the result (= the [`Overview`] field).
+    /// Column name in the result (= the [`Overview`](super::Overview) field).
     pub name: &'static str,
     /// The aggregate expression.
     pub sql: &'static str,
 }
 
-/// The SQL of every [`Overview`] field, in field order.
+/// The SQL of every [`Overview`](super::Overview) field, in field order.
 pub const OVERVIEW_METRICS: &[MetricSql] = &[
     MetricSql { name: "views", sql: "countIf(in_start)" },
     MetricSql { name: "unique_viewers", sql: "uniqIf(viewer, in_start)" },
@@ -121,7 +121,7 @@ pub struct Scope<'a> {
 }
 
 /// The query returning one row with every [`OVERVIEW_METRICS`] column
-/// (an [`Overview`]), its values bound. `sql_display()` shows its text.
+/// (an [`Overview`](super::Overview)), its values bound. `sql_display()` shows its text.
 pub fn overview_query(client: &Client, scope: &Scope<'_>) -> Query {
     let columns: Vec<String> = OVERVIEW_METRICS
         .iter()

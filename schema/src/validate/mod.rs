@@ -35,7 +35,7 @@ pub enum Reason {
     NotABeacon,
     /// The batch has no events.
     EmptyBatch,
-    /// The batch has more than [`MAX_EVENTS_PER_BATCH`] events.
+    /// The batch has more than [`MAX_EVENTS_PER_BATCH`](crate::beacon::MAX_EVENTS_PER_BATCH) events.
     TooManyEvents,
     /// An element of `events` is not a JSON object.
     NotAnObject,
