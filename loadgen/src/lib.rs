@@ -9,7 +9,8 @@
 //!    measures latency from that intended time, honouring `Retry-After`.
 //! 3. [`run`]: the driver ramps viewers through the profile's steps, times
 //!    marker views from send to visibility (write latency) and overview
-//!    queries (read latency), and judges each step against the SLOs.
+//!    queries (read latency) ([`watch`]); [`step`] turns each step's
+//!    samples into figures and judges them against the SLOs.
 //! 4. [`truth`]: acknowledged events become the ground truth; `verify`
 //!    compares every metric with the store.
 //! 5. [`record`]: a JSON result and a RESULTS.md row per run.
@@ -24,6 +25,7 @@ pub mod record;
 pub mod rng;
 pub mod run;
 pub mod send;
+pub mod step;
 pub mod truth;
 pub mod watch;
 pub mod wheel;
@@ -127,7 +129,7 @@ pub async fn load(
     let mut broken: Vec<String> = if capacity {
         Vec::new()
     } else {
-        let mut b = run::breaches(cfg, &out.total);
+        let mut b = step::breaches(cfg, &out.total);
         for s in out.steps.iter().flat_map(|s| s.broken.iter()) {
             if !b.contains(s) {
                 b.push(s.clone());
@@ -149,7 +151,7 @@ pub async fn load(
                 failed.viewers,
                 failed.broken.join(", ")
             ));
-            grew = run::backlog_grew(failed);
+            grew = step::backlog_grew(failed);
         }
     }
     match &verify {

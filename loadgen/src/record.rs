@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::StepResult;
+use crate::step::StepResult;
 use crate::truth::Verification;
 
 /// Everything a run wants remembered.

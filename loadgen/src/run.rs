@@ -23,6 +23,7 @@ use crate::model::Viewer;
 use qoe_common::clock::now_ms;
 
 use crate::send::{self, Done, Job, Outcome, Pool};
+use crate::step::{breaches, pick, StepResult, Window};
 use crate::truth::Truth;
 use crate::watch::{backlogs, time_reads, watch_markers};
 use crate::wheel::Wheel;
@@ -35,38 +36,6 @@ pub struct Step {
     pub ramp: Duration,
     #[serde(with = "humantime_serde")]
     pub hold: Duration,
-}
-
-/// Figures of one step (its ramp and hold).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct StepResult {
-    pub viewers: u64,
-    pub seconds: f64,
-    pub requests: u64,
-    pub events_sent: u64,
-    pub events_accepted: u64,
-    pub events_rejected: u64,
-    pub shed: u64,
-    pub refused: u64,
-    pub failed: u64,
-    /// Batches given up after `run.max_attempts` sends.
-    pub dropped: u64,
-    /// Batches still queued (or waiting to retry) when the load stopped.
-    pub unsent: u64,
-    pub errors_per_s: f64,
-    pub sent_per_s: f64,
-    pub request_p50_ms: f64,
-    pub request_p99_ms: f64,
-    pub write_latency_p50_s: f64,
-    pub write_latency_p99_s: f64,
-    pub markers: u64,
-    pub read_latency_p90_ms: f64,
-    pub reads: u64,
-    /// Backlog gauges at the step's start and end, by component.
-    pub backlog_start: Vec<(String, f64)>,
-    pub backlog_end: Vec<(String, f64)>,
-    /// SLOs this step broke (empty: passed).
-    pub broken: Vec<String>,
 }
 
 /// Everything a run measured.
@@ -505,115 +474,4 @@ impl Driver<'_> {
             p99,
         );
     }
-}
-
-/// Raw samples of one step (or the whole run).
-#[derive(Default)]
-struct Window {
-    start_ms: i64,
-    requests: u64,
-    events_sent: u64,
-    events_accepted: u64,
-    events_rejected: u64,
-    shed: u64,
-    refused: u64,
-    failed: u64,
-    dropped: u64,
-    unsent: u64,
-    request_ms: Vec<f32>,
-    write_s: Vec<f32>,
-    read_ms: Vec<f32>,
-    last_requests: u64,
-    last_latency: usize,
-}
-
-impl Window {
-    fn new(start_ms: i64) -> Window {
-        Window {
-            start_ms,
-            ..Window::default()
-        }
-    }
-
-    fn markers_open(&self, pending: &HashMap<String, i64>) -> bool {
-        pending.values().any(|&at| at >= self.start_ms)
-    }
-
-    fn result(&mut self, viewers: u64, now: i64, pending: &HashMap<String, i64>) -> StepResult {
-        let seconds = ((now - self.start_ms) as f64 / 1000.0).max(0.001);
-        // Markers of this window still unseen count with their age so far:
-        // a store that never shows them cannot pass.
-        let mut write_s = self.write_s.clone();
-        write_s.extend(
-            pending
-                .values()
-                .filter(|&&at| at >= self.start_ms)
-                .map(|&at| ((now - at) as f64 / 1000.0) as f32),
-        );
-        for v in [&mut self.request_ms, &mut write_s, &mut self.read_ms] {
-            v.sort_by(f32::total_cmp);
-        }
-        let errors = self.shed + self.refused + self.failed;
-        StepResult {
-            viewers,
-            seconds,
-            requests: self.requests,
-            events_sent: self.events_sent,
-            events_accepted: self.events_accepted,
-            events_rejected: self.events_rejected,
-            shed: self.shed,
-            refused: self.refused,
-            failed: self.failed,
-            dropped: self.dropped,
-            unsent: self.unsent,
-            errors_per_s: errors as f64 / seconds,
-            sent_per_s: self.events_sent as f64 / seconds,
-            request_p50_ms: pick(&self.request_ms, 0.5),
-            request_p99_ms: pick(&self.request_ms, 0.99),
-            write_latency_p50_s: pick(&write_s, 0.5),
-            write_latency_p99_s: pick(&write_s, 0.99),
-            markers: write_s.len() as u64,
-            read_latency_p90_ms: pick(&self.read_ms, 0.9),
-            reads: self.read_ms.len() as u64,
-            ..StepResult::default()
-        }
-    }
-}
-
-/// The element at ⌊q·n⌋ of sorted samples (0 when there are none).
-pub fn pick(sorted: &[f32], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    f64::from(sorted[((q * sorted.len() as f64) as usize).min(sorted.len() - 1)])
-}
-
-/// The SLOs `r` broke, by name.
-pub fn breaches(cfg: &LoadgenConfig, r: &StepResult) -> Vec<String> {
-    let slo = &cfg.run.slo;
-    let mut broken = Vec::new();
-    if r.write_latency_p99_s >= slo.write_latency_p99_s || r.markers == 0 {
-        broken.push(format!("write_latency_p99 {:.1}s", r.write_latency_p99_s));
-    }
-    if r.errors_per_s >= slo.errors_per_s {
-        broken.push(format!("error_rate {:.3}/s", r.errors_per_s));
-    }
-    if r.read_latency_p90_ms >= slo.read_latency_p90_ms || r.reads == 0 {
-        broken.push(format!("read_latency_p90 {:.0}ms", r.read_latency_p90_ms));
-    }
-    broken
-}
-
-/// The component whose backlog grew the most during `r` (relative to the
-/// larger of its start and 1000), if any grew.
-pub fn backlog_grew(r: &StepResult) -> Option<String> {
-    r.backlog_end
-        .iter()
-        .filter_map(|(name, end)| {
-            let start = r.backlog_start.iter().find(|(n, _)| n == name)?.1;
-            let growth = (end - start) / start.max(1000.0);
-            (growth.is_finite() && growth > 0.1).then(|| (name.clone(), growth, *end))
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(name, _, end)| format!("{name} (backlog {end:.0})"))
 }
