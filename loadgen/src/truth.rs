@@ -159,29 +159,49 @@ pub enum VerifyError {
     NoShard,
 }
 
-/// Events of the run in the store (distinct `(view_id, seq)`): the fewer
-/// of those in `heartbeats` and in `views`, whose rows a materialized view
-/// writes just after.
-pub async fn stored_events(ch: &ClickHouseConfig, saved: &Saved) -> Result<u64, VerifyError> {
-    let mut stored = u64::MAX;
-    for (table, time) in [("heartbeats", "ts"), ("views", "last_ts")] {
-        let sql = format!(
-            "SELECT uniqExact(view_id, seq) FROM ?.{table} WHERE property_id = ? \
-             AND {time} >= toDateTime(?) AND {time} < toDateTime(?) AND view_id LIKE ?"
-        );
-        let n = query_one::<u64>(ch, |client| {
-            client
-                .query(&sql)
-                .bind(Identifier(&ch.database))
-                .bind(&saved.property)
-                .bind(saved.from)
-                .bind(saved.to)
-                .bind(format!("{}%", saved.view_prefix))
-        })
-        .await?;
-        stored = stored.min(n);
-    }
-    Ok(stored)
+/// What the store holds of a run.
+pub struct Stored {
+    /// Events in `heartbeats` (distinct `(view_id, seq)`).
+    pub events: u64,
+    /// Whether `views` has each view's latest `seq` too: its rows come from
+    /// a materialized view written just after the heartbeats (compared as
+    /// the sums of each view's latest `seq`, which agree only when all do).
+    pub views_caught_up: bool,
+}
+
+/// What the store holds of the run `saved` describes.
+pub async fn stored(ch: &ClickHouseConfig, saved: &Saved) -> Result<Stored, VerifyError> {
+    let filter = "property_id = ? AND view_id LIKE ? AND view_start >= toDateTime(?) - 86400";
+    let sql = format!(
+        "SELECT (SELECT uniqExact(view_id, seq) FROM ?.heartbeats WHERE {filter} \
+                 AND ts >= toDateTime(?) AND ts < toDateTime(?)), \
+                (SELECT sum(s) FROM (SELECT max(seq) AS s FROM ?.heartbeats WHERE {filter} GROUP BY view_id)), \
+                (SELECT sum(s) FROM (SELECT max(seq) AS s FROM ?.views WHERE {filter} GROUP BY view_id))"
+    );
+    let prefix = format!("{}%", saved.view_prefix);
+    let (events, heartbeats_seqs, views_seqs) = query_one::<(u64, u64, u64)>(ch, |client| {
+        client
+            .query(&sql)
+            .bind(Identifier(&ch.database))
+            .bind(&saved.property)
+            .bind(&prefix)
+            .bind(saved.from)
+            .bind(saved.from)
+            .bind(saved.to)
+            .bind(Identifier(&ch.database))
+            .bind(&saved.property)
+            .bind(&prefix)
+            .bind(saved.from)
+            .bind(Identifier(&ch.database))
+            .bind(&saved.property)
+            .bind(&prefix)
+            .bind(saved.from)
+    })
+    .await?;
+    Ok(Stored {
+        events,
+        views_caught_up: views_seqs == heartbeats_seqs,
+    })
 }
 
 /// Waits (up to `timeout`) until every acknowledged event is stored, then
@@ -192,15 +212,24 @@ pub async fn verify(
     timeout: std::time::Duration,
 ) -> Result<Verification, VerifyError> {
     let started = std::time::Instant::now();
-    let mut stored = stored_events(ch, saved).await?;
-    while stored < saved.events && started.elapsed() < timeout {
+    let mut now_stored = stored(ch, saved).await?;
+    while (now_stored.events < saved.events || !now_stored.views_caught_up)
+        && started.elapsed() < timeout
+    {
         eprintln!(
-            "verify: {stored}/{} acknowledged events stored; waiting for the pipeline",
-            saved.events
+            "verify: {}/{} acknowledged events stored{}; waiting for the pipeline",
+            now_stored.events,
+            saved.events,
+            if now_stored.views_caught_up {
+                ""
+            } else {
+                ", views table behind"
+            }
         );
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        stored = stored_events(ch, saved).await?;
+        now_stored = stored(ch, saved).await?;
     }
+    let stored = now_stored.events;
     let now = ((qoe_common::clock::now_ms() / 1000) as u32).max(saved.to);
     let scope = Scope {
         database: &ch.database,

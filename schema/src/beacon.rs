@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fields::integer_fields;
+
 /// Most events one request may carry.
 pub const MAX_EVENTS_PER_BATCH: usize = 500;
 
@@ -48,7 +50,7 @@ pub mod limits {
 }
 
 /// Event types, as SDKs spell them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventType {
     /// A view begins (the page or app decided to play a video).
@@ -73,7 +75,8 @@ pub enum EventType {
     Renditionchange,
     /// An error; `error_fatal` says whether playback stopped.
     Error,
-    /// Periodic state report (~10 s).
+    /// Periodic state report (~10 s); the default, being the most common.
+    #[default]
     Heartbeat,
     /// The view ended (video end, navigation away, player destroyed).
     Viewend,
@@ -170,7 +173,7 @@ impl StreamType {
 }
 
 /// What the player is doing when the event is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PlayerState {
     /// Play requested, first frame not shown yet.
@@ -187,7 +190,8 @@ pub enum PlayerState {
     Errored,
     /// The view is over.
     Ended,
-    /// Loaded, play not requested yet.
+    /// Loaded, play not requested yet (the default).
+    #[default]
     Idle,
 }
 
@@ -267,197 +271,163 @@ impl PlayerState {
     }
 }
 
-/// One event as it arrives: every field optional, unknown fields ignored.
-/// Strings borrow from the request body when they contain no escapes.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct RawEvent<'a> {
-    #[serde(borrow)]
-    pub view_id: Option<std::borrow::Cow<'a, str>>,
-    pub seq: Option<serde_json::Number>,
-    #[serde(borrow)]
-    pub event: Option<std::borrow::Cow<'a, str>>,
-    /// Client time, milliseconds since the Unix epoch.
-    pub ts: Option<serde_json::Number>,
-    /// When the view started, client time in ms (same on every event of a view).
-    pub view_start: Option<serde_json::Number>,
-    #[serde(borrow)]
-    pub viewer_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    pub video_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    pub video_title: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    pub stream_type: Option<std::borrow::Cow<'a, str>>,
-    pub video_duration_ms: Option<serde_json::Number>,
-    #[serde(borrow)]
-    pub player_name: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    pub player_version: Option<std::borrow::Cow<'a, str>>,
-    pub player_width: Option<serde_json::Number>,
-    pub player_height: Option<serde_json::Number>,
-    pub autoplay: Option<bool>,
-    #[serde(borrow)]
-    pub cdn: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    pub state: Option<std::borrow::Cow<'a, str>>,
-    pub play_requested: Option<bool>,
-    pub watch_time_ms: Option<serde_json::Number>,
-    pub playing_time_ms: Option<serde_json::Number>,
-    pub startup_time_ms: Option<serde_json::Number>,
-    pub rebuffer_count: Option<serde_json::Number>,
-    pub rebuffer_duration_ms: Option<serde_json::Number>,
-    pub bitrate_kbps: Option<serde_json::Number>,
-    pub avg_bitrate_kbps: Option<serde_json::Number>,
-    pub dropped_frames: Option<serde_json::Number>,
-    pub playhead_ms: Option<serde_json::Number>,
-    #[serde(borrow)]
-    pub error_code: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    pub error_message: Option<std::borrow::Cow<'a, str>>,
-    pub error_fatal: Option<bool>,
-}
-
-/// A checked event: required fields present, limits respected. Strings are
-/// shared (`Arc<str>`): the events of one batch usually repeat the same
-/// viewer, video and player, and one allocation serves them all.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// The view (one attempt to play one video); 1-128 of `[A-Za-z0-9-_.:]`.
-    pub view_id: Arc<str>,
-    /// Per-view sequence number, increasing with every event of the view.
-    pub seq: u32,
-    /// What happened.
-    pub event: EventType,
-    /// Client time, ms since the Unix epoch.
-    pub ts_ms: i64,
-    /// When the view started, client time in ms.
-    pub view_start_ms: i64,
-    /// The viewer (anonymous id chosen by the SDK).
-    pub viewer_id: Arc<str>,
-    /// Video id.
-    pub video_id: Arc<str>,
-    /// Video title.
-    pub video_title: Arc<str>,
-    /// Live or on-demand.
-    pub stream_type: StreamType,
-    /// Video duration, 0 when unknown or live.
-    pub video_duration_ms: u64,
-    /// Player software name.
-    pub player_name: Arc<str>,
-    /// Player software version.
-    pub player_version: Arc<str>,
-    /// Player width in pixels, 0 when unknown.
-    pub player_width: u16,
-    /// Player height in pixels, 0 when unknown.
-    pub player_height: u16,
-    /// Whether playback started by autoplay.
-    pub autoplay: bool,
-    /// CDN serving the media.
-    pub cdn: Arc<str>,
-    /// Player state at `ts`.
-    pub state: PlayerState,
-    /// Sticky: play has been requested in this view.
-    pub play_requested: bool,
-    /// Cumulative time since the play request, pauses excluded, ms.
-    pub watch_time_ms: u64,
-    /// Cumulative time with frames advancing, ms.
-    pub playing_time_ms: u64,
-    /// Play request → first moving frame, once known.
-    pub startup_time_ms: Option<u32>,
-    /// Cumulative rebuffer events.
-    pub rebuffer_count: u32,
-    /// Cumulative rebuffering time, ms.
-    pub rebuffer_duration_ms: u64,
-    /// Current rendition bitrate, kbit/s.
-    pub bitrate_kbps: u32,
-    /// Playing-time-weighted average bitrate so far, kbit/s.
-    pub avg_bitrate_kbps: u32,
-    /// Cumulative dropped frames.
-    pub dropped_frames: u64,
-    /// Current playhead position, ms.
-    pub playhead_ms: u64,
-    /// Last error code, empty if none.
-    pub error_code: Arc<str>,
-    /// Last error message, empty if none.
-    pub error_message: Arc<str>,
-    /// Sticky: the view has hit a fatal error.
-    pub error_fatal: bool,
-}
-
-/// An event as an SDK spells it on the wire (the reverse of decoding:
-/// `ts`, `view_start`, names for enums, `startup_time_ms` only once known).
-/// Fields carry the wire names documented in `schema/README.md`.
-#[derive(Serialize)]
-pub struct WireEvent<'a> {
-    pub view_id: &'a str,
-    pub seq: u32,
-    pub event: &'static str,
-    pub ts: i64,
-    pub view_start: i64,
-    pub viewer_id: &'a str,
-    pub video_id: &'a str,
-    pub video_title: &'a str,
-    pub stream_type: &'static str,
-    pub video_duration_ms: u64,
-    pub player_name: &'a str,
-    pub player_version: &'a str,
-    pub player_width: u16,
-    pub player_height: u16,
-    pub autoplay: bool,
-    pub cdn: &'a str,
-    pub state: &'static str,
-    pub play_requested: bool,
-    pub watch_time_ms: u64,
-    pub playing_time_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub startup_time_ms: Option<u32>,
-    pub rebuffer_count: u32,
-    pub rebuffer_duration_ms: u64,
-    pub bitrate_kbps: u32,
-    pub avg_bitrate_kbps: u32,
-    pub dropped_frames: u64,
-    pub playhead_ms: u64,
-    pub error_code: &'a str,
-    pub error_message: &'a str,
-    pub error_fatal: bool,
-}
-
-impl<'a> From<&'a Event> for WireEvent<'a> {
-    fn from(e: &'a Event) -> Self {
-        WireEvent {
-            view_id: &e.view_id,
-            seq: e.seq,
-            event: e.event.as_str(),
-            ts: e.ts_ms,
-            view_start: e.view_start_ms,
-            viewer_id: &e.viewer_id,
-            video_id: &e.video_id,
-            video_title: &e.video_title,
-            stream_type: e.stream_type.as_str(),
-            video_duration_ms: e.video_duration_ms,
-            player_name: &e.player_name,
-            player_version: &e.player_version,
-            player_width: e.player_width,
-            player_height: e.player_height,
-            autoplay: e.autoplay,
-            cdn: &e.cdn,
-            state: e.state.as_str(),
-            play_requested: e.play_requested,
-            watch_time_ms: e.watch_time_ms,
-            playing_time_ms: e.playing_time_ms,
-            startup_time_ms: e.startup_time_ms,
-            rebuffer_count: e.rebuffer_count,
-            rebuffer_duration_ms: e.rebuffer_duration_ms,
-            bitrate_kbps: e.bitrate_kbps,
-            avg_bitrate_kbps: e.avg_bitrate_kbps,
-            dropped_frames: e.dropped_frames,
-            playhead_ms: e.playhead_ms,
-            error_code: &e.error_code,
-            error_message: &e.error_message,
-            error_fatal: e.error_fatal,
+macro_rules! raw_event {
+    ({} $($name:ident: $ty:ty = $max:expr, $doc:literal;)*) => {
+        /// One event as it arrives: every field optional, unknown fields ignored.
+        /// Strings borrow from the request body when they contain no escapes.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        pub struct RawEvent<'a> {
+            #[serde(borrow)]
+            pub view_id: Option<std::borrow::Cow<'a, str>>,
+            pub seq: Option<serde_json::Number>,
+            #[serde(borrow)]
+            pub event: Option<std::borrow::Cow<'a, str>>,
+            /// Client time in ms since the Unix epoch.
+            pub ts: Option<serde_json::Number>,
+            /// When the view started, client time in ms (same on every event of a view).
+            pub view_start: Option<serde_json::Number>,
+            #[serde(borrow)]
+            pub viewer_id: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            pub video_id: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            pub video_title: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            pub stream_type: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            pub player_name: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            pub player_version: Option<std::borrow::Cow<'a, str>>,
+            pub autoplay: Option<bool>,
+            #[serde(borrow)]
+            pub cdn: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            pub state: Option<std::borrow::Cow<'a, str>>,
+            pub play_requested: Option<bool>,
+            pub startup_time_ms: Option<serde_json::Number>,
+            #[serde(borrow)]
+            pub error_code: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            pub error_message: Option<std::borrow::Cow<'a, str>>,
+            pub error_fatal: Option<bool>,
+            $(#[doc = $doc] pub $name: Option<serde_json::Number>,)*
         }
-    }
+    };
 }
+integer_fields!(raw_event! {});
+
+macro_rules! event {
+    ({} $($name:ident: $ty:ty = $max:expr, $doc:literal;)*) => {
+        /// A checked event: required fields present, limits respected. Strings are
+        /// shared (`Arc<str>`): the events of one batch usually repeat the same
+        /// viewer, video and player, and one allocation serves them all. The
+        /// integer fields ([`crate::fields`]) come last.
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        pub struct Event {
+            /// The view (one attempt to play one video); 1-128 of `[A-Za-z0-9-_.:]`.
+            pub view_id: Arc<str>,
+            /// Per-view sequence number, increasing with every event of the view.
+            pub seq: u32,
+            /// What happened.
+            pub event: EventType,
+            /// Client time, ms since the Unix epoch.
+            pub ts_ms: i64,
+            /// When the view started, client time in ms.
+            pub view_start_ms: i64,
+            /// The viewer (anonymous id chosen by the SDK).
+            pub viewer_id: Arc<str>,
+            /// Video id.
+            pub video_id: Arc<str>,
+            /// Video title.
+            pub video_title: Arc<str>,
+            /// Live or on-demand.
+            pub stream_type: StreamType,
+            /// Player software name.
+            pub player_name: Arc<str>,
+            /// Player software version.
+            pub player_version: Arc<str>,
+            /// Whether playback started by autoplay.
+            pub autoplay: bool,
+            /// CDN serving the media.
+            pub cdn: Arc<str>,
+            /// Player state at `ts`.
+            pub state: PlayerState,
+            /// Sticky: play has been requested in this view.
+            pub play_requested: bool,
+            /// Play request → first moving frame, once known.
+            pub startup_time_ms: Option<u32>,
+            /// Last error code, empty if none.
+            pub error_code: Arc<str>,
+            /// Last error message, empty if none.
+            pub error_message: Arc<str>,
+            /// Sticky: the view has hit a fatal error.
+            pub error_fatal: bool,
+            // A record written before a field existed reads it as 0.
+            $(#[doc = $doc] #[serde(default)] pub $name: $ty,)*
+        }
+    };
+}
+integer_fields!(event! {});
+
+macro_rules! wire_event {
+    ({} $($name:ident: $ty:ty = $max:expr, $doc:literal;)*) => {
+        /// An event as an SDK spells it on the wire (the reverse of decoding:
+        /// `ts`, `view_start`, names for enums, `startup_time_ms` only once known).
+        /// Fields carry the wire names documented in `schema/README.md`.
+        #[derive(Serialize)]
+        pub struct WireEvent<'a> {
+            pub view_id: &'a str,
+            pub seq: u32,
+            pub event: &'static str,
+            pub ts: i64,
+            pub view_start: i64,
+            pub viewer_id: &'a str,
+            pub video_id: &'a str,
+            pub video_title: &'a str,
+            pub stream_type: &'static str,
+            pub player_name: &'a str,
+            pub player_version: &'a str,
+            pub autoplay: bool,
+            pub cdn: &'a str,
+            pub state: &'static str,
+            pub play_requested: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub startup_time_ms: Option<u32>,
+            pub error_code: &'a str,
+            pub error_message: &'a str,
+            pub error_fatal: bool,
+            $(pub $name: $ty,)*
+        }
+
+        impl<'a> From<&'a Event> for WireEvent<'a> {
+            fn from(e: &'a Event) -> Self {
+                WireEvent {
+                    view_id: &e.view_id,
+                    seq: e.seq,
+                    event: e.event.as_str(),
+                    ts: e.ts_ms,
+                    view_start: e.view_start_ms,
+                    viewer_id: &e.viewer_id,
+                    video_id: &e.video_id,
+                    video_title: &e.video_title,
+                    stream_type: e.stream_type.as_str(),
+                    player_name: &e.player_name,
+                    player_version: &e.player_version,
+                    autoplay: e.autoplay,
+                    cdn: &e.cdn,
+                    state: e.state.as_str(),
+                    play_requested: e.play_requested,
+                    startup_time_ms: e.startup_time_ms,
+                    error_code: &e.error_code,
+                    error_message: &e.error_message,
+                    error_fatal: e.error_fatal,
+                    $($name: e.$name,)*
+                }
+            }
+        }
+    };
+}
+integer_fields!(wire_event! {});
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,8 @@
 //! how it is stored in ClickHouse and what each QoE number means.
 //!
 //! Data moves through these modules in order:
-//! - [`beacon`]: the wire types an SDK posts (one event or an envelope).
+//! - [`beacon`]: the wire types an SDK posts (one event or an envelope);
+//!   [`fields`]: the table their integer fields are generated from.
 //! - [`validate`]: decoding and checking a body, with a stable reason code
 //!   per refused body or event.
 //! - [`record`]: the Kafka record — the validated event plus the collector's
@@ -18,6 +19,7 @@
 //! `schema/README.md` documents the beacon format for SDK authors.
 
 pub mod beacon;
+pub mod fields;
 pub mod golden;
 pub mod metrics;
 pub mod migrate;

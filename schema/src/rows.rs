@@ -15,105 +15,130 @@ use clickhouse::Row as _;
 use serde::{Deserialize, Serialize};
 
 use crate::beacon::Event;
+use crate::fields::integer_fields;
 use crate::record::binary::put_str;
 use crate::record::{Heartbeat, Record};
 
-/// One row of `heartbeats_local` (column names = field names).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
-pub struct HeartbeatRow {
-    pub property_id: String,
-    pub view_id: String,
-    pub seq: u32,
-    pub event: String,
-    /// Client time, seconds (ClickHouse `DateTime`).
-    pub ts: u32,
-    /// Server receive time, seconds.
-    pub received_at: u32,
-    /// View start, client time, seconds.
-    pub view_start: u32,
-    pub viewer_id: String,
-    pub video_id: String,
-    pub video_title: String,
-    pub stream_type: String,
-    pub video_duration_ms: u64,
-    pub player_name: String,
-    pub player_version: String,
-    pub player_width: u16,
-    pub player_height: u16,
-    pub autoplay: u8,
-    pub cdn: String,
-    pub country: String,
-    pub asn: u32,
-    pub os: String,
-    pub browser: String,
-    pub device_type: String,
-    pub state: String,
-    pub play_requested: u8,
-    /// 1 once a startup time is known.
-    pub started: u8,
-    pub startup_time_ms: u32,
-    pub watch_time_ms: u64,
-    pub playing_time_ms: u64,
-    pub rebuffer_count: u32,
-    pub rebuffer_duration_ms: u64,
-    pub bitrate_kbps: u32,
-    pub avg_bitrate_kbps: u32,
-    pub dropped_frames: u64,
-    pub playhead_ms: u64,
-    pub error_code: String,
-    pub error_message: String,
-    pub error_fatal: u8,
+macro_rules! heartbeat_row {
+    ({} $($name:ident: $ty:ty = $max:expr, $doc:literal;)*) => {
+        /// One row of `heartbeats_local` (column names = field names); the
+        /// integer fields ([`crate::fields`]) come last.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
+        pub struct HeartbeatRow {
+            pub property_id: String,
+            pub view_id: String,
+            pub seq: u32,
+            pub event: String,
+            /// Client time, seconds (ClickHouse `DateTime`).
+            pub ts: u32,
+            /// Server receive time, seconds.
+            pub received_at: u32,
+            /// View start, client time, seconds.
+            pub view_start: u32,
+            pub viewer_id: String,
+            pub video_id: String,
+            pub video_title: String,
+            pub stream_type: String,
+            pub player_name: String,
+            pub player_version: String,
+            pub autoplay: u8,
+            pub cdn: String,
+            pub country: String,
+            pub asn: u32,
+            pub os: String,
+            pub browser: String,
+            pub device_type: String,
+            pub state: String,
+            pub play_requested: u8,
+            /// 1 once a startup time is known.
+            pub started: u8,
+            pub startup_time_ms: u32,
+            pub error_code: String,
+            pub error_message: String,
+            pub error_fatal: u8,
+            $(pub $name: $ty,)*
+        }
+
+        impl From<&Heartbeat> for HeartbeatRow {
+            fn from(hb: &Heartbeat) -> Self {
+                let e = &hb.event;
+                let x = &hb.enrichment;
+                HeartbeatRow {
+                    property_id: hb.property_id.clone(),
+                    view_id: e.view_id.to_string(),
+                    seq: e.seq,
+                    event: e.event.as_str().to_owned(),
+                    ts: seconds(e.ts_ms),
+                    received_at: seconds(hb.received_at_ms),
+                    view_start: seconds(e.view_start_ms),
+                    viewer_id: e.viewer_id.to_string(),
+                    video_id: e.video_id.to_string(),
+                    video_title: e.video_title.to_string(),
+                    stream_type: e.stream_type.as_str().to_owned(),
+                    player_name: e.player_name.to_string(),
+                    player_version: e.player_version.to_string(),
+                    autoplay: u8::from(e.autoplay),
+                    cdn: e.cdn.to_string(),
+                    country: x.country.clone(),
+                    asn: x.asn,
+                    os: x.os.clone(),
+                    browser: x.browser.clone(),
+                    device_type: x.device_type.clone(),
+                    state: e.state.as_str().to_owned(),
+                    play_requested: u8::from(e.play_requested),
+                    started: u8::from(e.startup_time_ms.is_some()),
+                    startup_time_ms: e.startup_time_ms.unwrap_or(0),
+                    error_code: e.error_code.to_string(),
+                    error_message: e.error_message.to_string(),
+                    error_fatal: u8::from(e.error_fatal),
+                    $($name: e.$name,)*
+                }
+            }
+        }
+
+        /// Appends event `e` of record `r` as one RowBinary row of
+        /// [`HeartbeatRow`]'s columns: the same values as `HeartbeatRow::from` the
+        /// heartbeat they make, without building it.
+        pub fn write_row_binary(r: &Record, e: &Event, buf: &mut Vec<u8>) {
+            fn u8_(buf: &mut Vec<u8>, v: bool) {
+                buf.push(u8::from(v));
+            }
+            let x = &r.enrichment;
+            put_str(buf, &r.property_id);
+            put_str(buf, &e.view_id);
+            buf.extend_from_slice(&e.seq.to_le_bytes());
+            put_str(buf, e.event.as_str());
+            buf.extend_from_slice(&seconds(e.ts_ms).to_le_bytes());
+            buf.extend_from_slice(&seconds(r.received_at_ms).to_le_bytes());
+            buf.extend_from_slice(&seconds(e.view_start_ms).to_le_bytes());
+            put_str(buf, &e.viewer_id);
+            put_str(buf, &e.video_id);
+            put_str(buf, &e.video_title);
+            put_str(buf, e.stream_type.as_str());
+            put_str(buf, &e.player_name);
+            put_str(buf, &e.player_version);
+            u8_(buf, e.autoplay);
+            put_str(buf, &e.cdn);
+            put_str(buf, &x.country);
+            buf.extend_from_slice(&x.asn.to_le_bytes());
+            put_str(buf, &x.os);
+            put_str(buf, &x.browser);
+            put_str(buf, &x.device_type);
+            put_str(buf, e.state.as_str());
+            u8_(buf, e.play_requested);
+            u8_(buf, e.startup_time_ms.is_some());
+            buf.extend_from_slice(&e.startup_time_ms.unwrap_or(0).to_le_bytes());
+            put_str(buf, &e.error_code);
+            put_str(buf, &e.error_message);
+            u8_(buf, e.error_fatal);
+            $(buf.extend_from_slice(&e.$name.to_le_bytes());)*
+        }
+    };
 }
+integer_fields!(heartbeat_row! {});
 
 fn seconds(ms: i64) -> u32 {
     (ms.max(0) / 1000).min(i64::from(u32::MAX)) as u32
-}
-
-impl From<&Heartbeat> for HeartbeatRow {
-    fn from(hb: &Heartbeat) -> Self {
-        let e = &hb.event;
-        let x = &hb.enrichment;
-        HeartbeatRow {
-            property_id: hb.property_id.clone(),
-            view_id: e.view_id.to_string(),
-            seq: e.seq,
-            event: e.event.as_str().to_owned(),
-            ts: seconds(e.ts_ms),
-            received_at: seconds(hb.received_at_ms),
-            view_start: seconds(e.view_start_ms),
-            viewer_id: e.viewer_id.to_string(),
-            video_id: e.video_id.to_string(),
-            video_title: e.video_title.to_string(),
-            stream_type: e.stream_type.as_str().to_owned(),
-            video_duration_ms: e.video_duration_ms,
-            player_name: e.player_name.to_string(),
-            player_version: e.player_version.to_string(),
-            player_width: e.player_width,
-            player_height: e.player_height,
-            autoplay: u8::from(e.autoplay),
-            cdn: e.cdn.to_string(),
-            country: x.country.clone(),
-            asn: x.asn,
-            os: x.os.clone(),
-            browser: x.browser.clone(),
-            device_type: x.device_type.clone(),
-            state: e.state.as_str().to_owned(),
-            play_requested: u8::from(e.play_requested),
-            started: u8::from(e.startup_time_ms.is_some()),
-            startup_time_ms: e.startup_time_ms.unwrap_or(0),
-            watch_time_ms: e.watch_time_ms,
-            playing_time_ms: e.playing_time_ms,
-            rebuffer_count: e.rebuffer_count,
-            rebuffer_duration_ms: e.rebuffer_duration_ms,
-            bitrate_kbps: e.bitrate_kbps,
-            avg_bitrate_kbps: e.avg_bitrate_kbps,
-            dropped_frames: e.dropped_frames,
-            playhead_ms: e.playhead_ms,
-            error_code: e.error_code.to_string(),
-            error_message: e.error_message.to_string(),
-            error_fatal: u8::from(e.error_fatal),
-        }
-    }
 }
 
 /// `INSERT INTO {table} (...) FORMAT RowBinary` with the columns in the
@@ -123,54 +148,6 @@ pub fn insert_sql(table: &str) -> String {
         "INSERT INTO {table} ({}) FORMAT RowBinary",
         HeartbeatRow::COLUMN_NAMES.join(", ")
     )
-}
-
-/// Appends event `e` of record `r` as one RowBinary row of
-/// [`HeartbeatRow`]'s columns: the same values as `HeartbeatRow::from` the
-/// heartbeat they make, without building it.
-pub fn write_row_binary(r: &Record, e: &Event, buf: &mut Vec<u8>) {
-    fn u8_(buf: &mut Vec<u8>, v: bool) {
-        buf.push(u8::from(v));
-    }
-    let x = &r.enrichment;
-    put_str(buf, &r.property_id);
-    put_str(buf, &e.view_id);
-    buf.extend_from_slice(&e.seq.to_le_bytes());
-    put_str(buf, e.event.as_str());
-    buf.extend_from_slice(&seconds(e.ts_ms).to_le_bytes());
-    buf.extend_from_slice(&seconds(r.received_at_ms).to_le_bytes());
-    buf.extend_from_slice(&seconds(e.view_start_ms).to_le_bytes());
-    put_str(buf, &e.viewer_id);
-    put_str(buf, &e.video_id);
-    put_str(buf, &e.video_title);
-    put_str(buf, e.stream_type.as_str());
-    buf.extend_from_slice(&e.video_duration_ms.to_le_bytes());
-    put_str(buf, &e.player_name);
-    put_str(buf, &e.player_version);
-    buf.extend_from_slice(&e.player_width.to_le_bytes());
-    buf.extend_from_slice(&e.player_height.to_le_bytes());
-    u8_(buf, e.autoplay);
-    put_str(buf, &e.cdn);
-    put_str(buf, &x.country);
-    buf.extend_from_slice(&x.asn.to_le_bytes());
-    put_str(buf, &x.os);
-    put_str(buf, &x.browser);
-    put_str(buf, &x.device_type);
-    put_str(buf, e.state.as_str());
-    u8_(buf, e.play_requested);
-    u8_(buf, e.startup_time_ms.is_some());
-    buf.extend_from_slice(&e.startup_time_ms.unwrap_or(0).to_le_bytes());
-    buf.extend_from_slice(&e.watch_time_ms.to_le_bytes());
-    buf.extend_from_slice(&e.playing_time_ms.to_le_bytes());
-    buf.extend_from_slice(&e.rebuffer_count.to_le_bytes());
-    buf.extend_from_slice(&e.rebuffer_duration_ms.to_le_bytes());
-    buf.extend_from_slice(&e.bitrate_kbps.to_le_bytes());
-    buf.extend_from_slice(&e.avg_bitrate_kbps.to_le_bytes());
-    buf.extend_from_slice(&e.dropped_frames.to_le_bytes());
-    buf.extend_from_slice(&e.playhead_ms.to_le_bytes());
-    put_str(buf, &e.error_code);
-    put_str(buf, &e.error_message);
-    u8_(buf, e.error_fatal);
 }
 
 /// ClickHouse's `sipHash64(view_id)`: SipHash-2-4 with zero keys over the

@@ -17,7 +17,6 @@ pub fn event(view_id: &str, seq: u32) -> Event {
         video_id: "video-42".into(),
         video_title: "Championship Final — Live".into(),
         stream_type: StreamType::Live,
-        video_duration_ms: 0,
         player_name: "web-player".into(),
         player_version: "3.2.1".into(),
         player_width: 1280,
@@ -35,9 +34,8 @@ pub fn event(view_id: &str, seq: u32) -> Event {
         avg_bitrate_kbps: 4_100,
         dropped_frames: 12,
         playhead_ms: 3_600_000,
-        error_code: "".into(),
-        error_message: "".into(),
-        error_fatal: false,
+        // Live: no duration; no error. (A field added later is 0 here.)
+        ..Event::default()
     }
 }
 

@@ -232,14 +232,18 @@ async fn shard_for_is_where_the_distributed_table_puts_a_view() {
         .await;
 }
 
-/// The processor inserts `HeartbeatRow::COLUMN_NAMES`; the migrated table
-/// must have exactly those columns, in that order (a column the row lacks
-/// would silently take its default).
+/// The processor inserts `HeartbeatRow::COLUMN_NAMES` (naming them, so the
+/// order does not matter); the migrated tables must have exactly those
+/// columns (a column the row lacks would silently take its default), and
+/// each integer field of `schema::fields` must have its column type. This
+/// is the test that fails when a field is added without its migration.
 #[tokio::test]
 async fn the_row_has_every_column_of_the_table() {
     #[derive(Row, serde::Deserialize)]
     struct Column {
         name: String,
+        #[serde(rename = "type")]
+        kind: String,
     }
     let stack = Stack::from_env();
     let db = unique("columns");
@@ -248,14 +252,24 @@ async fn the_row_has_every_column_of_the_table() {
         .await
         .unwrap();
     let client = &shards(&cfg)[0].client;
-    let columns: Vec<Column> = client
-        .query("SELECT name FROM system.columns WHERE database = ? AND table = 'heartbeats_local'")
-        .bind(&db)
-        .fetch_all()
-        .await
-        .unwrap();
-    let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, HeartbeatRow::COLUMN_NAMES);
+    let mut want: Vec<&str> = HeartbeatRow::COLUMN_NAMES.to_vec();
+    want.sort_unstable();
+    for table in ["heartbeats_local", "heartbeats"] {
+        let columns: Vec<Column> = client
+            .query("SELECT name, type FROM system.columns WHERE database = ? AND table = ?")
+            .bind(&db)
+            .bind(table)
+            .fetch_all()
+            .await
+            .unwrap();
+        let mut names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, want, "{table}'s columns");
+        for (name, kind) in qoe_schema::fields::INTEGER_COLUMNS {
+            let column = columns.iter().find(|c| c.name == *name).unwrap();
+            assert_eq!(column.kind, *kind, "{table}.{name}");
+        }
+    }
     let _ = client
         .query(&format!("DROP DATABASE IF EXISTS {db}"))
         .execute()

@@ -174,18 +174,10 @@ impl View {
             cdn: model.cdns[cdn].0.as_str().into(),
             state: PlayerState::Idle,
             play_requested: false,
-            watch_time_ms: 0,
-            playing_time_ms: 0,
             startup_time_ms: None,
-            rebuffer_count: 0,
-            rebuffer_duration_ms: 0,
             bitrate_kbps: bitrate,
-            avg_bitrate_kbps: 0,
-            dropped_frames: 0,
-            playhead_ms: 0,
-            error_code: "".into(),
-            error_message: "".into(),
-            error_fatal: false,
+            // Counters start at 0, with no error.
+            ..Event::default()
         };
         View {
             e,

@@ -1,4 +1,4 @@
-//! The record's binary encoding (format version 2): the events one request
+//! The record's binary encoding (format version 3): the events one request
 //! carried for one view, after what the collector added to all of them.
 //! Integers are LEB128 varints (signed ones zigzagged), strings a varint
 //! byte length then UTF-8, enums one byte. It costs a few hundred
@@ -6,36 +6,42 @@
 //! fields a request shares are written once.
 //!
 //! ```text
-//! u8 version (= 2; a JSON record starts with `{`)    var event count (1..=MAX_EVENTS)
+//! u8 version (= 3; a JSON record starts with `{`)    var event count (1..=MAX_EVENTS)
 //! str property_id   zig received_at_ms
 //! str country   var asn   str os   str browser   str device_type
 //! str view_id
 //! then per event:
 //!   var seq   u8 event   zig ts_ms   zig view_start_ms
 //!   str* viewer_id   str* video_id   str* video_title   u8 stream_type
-//!   var video_duration_ms   str* player_name   str* player_version
-//!   var player_width   var player_height   u8 flags   str* cdn   u8 state
-//!   var watch_time_ms   var playing_time_ms   [var startup_time_ms if flagged]
-//!   var rebuffer_count   var rebuffer_duration_ms   var bitrate_kbps
-//!   var avg_bitrate_kbps   var dropped_frames   var playhead_ms
-//!   str* error_code   str* error_message
+//!   str* player_name   str* player_version   u8 flags   str* cdn   u8 state
+//!   [var startup_time_ms if flagged]   str* error_code   str* error_message
+//!   var n   n × var: the integer fields, in `crate::fields` table order
 //! ```
 //!
 //! `str*` is a string that may repeat the previous event's value of the same
 //! field: varint 0 means "the same", otherwise varint (length + 1) then the
 //! bytes. Flags: bit 0 autoplay, 1 play_requested, 2 error_fatal, 3 startup
-//! time known. Decoding is strict: an enum out of range, a number too large
+//! time known. The integer block is counted so the table can grow without a
+//! new version: a reader skips integers past those it knows (a newer
+//! writer's) and leaves those a record lacks (an older writer's) at 0.
+//! Otherwise decoding is strict: an enum out of range, a number too large
 //! for its field, invalid UTF-8, a truncated record or trailing bytes are
-//! errors. Changing this layout means a new format version.
+//! errors. Any other layout change means a new format version.
+//!
+//! Version 2 (the integers at fixed places among the other fields) is still
+//! read, so a rolling upgrade loses nothing.
 
 use std::sync::Arc;
 
 use crate::beacon::{Event, EventType, PlayerState, StreamType};
+use crate::fields::{integer_fields, INTEGER_FIELDS};
 
 use super::{Enrichment, Record};
 
-/// The version byte that opens a binary record.
-pub const VERSION: u8 = 2;
+/// The version byte that opens a binary record written today.
+pub const VERSION: u8 = 3;
+/// The previous version, still read.
+const VERSION_2: u8 = 2;
 /// Most events in one record (keeps a record far below Kafka's 1 MB default
 /// even with every string at its limit).
 pub const MAX_EVENTS: usize = 100;
@@ -110,11 +116,8 @@ pub fn encode(
         put_shared(buf, &e.video_id, p(|e| &e.video_id));
         put_shared(buf, &e.video_title, p(|e| &e.video_title));
         buf.push(e.stream_type as u8);
-        put_varint(buf, e.video_duration_ms);
         put_shared(buf, &e.player_name, p(|e| &e.player_name));
         put_shared(buf, &e.player_version, p(|e| &e.player_version));
-        put_varint(buf, u64::from(e.player_width));
-        put_varint(buf, u64::from(e.player_height));
         let flag = |on: bool, bit: u8| if on { bit } else { 0 };
         buf.push(
             flag(e.autoplay, AUTOPLAY)
@@ -124,22 +127,44 @@ pub fn encode(
         );
         put_shared(buf, &e.cdn, p(|e| &e.cdn));
         buf.push(e.state as u8);
-        put_varint(buf, e.watch_time_ms);
-        put_varint(buf, e.playing_time_ms);
         if let Some(startup) = e.startup_time_ms {
             put_varint(buf, u64::from(startup));
         }
-        put_varint(buf, u64::from(e.rebuffer_count));
-        put_varint(buf, e.rebuffer_duration_ms);
-        put_varint(buf, u64::from(e.bitrate_kbps));
-        put_varint(buf, u64::from(e.avg_bitrate_kbps));
-        put_varint(buf, e.dropped_frames);
-        put_varint(buf, e.playhead_ms);
         put_shared(buf, &e.error_code, p(|e| &e.error_code));
         put_shared(buf, &e.error_message, p(|e| &e.error_message));
+        put_integers(buf, e);
         prev = Some(e);
     }
 }
+
+macro_rules! integer_codec {
+    ({} $($name:ident: $ty:ty = $max:expr, $doc:literal;)*) => {
+        /// The event's integer block: how many, then each in table order.
+        fn put_integers(buf: &mut Vec<u8>, e: &Event) {
+            put_varint(buf, INTEGER_FIELDS.len() as u64);
+            $(put_varint(buf, u64::from(e.$name));)*
+        }
+
+        impl Reader<'_> {
+            /// An integer block into `e`: the fields it has, in table
+            /// order; integers past those this build knows are skipped.
+            fn integers(&mut self, e: &mut Event) -> Result<(), BinaryError> {
+                let mut left = self.varint()?;
+                $(
+                    if left > 0 {
+                        e.$name = self.int(stringify!($name))?;
+                        left -= 1;
+                    }
+                )*
+                for _ in 0..left {
+                    self.varint()?;
+                }
+                Ok(())
+            }
+        }
+    };
+}
+integer_fields!(integer_codec! {});
 
 /// Why a binary record does not decode: what was wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,7 +181,7 @@ pub struct BinaryError {
 pub fn event_count(bytes: &[u8]) -> Option<usize> {
     let mut r = Reader { bytes, at: 0 };
     match r.u8() {
-        Ok(VERSION) => r.varint().ok().map(|n| n as usize),
+        Ok(VERSION | VERSION_2) => r.varint().ok().map(|n| n as usize),
         _ => None,
     }
 }
@@ -164,8 +189,9 @@ pub fn event_count(bytes: &[u8]) -> Option<usize> {
 /// Decodes a binary record (the version byte included).
 pub fn decode(bytes: &[u8]) -> Result<Record, BinaryError> {
     let mut r = Reader { bytes, at: 0 };
-    if r.u8()? != VERSION {
-        return Err(r.error("not a version 2 record"));
+    let version = r.u8()?;
+    if version != VERSION && version != VERSION_2 {
+        return Err(r.error("not a version 2 or 3 record"));
     }
     let count: usize = r.int("event count")?;
     if !(1..=MAX_EVENTS).contains(&count) {
@@ -183,7 +209,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record, BinaryError> {
     let view_id: Arc<str> = r.str()?.into();
     let mut events: Vec<Event> = Vec::with_capacity(count);
     for _ in 0..count {
-        let e = r.event(&view_id, events.last())?;
+        let e = if version == VERSION {
+            r.event(&view_id, events.last())?
+        } else {
+            r.event_v2(&view_id, events.last())?
+        };
         events.push(e);
     }
     if r.at != bytes.len() {
@@ -276,6 +306,22 @@ impl<'a> Reader<'a> {
         })
     }
 
+    fn flags(&mut self) -> Result<u8, BinaryError> {
+        let flags = self.u8()?;
+        if flags & !(AUTOPLAY | PLAY_REQUESTED | ERROR_FATAL | STARTED) != 0 {
+            return Err(self.error("unknown flags"));
+        }
+        Ok(flags)
+    }
+
+    fn startup(&mut self, flags: u8) -> Result<Option<u32>, BinaryError> {
+        match flags & STARTED {
+            0 => Ok(None),
+            _ => Ok(Some(self.int("startup_time_ms")?)),
+        }
+    }
+
+    /// One version 3 event.
     fn event(&mut self, view_id: &Arc<str>, prev: Option<&Event>) -> Result<Event, BinaryError> {
         let p = |field: fn(&Event) -> &Arc<str>| prev.map(field);
         let seq = self.int("seq")?;
@@ -287,24 +333,13 @@ impl<'a> Reader<'a> {
         let video_title = self.shared(p(|e| &e.video_title))?;
         let stream_type =
             self.enumerated(&[StreamType::OnDemand, StreamType::Live], "stream type")?;
-        let video_duration_ms = self.varint()?;
         let player_name = self.shared(p(|e| &e.player_name))?;
         let player_version = self.shared(p(|e| &e.player_version))?;
-        let player_width = self.int("player_width")?;
-        let player_height = self.int("player_height")?;
-        let flags = self.u8()?;
-        if flags & !(AUTOPLAY | PLAY_REQUESTED | ERROR_FATAL | STARTED) != 0 {
-            return Err(self.error("unknown flags"));
-        }
+        let flags = self.flags()?;
         let cdn = self.shared(p(|e| &e.cdn))?;
         let state = self.enumerated(&PlayerState::ALL, "player state")?;
-        let watch_time_ms = self.varint()?;
-        let playing_time_ms = self.varint()?;
-        let startup_time_ms = match flags & STARTED {
-            0 => None,
-            _ => Some(self.int("startup_time_ms")?),
-        };
-        Ok(Event {
+        let startup_time_ms = self.startup(flags)?;
+        let mut e = Event {
             view_id: view_id.clone(),
             seq,
             event,
@@ -314,28 +349,62 @@ impl<'a> Reader<'a> {
             video_id,
             video_title,
             stream_type,
-            video_duration_ms,
             player_name,
             player_version,
-            player_width,
-            player_height,
             autoplay: flags & AUTOPLAY != 0,
             cdn,
             state,
             play_requested: flags & PLAY_REQUESTED != 0,
-            watch_time_ms,
-            playing_time_ms,
             startup_time_ms,
-            rebuffer_count: self.int("rebuffer_count")?,
-            rebuffer_duration_ms: self.varint()?,
-            bitrate_kbps: self.int("bitrate_kbps")?,
-            avg_bitrate_kbps: self.int("avg_bitrate_kbps")?,
-            dropped_frames: self.varint()?,
-            playhead_ms: self.varint()?,
             error_code: self.shared(p(|e| &e.error_code))?,
             error_message: self.shared(p(|e| &e.error_message))?,
             error_fatal: flags & ERROR_FATAL != 0,
-        })
+            ..Event::default()
+        };
+        self.integers(&mut e)?;
+        Ok(e)
+    }
+
+    /// One version 2 event: its integers sit among the other fields, and
+    /// integer fields added since stay 0.
+    fn event_v2(&mut self, view_id: &Arc<str>, prev: Option<&Event>) -> Result<Event, BinaryError> {
+        let p = |field: fn(&Event) -> &Arc<str>| prev.map(field);
+        let mut e = Event {
+            view_id: view_id.clone(),
+            seq: self.int("seq")?,
+            event: self.enumerated(&EventType::ALL, "event type")?,
+            ts_ms: self.zigzag()?,
+            view_start_ms: self.zigzag()?,
+            viewer_id: self.shared(p(|e| &e.viewer_id))?,
+            video_id: self.shared(p(|e| &e.video_id))?,
+            video_title: self.shared(p(|e| &e.video_title))?,
+            stream_type: self
+                .enumerated(&[StreamType::OnDemand, StreamType::Live], "stream type")?,
+            ..Event::default()
+        };
+        e.video_duration_ms = self.varint()?;
+        e.player_name = self.shared(p(|e| &e.player_name))?;
+        e.player_version = self.shared(p(|e| &e.player_version))?;
+        e.player_width = self.int("player_width")?;
+        e.player_height = self.int("player_height")?;
+        let flags = self.flags()?;
+        e.autoplay = flags & AUTOPLAY != 0;
+        e.play_requested = flags & PLAY_REQUESTED != 0;
+        e.error_fatal = flags & ERROR_FATAL != 0;
+        e.cdn = self.shared(p(|e| &e.cdn))?;
+        e.state = self.enumerated(&PlayerState::ALL, "player state")?;
+        e.watch_time_ms = self.varint()?;
+        e.playing_time_ms = self.varint()?;
+        e.startup_time_ms = self.startup(flags)?;
+        e.rebuffer_count = self.int("rebuffer_count")?;
+        e.rebuffer_duration_ms = self.varint()?;
+        e.bitrate_kbps = self.int("bitrate_kbps")?;
+        e.avg_bitrate_kbps = self.int("avg_bitrate_kbps")?;
+        e.dropped_frames = self.varint()?;
+        e.playhead_ms = self.varint()?;
+        e.error_code = self.shared(p(|e| &e.error_code))?;
+        e.error_message = self.shared(p(|e| &e.error_message))?;
+        Ok(e)
     }
 }
 
@@ -471,6 +540,103 @@ mod tests {
             decode(&buf).unwrap_err().what,
             "the first event repeats a value"
         );
+    }
+
+    /// A record of one event as version 2 wrote it, byte by byte (a
+    /// frozen layout: the encoder that made it is gone).
+    fn version_2_record(e: &Event) -> Vec<u8> {
+        let mut buf = vec![VERSION_2, 1];
+        for s in ["prop", "DE"] {
+            put_str(&mut buf, s);
+            if s == "prop" {
+                put_zigzag(&mut buf, sample::NOW_MS);
+            }
+        }
+        put_varint(&mut buf, 3320);
+        for s in ["Android", "Chrome", "mobile", &e.view_id] {
+            put_str(&mut buf, s);
+        }
+        put_varint(&mut buf, u64::from(e.seq));
+        buf.push(e.event as u8);
+        put_zigzag(&mut buf, e.ts_ms);
+        put_zigzag(&mut buf, e.view_start_ms);
+        for s in [&e.viewer_id, &e.video_id, &e.video_title] {
+            put_shared(&mut buf, s, None);
+        }
+        buf.push(e.stream_type as u8);
+        put_varint(&mut buf, e.video_duration_ms);
+        put_shared(&mut buf, &e.player_name, None);
+        put_shared(&mut buf, &e.player_version, None);
+        put_varint(&mut buf, u64::from(e.player_width));
+        put_varint(&mut buf, u64::from(e.player_height));
+        buf.push(AUTOPLAY | PLAY_REQUESTED | STARTED);
+        put_shared(&mut buf, &e.cdn, None);
+        buf.push(e.state as u8);
+        put_varint(&mut buf, e.watch_time_ms);
+        put_varint(&mut buf, e.playing_time_ms);
+        put_varint(&mut buf, u64::from(e.startup_time_ms.unwrap()));
+        for v in [
+            u64::from(e.rebuffer_count),
+            e.rebuffer_duration_ms,
+            u64::from(e.bitrate_kbps),
+            u64::from(e.avg_bitrate_kbps),
+            e.dropped_frames,
+            e.playhead_ms,
+        ] {
+            put_varint(&mut buf, v);
+        }
+        put_shared(&mut buf, &e.error_code, None);
+        put_shared(&mut buf, &e.error_message, None);
+        buf
+    }
+
+    #[test]
+    fn version_2_records_are_still_read() {
+        let mut e = sample::event("v-1", 7);
+        e.autoplay = true;
+        e.play_requested = true;
+        e.error_fatal = false;
+        let buf = version_2_record(&e);
+        assert_eq!(event_count(&buf), Some(1));
+        assert_eq!(decode(&buf), Ok(record(vec![e])));
+    }
+
+    #[test]
+    fn the_integer_block_tolerates_a_longer_or_shorter_table() {
+        let e = sample::event("v-1", 1);
+        let buf = encoded(&record(vec![e.clone()]));
+        // The block closes the record: its count, then one varint each.
+        let mut block = Vec::new();
+        put_integers(&mut block, &e);
+        assert!(buf.ends_with(&block));
+        let head = &buf[..buf.len() - block.len()];
+        let mut r = Reader {
+            bytes: &block,
+            at: 0,
+        };
+        let n = r.varint().unwrap() as usize;
+        assert_eq!(n, INTEGER_FIELDS.len());
+        let mut values = Vec::new();
+        for _ in 0..n {
+            let from = r.at;
+            r.varint().unwrap();
+            values.push(&block[from..r.at]);
+        }
+        let with = |count: usize, values: &[&[u8]]| {
+            let mut out = head.to_vec();
+            put_varint(&mut out, count as u64);
+            out.extend(values.concat());
+            out
+        };
+        // A newer writer's record, one integer more: skipped.
+        let newer = with(n + 1, &[&values[..], &[&[0x7f][..]]].concat());
+        assert_eq!(decode(&newer), Ok(record(vec![e.clone()])));
+        // An older writer's record, the last integer missing: read as 0.
+        let older = with(n - 1, &values[..n - 1]);
+        let read = decode(&older).unwrap();
+        let zero = [0u8];
+        let expected = with(n, &[&values[..n - 1], &[&zero[..]]].concat());
+        assert_eq!(encoded(&read), expected);
     }
 
     #[test]

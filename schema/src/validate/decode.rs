@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use super::scan::scan;
 use super::{reject, validate_with, BodyError, Checks, Decoded, Reason, Rejection, Strings};
 use crate::beacon::{RawEvent, MAX_EVENTS_PER_BATCH};
+use crate::fields::integer_fields;
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -339,11 +340,13 @@ impl<'a> RawEvent<'a> {
     /// `metadata`).
     fn fill_from(&mut self, meta: &RawEvent<'a>) {
         macro_rules! fill {
-            ($($f:ident),*) => {$(
+            ({ $($f:ident),* } $($name:ident: $ty:ty = $max:expr, $doc:literal;)*) => {$(
                 if self.$f.is_none() { self.$f = meta.$f.clone(); }
+            )* $(
+                if self.$name.is_none() { self.$name = meta.$name.clone(); }
             )*};
         }
-        fill!(
+        integer_fields!(fill! {
             view_id,
             seq,
             event,
@@ -353,27 +356,16 @@ impl<'a> RawEvent<'a> {
             video_id,
             video_title,
             stream_type,
-            video_duration_ms,
             player_name,
             player_version,
-            player_width,
-            player_height,
             autoplay,
             cdn,
             state,
             play_requested,
-            watch_time_ms,
-            playing_time_ms,
             startup_time_ms,
-            rebuffer_count,
-            rebuffer_duration_ms,
-            bitrate_kbps,
-            avg_bitrate_kbps,
-            dropped_frames,
-            playhead_ms,
             error_code,
             error_message,
             error_fatal
-        );
+        });
     }
 }

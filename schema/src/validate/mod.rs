@@ -19,6 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::beacon::{limits, Event, EventType, PlayerState, RawEvent, StreamType};
+use crate::fields::integer_fields;
 
 pub use decode::decode;
 
@@ -373,7 +374,16 @@ pub(crate) fn validate_with(
         limits::MAX_DURATION_MS,
     )?
     .map(|v| v.min(u64::from(u32::MAX)) as u32);
-    Ok(Event {
+    // The integer fields are checked after the others, from the table.
+    macro_rules! checked {
+        ({ $($fixed:tt)* } $($name:ident: $ty:ty = $max:expr, $doc:literal;)*) => {
+            Event {
+                $($fixed)*
+                $($name: counter(&raw.$name, stringify!($name), $max)? as $ty,)*
+            }
+        };
+    }
+    Ok(integer_fields!(checked! {
         view_id,
         seq,
         event,
@@ -393,11 +403,6 @@ pub(crate) fn validate_with(
             limits::VIDEO_TITLE,
         )?,
         stream_type,
-        video_duration_ms: counter(
-            &raw.video_duration_ms,
-            "video_duration_ms",
-            limits::MAX_DURATION_MS,
-        )?,
         player_name: strings.optional(
             Strings::PLAYER_NAME,
             &raw.player_name,
@@ -410,35 +415,13 @@ pub(crate) fn validate_with(
             "player_version",
             limits::SHORT,
         )?,
-        player_width: counter(&raw.player_width, "player_width", limits::MAX_PIXELS)? as u16,
-        player_height: counter(&raw.player_height, "player_height", limits::MAX_PIXELS)? as u16,
         autoplay: raw.autoplay.unwrap_or(false),
         cdn: strings.optional(Strings::CDN, &raw.cdn, "cdn", limits::SHORT)?,
         state,
         play_requested: raw.play_requested.unwrap_or(false)
             || matches!(event, EventType::Play | EventType::Playing)
             || startup_time_ms.is_some(),
-        watch_time_ms: counter(&raw.watch_time_ms, "watch_time_ms", limits::MAX_DURATION_MS)?,
-        playing_time_ms: counter(
-            &raw.playing_time_ms,
-            "playing_time_ms",
-            limits::MAX_DURATION_MS,
-        )?,
         startup_time_ms,
-        rebuffer_count: counter(&raw.rebuffer_count, "rebuffer_count", u64::from(u32::MAX))? as u32,
-        rebuffer_duration_ms: counter(
-            &raw.rebuffer_duration_ms,
-            "rebuffer_duration_ms",
-            limits::MAX_DURATION_MS,
-        )?,
-        bitrate_kbps: counter(&raw.bitrate_kbps, "bitrate_kbps", limits::MAX_BITRATE_KBPS)? as u32,
-        avg_bitrate_kbps: counter(
-            &raw.avg_bitrate_kbps,
-            "avg_bitrate_kbps",
-            limits::MAX_BITRATE_KBPS,
-        )? as u32,
-        dropped_frames: counter(&raw.dropped_frames, "dropped_frames", u64::from(u32::MAX))?,
-        playhead_ms: counter(&raw.playhead_ms, "playhead_ms", limits::MAX_DURATION_MS)?,
         error_code: strings.optional(
             Strings::ERROR_CODE,
             &raw.error_code,
@@ -452,7 +435,7 @@ pub(crate) fn validate_with(
             limits::ERROR_MESSAGE,
         )?,
         error_fatal,
-    })
+    }))
 }
 
 #[cold]

@@ -22,6 +22,7 @@ use std::cell::Cell;
 use serde_json::Number;
 
 use crate::beacon::{RawEvent, MAX_EVENTS_PER_BATCH};
+use crate::fields::integer_fields;
 
 mod words;
 
@@ -211,10 +212,10 @@ impl<'a> Scanner<'a> {
 
     /// One flat event object, its fields set in `raw`; returns the fields
     /// it wrote (not those it gave as `null`), a bit per field number.
-    fn event(&mut self, raw: &mut RawEvent<'a>, kind: Kind) -> Option<u32> {
+    fn event(&mut self, raw: &mut RawEvent<'a>, kind: Kind) -> Option<FieldSet> {
         self.expect(b'{')?;
-        let mut seen = 0u32;
-        let mut written = 0u32;
+        let mut seen: FieldSet = 0;
+        let mut written: FieldSet = 0;
         if self.peek()? == b'}' {
             self.at += 1;
             return Some(written);
@@ -229,7 +230,7 @@ impl<'a> Scanner<'a> {
             } else {
                 // Each known field once: a bit per field (serde refuses
                 // duplicates, even of `null`).
-                let bit = 1u32 << field;
+                let bit: FieldSet = 1 << field;
                 if seen & bit != 0 {
                     return None;
                 }
@@ -457,30 +458,61 @@ fn plain_uint(n: u64, digits: usize, first: u8, next: Option<u8>) -> Option<u64>
 /// scalar here: nested values stopped the scan).
 const UNKNOWN: u8 = u8::MAX;
 
+/// A bit per field number.
+type FieldSet = u64;
+
 macro_rules! fields {
-    ($($number:literal $name:literal => $kind:ident($field:ident),)*) => {
-        /// Every field's JSON name and quote; its index is the field's number.
-        const KEYS: &[Key] = &[$(Key::new($name)),*];
+    (
+        { $($number:literal $key:literal => $kind:ident($field:ident),)* }
+        $($name:ident: $ty:ty = $max:expr, $doc:literal;)*
+    ) => {
+        /// Every field's JSON name and quote; its index is the field's
+        /// number: the numbered fields, then the integer fields in table order.
+        const KEYS: &[Key] = &[$(Key::new($key),)* $(Key::new(stringify!($name)),)*];
+
+        /// The first integer field's number.
+        const FIRST_INTEGER: u8 = [$($number),*].len() as u8;
+
+        const _: () = assert!(KEYS.len() <= FieldSet::BITS as usize, "a FieldSet bit per field");
 
         #[cfg(test)]
-        const NAMES: &[&str] = &[$($name),*];
+        const NAMES: &[&str] = &[$($key,)* $(stringify!($name),)*];
 
         /// The number of the field named `key`, or [`UNKNOWN`].
         fn field_of(key: &str) -> u8 {
             match key {
-                $($name => $number,)*
-                _ => UNKNOWN,
+                $($key => $number,)*
+                _ => {
+                    let mut number = FIRST_INTEGER;
+                    $(
+                        if key == stringify!($name) {
+                            return number;
+                        }
+                        number += 1;
+                    )*
+                    let _ = number;
+                    UNKNOWN
+                }
             }
         }
 
-        /// Gives the fields in `set` (a bit per field number) their values
-        /// in `from` again.
+        /// Gives the fields in `set` their values in `from` again.
         #[inline]
-        fn restore<'a>(raw: &mut RawEvent<'a>, from: &RawEvent<'a>, mut set: u32) {
+        fn restore<'a>(raw: &mut RawEvent<'a>, from: &RawEvent<'a>, mut set: FieldSet) {
             while set != 0 {
-                match set.trailing_zeros() {
+                let field = set.trailing_zeros() as u8;
+                match field {
                     $($number => raw.$field.clone_from(&from.$field),)*
-                    _ => {}
+                    _ => {
+                        let mut number = FIRST_INTEGER;
+                        $(
+                            if field == number {
+                                raw.$name = from.$name.clone();
+                            }
+                            number += 1;
+                        )*
+                        let _ = number;
+                    }
                 }
                 set &= set - 1;
             }
@@ -492,13 +524,23 @@ macro_rules! fields {
         fn read<'a>(s: &mut Scanner<'a>, raw: &mut RawEvent<'a>, field: u8) -> Option<bool> {
             match field {
                 $($number => s.$kind(&mut raw.$field),)*
-                _ => Some(false),
+                _ => {
+                    let mut number = FIRST_INTEGER;
+                    $(
+                        if field == number {
+                            return s.number(&mut raw.$name);
+                        }
+                        number += 1;
+                    )*
+                    let _ = number;
+                    Some(false)
+                }
             }
         }
     };
 }
 
-fields! {
+integer_fields!(fields! {
     0 "view_id" => text(view_id),
     1 "seq" => number(seq),
     2 "event" => text(event),
@@ -508,28 +550,17 @@ fields! {
     6 "video_id" => text(video_id),
     7 "video_title" => text(video_title),
     8 "stream_type" => text(stream_type),
-    9 "video_duration_ms" => number(video_duration_ms),
-    10 "player_name" => text(player_name),
-    11 "player_version" => text(player_version),
-    12 "player_width" => number(player_width),
-    13 "player_height" => number(player_height),
-    14 "autoplay" => flag(autoplay),
-    15 "cdn" => text(cdn),
-    16 "state" => text(state),
-    17 "play_requested" => flag(play_requested),
-    18 "watch_time_ms" => number(watch_time_ms),
-    19 "playing_time_ms" => number(playing_time_ms),
-    20 "startup_time_ms" => number(startup_time_ms),
-    21 "rebuffer_count" => number(rebuffer_count),
-    22 "rebuffer_duration_ms" => number(rebuffer_duration_ms),
-    23 "bitrate_kbps" => number(bitrate_kbps),
-    24 "avg_bitrate_kbps" => number(avg_bitrate_kbps),
-    25 "dropped_frames" => number(dropped_frames),
-    26 "playhead_ms" => number(playhead_ms),
-    27 "error_code" => text(error_code),
-    28 "error_message" => text(error_message),
-    29 "error_fatal" => flag(error_fatal),
-}
+    9 "player_name" => text(player_name),
+    10 "player_version" => text(player_version),
+    11 "autoplay" => flag(autoplay),
+    12 "cdn" => text(cdn),
+    13 "state" => text(state),
+    14 "play_requested" => flag(play_requested),
+    15 "startup_time_ms" => number(startup_time_ms),
+    16 "error_code" => text(error_code),
+    17 "error_message" => text(error_message),
+    18 "error_fatal" => flag(error_fatal),
+});
 
 #[cfg(test)]
 mod tests {
