@@ -264,7 +264,13 @@ async fn the_row_has_every_column_of_the_table() {
             .unwrap();
         let mut names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         names.sort_unstable();
-        assert_eq!(names, want, "{table}'s columns");
+        let missing: Vec<_> = want.iter().filter(|n| !names.contains(n)).collect();
+        let extra: Vec<_> = names.iter().filter(|n| !want.contains(n)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{table}: columns the row writes but the table lacks (add a migration): {missing:?}; \
+             columns the row does not write: {extra:?}"
+        );
         for (name, kind) in qoe_schema::fields::INTEGER_COLUMNS {
             let column = columns.iter().find(|c| c.name == *name).unwrap();
             assert_eq!(column.kind, *kind, "{table}.{name}");
