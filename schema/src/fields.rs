@@ -48,6 +48,8 @@ macro_rules! integer_fields {
                 "Cumulative dropped frames.";
             playhead_ms: u64 = $crate::beacon::limits::MAX_DURATION_MS,
                 "Current playhead position, ms.";
+            buffer_length_ms: u64 = $crate::beacon::limits::MAX_DURATION_MS,
+                "Forward buffer length (media buffered ahead of the playhead) at `ts`, ms.";
         }
     };
 }

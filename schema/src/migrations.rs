@@ -20,4 +20,9 @@ pub const ALL: &[Migration] = &[
         name: "minute_dims",
         sql: Sql::Any(include_str!("../migrations/0003_minute_dims.sql")),
     },
+    Migration {
+        version: 4,
+        name: "buffer_length",
+        sql: Sql::Any(include_str!("../migrations/0004_buffer_length.sql")),
+    },
 ];
