@@ -254,7 +254,7 @@ impl Heartbeat {
         buf
     }
 
-    /// The version-1 JSON value (what collectors wrote before version 2).
+    /// The version-1 JSON value (what collectors wrote before the binary formats).
     pub fn encode_json(&self) -> Vec<u8> {
         let json = JsonOut {
             v: JSON_FORMAT_VERSION,
