@@ -1,15 +1,15 @@
 //! The golden cases (`schema::golden`) end to end: each case's beacons are
 //! posted to a collector, travel through the broker and a processor into
 //! ClickHouse, and the metric SQL must answer the hand-written numbers.
-#![allow(clippy::field_reassign_with_default)] // settings read better one per line
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use qoe_schema::golden;
 use qoe_schema::metrics::{self, Overview, Scope};
-use qoe_testkit::{free_port, unique, wait_until, Stack};
-use tokio::sync::watch;
+use qoe_testkit::{unique, wait_until, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_gives_the_hand_written_numbers() {
@@ -32,43 +32,15 @@ async fn the_pipeline_gives_the_hand_written_numbers() {
         .map(|c| (format!("key-{}", c.name), unique(c.name)))
         .collect();
 
-    let kafka = stack.kafka(&topic);
-    let (ingest, collector_admin, processor_admin) = (free_port(), free_port(), free_port());
-    let mut collector = qoe_collector::CollectorConfig::default();
-    collector.kafka = kafka.clone();
-    collector.http.listen = ([127, 0, 0, 1], ingest).into();
-    collector.admin.listen = ([127, 0, 0, 1], collector_admin).into();
-    collector.properties = properties.clone();
-    collector.ingest.max_age = Duration::from_secs(3 * 86_400);
-    collector.producer.spill_dir = std::env::temp_dir().join(unique("golden-spill"));
-    let mut processor = qoe_processor::ProcessorConfig::default();
-    processor.kafka = kafka;
-    processor.clickhouse = ch.clone();
-    processor.admin.listen = ([127, 0, 0, 1], processor_admin).into();
-    processor.processor.group = unique("group");
-    processor.processor.batch_interval = Duration::from_millis(200);
-
-    let until = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let (stop, stop_rx) = watch::channel(false);
-    let processor_task = tokio::spawn(qoe_processor::run(processor, until(stop_rx.clone())));
-    let collector_task = tokio::spawn(qoe_collector::run(collector, until(stop_rx)));
-    let ready = format!("http://127.0.0.1:{collector_admin}/readyz");
-    wait_until(Duration::from_secs(30), "the collector ready", || {
-        let url = ready.clone();
-        async move {
-            qoe_common::httpc::get(&url, Duration::from_secs(1))
-                .await
-                .is_ok_and(|r| r.status == 200)
-        }
-    })
-    .await;
+    let mut settings = support::Settings::new(stack.kafka(&topic), ch.clone(), properties.clone());
+    settings.collector.ingest.max_age = Duration::from_secs(3 * 86_400);
+    let ingest = settings.ingest_url();
+    let pipeline = support::Pipeline::start(settings).await;
 
     // One beacon per request, in the case's order: reordering and
     // repeats are part of some cases.
     for case in &cases {
-        let url = format!("http://127.0.0.1:{ingest}/v1/beacon/key-{}", case.name);
+        let url = format!("{ingest}/v1/beacon/key-{}", case.name);
         for beacon in case.beacons(base) {
             let reply = qoe_common::httpc::send(
                 hyper::Method::POST,
@@ -133,8 +105,6 @@ async fn the_pipeline_gives_the_hand_written_numbers() {
             }
         }
     }
-    let _ = stop.send(true);
-    collector_task.await.unwrap().expect("collector ran");
-    processor_task.await.unwrap().expect("processor ran");
+    assert!(pipeline.stop().await, "services stopped cleanly");
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use qoe_testkit::{create_topic, free_port, unique, wait_until, Broker, Stack};
+use qoe_testkit::{create_topic, unique, wait_until, Broker, Stack};
 use serde_json::json;
 use tokio::sync::watch;
+
+mod support;
 
 type Ids = Arc<Mutex<BTreeSet<(String, u32)>>>;
 
@@ -98,27 +100,21 @@ async fn acknowledged_events_survive_a_broker_kill_and_a_collector_restart() {
     let mut kafka = stack.kafka(&topic);
     kafka.brokers = broker.addr.clone();
     kafka.idempotent_producer = false;
-    let (ingest, collector_admin, processor_admin) = (free_port(), free_port(), free_port());
-    let mut collector = qoe_collector::CollectorConfig::default();
-    collector.kafka = kafka.clone();
-    collector.http.listen = ([127, 0, 0, 1], ingest).into();
-    collector.admin.listen = ([127, 0, 0, 1], collector_admin).into();
-    collector.properties = BTreeMap::from([("pr-key".to_owned(), property.clone())]);
+    let settings = support::Settings::new(
+        kafka.clone(),
+        ch.clone(),
+        BTreeMap::from([("pr-key".to_owned(), property.clone())]),
+    );
+    let ingest_url = settings.ingest_url();
+    let [collector_admin, _] = settings.admin_urls();
+    let (mut collector, processor) = (settings.collector, settings.processor);
     collector.producer.spill_dir = spill_dir.clone();
     collector.producer.shutdown_deadline = Duration::from_secs(2);
     // Deliveries time out while the broker is dead: they go round the retry
     // queue instead of being dropped.
     collector.producer.delivery_timeout = Duration::from_secs(2);
-    let mut processor = qoe_processor::ProcessorConfig::default();
-    processor.kafka = kafka.clone();
-    processor.clickhouse = ch.clone();
-    processor.admin.listen = ([127, 0, 0, 1], processor_admin).into();
-    processor.processor.group = unique("group");
-    processor.processor.batch_interval = Duration::from_millis(200);
 
-    let until = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let until = support::until;
     let (stop_processor, processor_rx) = watch::channel(false);
     let processor_task = tokio::spawn(qoe_processor::run(processor, until(processor_rx)));
     let start_collector = |cfg: qoe_collector::CollectorConfig| {
@@ -126,7 +122,7 @@ async fn acknowledged_events_survive_a_broker_kill_and_a_collector_restart() {
         (tx, tokio::spawn(qoe_collector::run(cfg, until(rx))))
     };
     let (stop_first, first) = start_collector(collector.clone());
-    let ready = format!("http://127.0.0.1:{collector_admin}/readyz");
+    let ready = format!("{collector_admin}/readyz");
     let is_ready = || {
         let url = ready.clone();
         async move {
@@ -140,7 +136,7 @@ async fn acknowledged_events_survive_a_broker_kill_and_a_collector_restart() {
     let accepted: Ids = Arc::default();
     let stop_sending = Arc::new(AtomicBool::new(false));
     let sender = tokio::spawn(send_until(
-        format!("http://127.0.0.1:{ingest}/v1/beacon/pr-key"),
+        format!("{ingest_url}/v1/beacon/pr-key"),
         unique("v"),
         accepted.clone(),
         stop_sending.clone(),

@@ -4,12 +4,14 @@
 //! are measured, and the run is recorded.
 #![allow(clippy::field_reassign_with_default)] // settings read better one per line
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use qoe_loadgen::run::Step;
 use qoe_loadgen::LoadgenConfig;
-use qoe_testkit::{free_port, unique, wait_until, Stack};
+use qoe_testkit::{unique, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_run_verifies_and_records() {
@@ -23,62 +25,30 @@ async fn a_short_run_verifies_and_records() {
         .expect("migrate");
     let property = unique("prop");
 
-    let (ingest, collector_admin, processor_admin) = (free_port(), free_port(), free_port());
-    let mut collector = qoe_collector::CollectorConfig::default();
-    collector.kafka = stack.kafka(&topic);
-    collector.http.listen = ([127, 0, 0, 1], ingest).into();
-    collector.admin.listen = ([127, 0, 0, 1], collector_admin).into();
-    collector.properties = BTreeMap::from([("lg-key".to_owned(), property.clone())]);
-    collector.producer.spill_dir = std::env::temp_dir().join(unique("run-spill"));
-    let mut processor = qoe_processor::ProcessorConfig::default();
-    processor.kafka = stack.kafka(&topic);
-    processor.clickhouse = ch.clone();
-    processor.admin.listen = ([127, 0, 0, 1], processor_admin).into();
-    processor.processor.group = unique("group");
-    processor.processor.batch_interval = Duration::from_millis(200);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let services = [
-        tokio::spawn({
-            let stop = until_stopped(stop_rx.clone());
-            async move { qoe_collector::run(collector, stop).await.is_ok() }
-        }),
-        tokio::spawn({
-            let stop = until_stopped(stop_rx.clone());
-            async move { qoe_processor::run(processor, stop).await.is_ok() }
-        }),
-    ];
-    let ready = |port: u16| format!("http://127.0.0.1:{port}/readyz");
-    for port in [collector_admin, processor_admin] {
-        let url = ready(port);
-        wait_until(Duration::from_secs(30), "services ready", || {
-            let url = url.clone();
-            async move {
-                qoe_common::httpc::get(&url, Duration::from_secs(1))
-                    .await
-                    .is_ok_and(|r| r.status == 200)
-            }
-        })
-        .await;
-    }
+    let settings = support::Settings::new(
+        stack.kafka(&topic),
+        ch.clone(),
+        BTreeMap::from([("lg-key".to_owned(), property.clone())]),
+    );
+    let ingest = settings.ingest_url();
+    let [collector_admin, processor_admin] = settings.admin_urls();
+    let pipeline = support::Pipeline::start(settings).await;
 
     let results = std::env::temp_dir().join(unique("loadtests"));
     let mut cfg = LoadgenConfig::default();
     cfg.clickhouse = ch.clone();
-    cfg.target.collector_url = format!("http://127.0.0.1:{ingest}");
+    cfg.target.collector_url = ingest;
     cfg.target.property_key = "lg-key".into();
     cfg.target.property_id = property.clone();
     cfg.target.backlogs = vec![
         (
             "collector".into(),
-            format!("http://127.0.0.1:{collector_admin}"),
+            collector_admin,
             "qoe_collector_backlog".into(),
         ),
         (
             "processor".into(),
-            format!("http://127.0.0.1:{processor_admin}"),
+            processor_admin,
             "qoe_processor_consumer_lag".into(),
         ),
     ];
@@ -101,13 +71,7 @@ async fn a_short_run_verifies_and_records() {
     let done = qoe_loadgen::load(&cfg, "run", &steps, serde_json::json!({}))
         .await
         .expect("run");
-    let _ = stop_tx.send(true);
-    for service in services {
-        assert!(
-            service.await.expect("service task"),
-            "service stopped cleanly"
-        );
-    }
+    assert!(pipeline.stop().await, "services stopped cleanly");
 
     let r = &done.record;
     let verify = r.verify.as_ref().expect("verify ran");

@@ -12,6 +12,19 @@ use qoe_schema::sample;
 use qoe_testkit::{socket_of, unique, TcpProxy};
 use support::{assert_matches, whole, Setup};
 
+/// A TCP proxy in front of each shard, and the shard URLs through them.
+async fn proxied_shards(setup: &Setup) -> (Vec<TcpProxy>, Vec<String>) {
+    let mut proxies = Vec::new();
+    for url in &setup.stack.shards {
+        proxies.push(TcpProxy::start(socket_of(url)).await);
+    }
+    let urls = proxies
+        .iter()
+        .map(|p| format!("http://{}", p.addr))
+        .collect();
+    (proxies, urls)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_between_insert_and_commit() {
     let setup = Setup::new("crash").await;
@@ -52,14 +65,7 @@ async fn crash_between_insert_and_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shard_outage_pauses_then_catches_up() {
     let setup = Setup::new("outage").await;
-    let mut proxies = Vec::new();
-    for url in &setup.stack.shards {
-        proxies.push(TcpProxy::start(socket_of(url)).await);
-    }
-    let shards = proxies
-        .iter()
-        .map(|p| format!("http://{}", p.addr))
-        .collect();
+    let (proxies, shards) = proxied_shards(&setup).await;
     let events = sample::views(60, sample::NOW_MS);
     let (first, second) = events.split_at(events.len() / 2);
     let group = unique("group");
@@ -110,14 +116,7 @@ async fn shard_outage_pauses_then_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_during_an_outage_exits_by_its_deadline_without_committing() {
     let setup = Setup::new("deadline").await;
-    let mut proxies = Vec::new();
-    for url in &setup.stack.shards {
-        proxies.push(TcpProxy::start(socket_of(url)).await);
-    }
-    let shards = proxies
-        .iter()
-        .map(|p| format!("http://{}", p.addr))
-        .collect();
+    let (proxies, shards) = proxied_shards(&setup).await;
     let events = sample::views(40, sample::NOW_MS);
     let (first, second) = events.split_at(events.len() / 2);
     let group = unique("group");

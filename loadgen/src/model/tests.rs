@@ -1,5 +1,20 @@
 use super::*;
 
+/// An audience without disruptions: views start, play and go on.
+fn quiet() -> ModelConfig {
+    ModelConfig {
+        exit_before_start: 0.0,
+        startup_failure: 0.0,
+        fatal_errors_per_hour: 0.0,
+        rebuffers_per_min: 0.0,
+        pauses_per_min: 0.0,
+        seeks_per_min: 0.0,
+        renditions_per_min: 0.0,
+        view_median_s: 100_000.0,
+        ..ModelConfig::default()
+    }
+}
+
 fn run_viewer(model: &ModelConfig, seed: u64, minutes: i64) -> Vec<Event> {
     let run: Arc<str> = "t".into();
     let mut v = Viewer::new(model, &run, seed, 1, 1_000_000);
@@ -73,17 +88,7 @@ fn counters_are_cumulative_and_consistent() {
 #[test]
 fn a_plain_view_counts_exactly() {
     // No disruptions: watch = startup + playing, avg bitrate = bitrate.
-    let model = ModelConfig {
-        exit_before_start: 0.0,
-        startup_failure: 0.0,
-        fatal_errors_per_hour: 0.0,
-        rebuffers_per_min: 0.0,
-        pauses_per_min: 0.0,
-        seeks_per_min: 0.0,
-        renditions_per_min: 0.0,
-        view_median_s: 100_000.0,
-        ..ModelConfig::default()
-    };
+    let model = quiet();
     let events = run_viewer(&model, 3, 5);
     let last = events.last().unwrap();
     assert_eq!(last.event, EventType::Heartbeat);
@@ -108,17 +113,7 @@ fn the_model_counts_as_the_golden_readme_view_does() {
         .beacons(0);
     let beacon = |event: &str| golden.iter().find(|b| b["event"] == event).unwrap().clone();
     let (playing, heartbeat) = (beacon("playing"), beacon("heartbeat"));
-    let model = ModelConfig {
-        exit_before_start: 0.0,
-        startup_failure: 0.0,
-        fatal_errors_per_hour: 0.0,
-        rebuffers_per_min: 0.0,
-        pauses_per_min: 0.0,
-        seeks_per_min: 0.0,
-        renditions_per_min: 0.0,
-        view_median_s: 100_000.0,
-        ..ModelConfig::default()
-    };
+    let model = quiet();
     let start = 1_000_000;
     let mut view = View::start(&model, &mut Rng::new(1, 1), &"u".into(), 0, start);
     view.play_at = start + 500;

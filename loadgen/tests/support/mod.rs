@@ -1,0 +1,110 @@
+//! What loadgen's end-to-end tests share: a collector and a processor run
+//! in this process against the test stack, with their own ports, spill
+//! directory and consumer group, stopped together.
+#![allow(dead_code, clippy::field_reassign_with_default)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use qoe_common::config::{ClickHouseConfig, KafkaConfig};
+use qoe_testkit::{free_port, unique, wait_until};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Both services' settings, for a test to adjust before [`Pipeline::start`].
+pub struct Settings {
+    pub collector: qoe_collector::CollectorConfig,
+    pub processor: qoe_processor::ProcessorConfig,
+}
+
+impl Settings {
+    /// A collector taking `properties` (ingest key → property) into
+    /// `kafka`, and a processor writing it to `clickhouse`, on free ports.
+    pub fn new(
+        kafka: KafkaConfig,
+        clickhouse: ClickHouseConfig,
+        properties: BTreeMap<String, String>,
+    ) -> Settings {
+        let mut collector = qoe_collector::CollectorConfig::default();
+        collector.kafka = kafka.clone();
+        collector.http.listen = ([127, 0, 0, 1], free_port()).into();
+        collector.admin.listen = ([127, 0, 0, 1], free_port()).into();
+        collector.properties = properties;
+        // Its own spill directory: another test's must not be replayed here.
+        collector.producer.spill_dir = std::env::temp_dir().join(unique("spill"));
+        let mut processor = qoe_processor::ProcessorConfig::default();
+        processor.kafka = kafka;
+        processor.clickhouse = clickhouse;
+        processor.admin.listen = ([127, 0, 0, 1], free_port()).into();
+        processor.processor.group = unique("group");
+        processor.processor.batch_interval = Duration::from_millis(200);
+        Settings {
+            collector,
+            processor,
+        }
+    }
+
+    /// The collector's ingest URL, `http://127.0.0.1:<port>`.
+    pub fn ingest_url(&self) -> String {
+        format!("http://{}", self.collector.http.listen)
+    }
+
+    /// The admin URLs, collector then processor.
+    pub fn admin_urls(&self) -> [String; 2] {
+        [
+            format!("http://{}", self.collector.admin.listen),
+            format!("http://{}", self.processor.admin.listen),
+        ]
+    }
+}
+
+/// A running collector and processor.
+pub struct Pipeline {
+    stop: watch::Sender<bool>,
+    services: Vec<JoinHandle<bool>>,
+}
+
+impl Pipeline {
+    /// Starts both and waits until both are ready.
+    pub async fn start(settings: Settings) -> Pipeline {
+        let admin = settings.admin_urls();
+        let (stop, rx) = watch::channel(false);
+        let collector = settings.collector;
+        let processor = settings.processor;
+        let services = vec![
+            tokio::spawn({
+                let rx = rx.clone();
+                async move { qoe_collector::run(collector, until(rx)).await.is_ok() }
+            }),
+            tokio::spawn(async move { qoe_processor::run(processor, until(rx)).await.is_ok() }),
+        ];
+        for url in admin {
+            let ready = format!("{url}/readyz");
+            wait_until(Duration::from_secs(30), "services ready", || {
+                let url = ready.clone();
+                async move {
+                    qoe_common::httpc::get(&url, Duration::from_secs(1))
+                        .await
+                        .is_ok_and(|r| r.status == 200)
+                }
+            })
+            .await;
+        }
+        Pipeline { stop, services }
+    }
+
+    /// Stops both; whether both stopped cleanly.
+    pub async fn stop(self) -> bool {
+        let _ = self.stop.send(true);
+        let mut clean = true;
+        for service in self.services {
+            clean &= service.await.unwrap_or(false);
+        }
+        clean
+    }
+}
+
+/// Resolves once `rx` says stop: a service's shutdown signal.
+pub async fn until(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
