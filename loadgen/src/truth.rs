@@ -241,6 +241,7 @@ pub async fn verify(
         now,
         inactivity_timeout_s: metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
         max_view_s: 6 * 3600,
+        filters: &[],
     };
     let got: Overview = query_one(ch, |client| metrics::overview_query(client, &scope)).await?;
     let want = metrics::overview(

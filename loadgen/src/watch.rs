@@ -77,6 +77,7 @@ pub async fn time_reads(
             now: (now / 1000) as u32,
             inactivity_timeout_s: metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
             max_view_s: 6 * 3600,
+            filters: &[],
         };
         let query = metrics::overview_query(&shard.client, &scope);
         let t = Instant::now();

@@ -120,6 +120,7 @@ async fn migrate_insert_replay_and_read_every_metric() {
                     now: at,
                     inactivity_timeout_s: 3600,
                     max_view_s: 86_400,
+                    filters: &[],
                 },
             );
             let sql = query.sql_display().to_string();

@@ -116,7 +116,7 @@ fn current_ddl_and_metric_queries() {
             {"table": "qoe.heartbeats_local", "rows": rows},
         ],
         "queries": {
-            "overview": metrics::overview_query(&client, &metrics::Scope { database: "qoe", property: "prop-1", range, now, inactivity_timeout_s: 3600, max_view_s: 86_400 }).sql_display().to_string(),
+            "overview": metrics::overview_query(&client, &metrics::Scope { database: "qoe", property: "prop-1", range, now, inactivity_timeout_s: 3600, max_view_s: 86_400, filters: &[] }).sql_display().to_string(),
             "concurrent": metrics::concurrent_per_minute_query(&client, "qoe", "prop-1", range).sql_display().to_string(),
         },
     });

@@ -73,7 +73,7 @@ pub const OVERVIEW_METRICS: &[MetricSql] = &[
 /// `final_event`, `requested`, `has_startup`, `startup_ms`, `fatal`,
 /// `watch_ms`, `playing_ms`, `rebuffers`, `rebuffer_ms`, `bitrate_kbps`, and
 /// the flags `in_start`, `in_end`, `ended`. Its `?` placeholders are bound
-/// by [`bind_views`], in order.
+/// by [`bind_views`], in order; `{having}` is where [`Scope::filters`] go.
 const VIEWS_SUBQUERY: &str = "SELECT *, \
         (start >= toDateTime(?) AND start < toDateTime(?)) AS in_start, \
         (last >= toDateTime(?) AND last < toDateTime(?)) AS in_end, \
@@ -89,12 +89,12 @@ const VIEWS_SUBQUERY: &str = "SELECT *, \
              argMax(avg_bitrate_kbps, seq) AS bitrate_kbps \
       FROM ?.views \
       WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
-      GROUP BY view_id, view_start)";
+      GROUP BY view_id, view_start {having})";
 
 /// Binds [`VIEWS_SUBQUERY`]'s values (the client escapes them).
 fn bind_views(query: Query, scope: &Scope<'_>) -> Query {
     let Range { from, to } = scope.range;
-    query
+    let query = query
         .bind(from)
         .bind(to)
         .bind(from)
@@ -104,7 +104,55 @@ fn bind_views(query: Query, scope: &Scope<'_>) -> Query {
         .bind(Identifier(scope.database))
         .bind(scope.property)
         .bind(from.saturating_sub(scope.max_view_s))
-        .bind(to)
+        .bind(to);
+    scope
+        .filters
+        .iter()
+        .fold(query, |query, filter| filter.value.bind_to(query))
+}
+
+/// The per-view subquery with `scope`'s filters in place.
+fn views_subquery(scope: &Scope<'_>) -> String {
+    let conditions: Vec<String> = scope
+        .filters
+        .iter()
+        .map(|f| {
+            let op = if f.negate { "!=" } else { "=" };
+            format!("argMax({}, seq) {op} ?", f.column)
+        })
+        .collect();
+    let having = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("HAVING {}", conditions.join(" AND "))
+    };
+    VIEWS_SUBQUERY.replace("{having}", &having)
+}
+
+/// A condition on a view's dimension, as of its latest event: `column`
+/// (a `views` column, from the caller's fixed table, never user text)
+/// equals `value`, or differs from it when `negate`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter<'a> {
+    pub column: &'static str,
+    pub value: FilterValue<'a>,
+    pub negate: bool,
+}
+
+/// A filter's value, bound as a query parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterValue<'a> {
+    Text(&'a str),
+    Number(u64),
+}
+
+impl FilterValue<'_> {
+    fn bind_to(&self, query: Query) -> Query {
+        match self {
+            FilterValue::Text(s) => query.bind(*s),
+            FilterValue::Number(n) => query.bind(*n),
+        }
+    }
 }
 
 /// What an overview query covers: one property, a range, "now" (for the
@@ -118,6 +166,8 @@ pub struct Scope<'a> {
     pub now: u32,
     pub inactivity_timeout_s: u64,
     pub max_view_s: u32,
+    /// Only views matching all of these.
+    pub filters: &'a [Filter<'a>],
 }
 
 /// The query returning one row with every [`OVERVIEW_METRICS`] column
@@ -127,7 +177,11 @@ pub fn overview_query(client: &Client, scope: &Scope<'_>) -> Query {
         .iter()
         .map(|m| format!("{} AS {}", m.sql, m.name))
         .collect();
-    let sql = format!("SELECT {} FROM ({VIEWS_SUBQUERY})", columns.join(", "));
+    let sql = format!(
+        "SELECT {} FROM ({})",
+        columns.join(", "),
+        views_subquery(scope)
+    );
     bind_views(client.query(&sql), scope)
 }
 
@@ -168,6 +222,18 @@ mod tests {
             now: 300,
             inactivity_timeout_s: 3600,
             max_view_s: 50,
+            filters: &[
+                Filter {
+                    column: "country",
+                    value: FilterValue::Text("US' OR 1=1 --"),
+                    negate: false,
+                },
+                Filter {
+                    column: "asn",
+                    value: FilterValue::Number(3320),
+                    negate: true,
+                },
+            ],
         };
         let sql = overview_query(&Client::default(), &scope)
             .sql_display()
@@ -177,5 +243,11 @@ mod tests {
         assert!(sql.contains(r"property_id = 'it\'s \\ here'"), "{sql}");
         assert!(sql.contains("view_start >= toDateTime(50)"), "{sql}");
         assert!(sql.contains("toDateTime(300) - last >= 3600"), "{sql}");
+        assert!(
+            sql.contains(
+                r"HAVING argMax(country, seq) = 'US\' OR 1=1 --' AND argMax(asn, seq) != 3320"
+            ),
+            "{sql}"
+        );
     }
 }
