@@ -1,12 +1,26 @@
-//! `qoe-api`: the customers' read side, to serve QoE metrics as JSON and a
-//! dashboard, read through the `Distributed` ClickHouse tables.
+//! `qoe-api`: the customers' read side — QoE metrics as JSON, read through
+//! the `Distributed` ClickHouse tables.
 //!
-//! Today it runs its admin listener and reports readiness: ready only while
-//! every ClickHouse shard answers (a `Distributed` read needs all of them).
+//! How a request moves: [`http`] accepts it on the customers' listener;
+//! [`auth`] maps its bearer token to the one property it may read;
+//! [`params`] checks the query string against the [`catalog`] of metrics
+//! and dimensions (a 400 with a stable [`error`] code otherwise); [`store`]
+//! runs `schema::metrics`' query for it, within time and row limits; the
+//! answer goes back in the `{data, total_row_count, timeframe, meta}`
+//! envelope. [`metrics`] counts it. The admin listener (`/readyz`: ready
+//! only while every shard answers) is separate.
 
+pub mod auth;
+pub mod catalog;
 pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod params;
+pub mod store;
 
 use std::future::Future;
+use std::sync::Arc;
 
 pub use config::ApiConfig;
 
@@ -16,15 +30,29 @@ pub enum ApiError {
     /// The admin listener could not bind.
     #[error(transparent)]
     Admin(#[from] qoe_common::admin::BindError),
+    /// The customers' listener could not bind.
+    #[error(transparent)]
+    Http(#[from] http::BindError),
 }
 
 /// Runs the api until `shutdown` resolves.
 pub async fn run(cfg: ApiConfig, shutdown: impl Future<Output = ()>) -> Result<(), ApiError> {
     let probes = qoe_common::clickhouse::probes(&cfg.clickhouse);
     let admin = qoe_common::admin::start(&cfg.admin, probes).await?;
-    tracing::info!(shards = cfg.clickhouse.shards.len(), "api started");
-    shutdown.await;
-    admin.health.set_draining();
+    let listener = http::bind(&cfg).await?;
+    let app = Arc::new(http::App::new(&cfg));
+    tracing::info!(
+        listen = %cfg.http.listen,
+        shards = cfg.clickhouse.shards.len(),
+        properties = cfg.read_tokens.values().collect::<std::collections::BTreeSet<_>>().len(),
+        "api started"
+    );
+    let health = admin.health.clone();
+    http::serve(listener, app, cfg.http.header_timeout, async move {
+        shutdown.await;
+        health.set_draining();
+    })
+    .await;
     admin.stop().await;
     tracing::info!("api stopped");
     Ok(())

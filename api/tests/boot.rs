@@ -20,7 +20,14 @@ async fn ready_follows_every_shard() {
     let svc = Service::spawn(
         "qoe-api",
         env!("CARGO_BIN_EXE_qoe-api"),
-        &[("QOE_CLICKHOUSE__SHARDS", shards.join(","))],
+        &[
+            ("QOE_CLICKHOUSE__SHARDS", shards.join(",")),
+            (
+                "QOE_HTTP__LISTEN",
+                format!("127.0.0.1:{}", qoe_testkit::free_port()),
+            ),
+            ("QOE_READ_TOKENS__BOOTTESTTOKEN0001", "prop-1".into()),
+        ],
     );
     svc.wait_ready(false, Duration::from_secs(20)).await;
     for p in &proxies {

@@ -26,7 +26,10 @@ pub mod check;
 pub mod sql;
 
 pub use check::{MetricCheck, Tolerance};
-pub use sql::{concurrent_per_minute_query, overview_query, MetricSql, Scope, OVERVIEW_METRICS};
+pub use sql::{
+    concurrent_per_minute_query, overview_query, Filter, FilterValue, MetricSql, Scope,
+    OVERVIEW_METRICS,
+};
 
 use serde::{Deserialize, Serialize};
 

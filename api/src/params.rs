@@ -1,0 +1,355 @@
+//! The query string: decoded, checked and turned into typed parameters.
+//! Every refusal is a 400 naming the parameter, with a stable code.
+
+use qoe_schema::metrics::{Filter, FilterValue, Range};
+
+use crate::catalog::{dimension, Measurement};
+use crate::error::RequestError;
+
+/// Most `filters[]` one request may carry.
+pub const MAX_FILTERS: usize = 20;
+/// Longest filter value, bytes.
+pub const MAX_FILTER_VALUE: usize = 256;
+
+/// The parameters every metric route shares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Common {
+    pub range: Range,
+    pub filters: Vec<FilterParam>,
+    pub measurement: Option<Measurement>,
+    /// `property_id`, when the caller named one.
+    pub property: Option<String>,
+}
+
+/// One `filters[]` entry, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterParam {
+    /// The `views` column (from the catalog, never user text).
+    pub column: &'static str,
+    pub value: String,
+    /// The column holds numbers (the value parsed as one).
+    pub numeric: bool,
+    /// `!dimension:value`.
+    pub negate: bool,
+}
+
+impl Common {
+    /// The filters as `schema::metrics` takes them.
+    pub fn filters(&self) -> Vec<Filter<'_>> {
+        self.filters
+            .iter()
+            .map(|f| Filter {
+                column: f.column,
+                value: if f.numeric {
+                    FilterValue::Number(f.value.parse().unwrap_or_default())
+                } else {
+                    FilterValue::Text(&f.value)
+                },
+                negate: f.negate,
+            })
+            .collect()
+    }
+}
+
+/// Decodes `query` into `(key, value)` pairs (percent-decoding, `+` as
+/// space), refusing bytes that are not UTF-8.
+pub fn pairs(query: &str) -> Result<Vec<(String, String)>, RequestError> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = decode(k).ok_or_else(|| malformed(k))?;
+            let value = decode(v).ok_or_else(|| malformed(&key))?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
+fn malformed(parameter: &str) -> RequestError {
+    RequestError::bad(
+        "malformed_query",
+        parameter,
+        "the query string is not valid percent-encoded UTF-8",
+    )
+}
+
+fn decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Checks that every key is one of `allowed` (the common ones included).
+pub fn only(pairs: &[(String, String)], allowed: &[&str]) -> Result<(), RequestError> {
+    const COMMON: &[&str] = &["timeframe[]", "filters[]", "measurement", "property_id"];
+    match pairs
+        .iter()
+        .find(|(k, _)| !COMMON.contains(&k.as_str()) && !allowed.contains(&k.as_str()))
+    {
+        Some((k, _)) => Err(RequestError::bad(
+            "unknown_parameter",
+            k,
+            format!("unknown parameter `{k}`"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The common parameters, at `now` (epoch seconds) with data kept for
+/// `retention_s`.
+pub fn common(
+    pairs: &[(String, String)],
+    now: u32,
+    retention_s: u32,
+) -> Result<Common, RequestError> {
+    let values = |key: &str| -> Vec<&str> {
+        pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let range = timeframe(&values("timeframe[]"), now, retention_s)?;
+    let mut filters = Vec::new();
+    let given = values("filters[]");
+    if given.len() > MAX_FILTERS {
+        return Err(RequestError::bad(
+            "too_many_filters",
+            "filters[]",
+            format!("at most {MAX_FILTERS} filters"),
+        ));
+    }
+    for f in given {
+        filters.push(filter(f)?);
+    }
+    let measurement = match values("measurement").as_slice() {
+        [] => None,
+        [m] => Some(Measurement::parse(m).ok_or_else(|| {
+            RequestError::bad(
+                "invalid_measurement",
+                "measurement",
+                "measurement must be one of count, sum, avg, percentage, median, 90th, 95th",
+            )
+        })?),
+        _ => return Err(once("measurement")),
+    };
+    let property = match values("property_id").as_slice() {
+        [] => None,
+        [p] => Some((*p).to_owned()),
+        _ => return Err(once("property_id")),
+    };
+    Ok(Common {
+        range,
+        filters,
+        measurement,
+        property,
+    })
+}
+
+fn once(parameter: &str) -> RequestError {
+    RequestError::bad(
+        "repeated_parameter",
+        parameter,
+        format!("`{parameter}` may be given once"),
+    )
+}
+
+/// `timeframe[]=FROM&timeframe[]=TO` (epoch seconds) or one
+/// `timeframe[]=N:minutes|hours|days` ending now; 24 hours by default.
+fn timeframe(given: &[&str], now: u32, retention_s: u32) -> Result<Range, RequestError> {
+    let bad = |message: String| RequestError::bad("invalid_timeframe", "timeframe[]", message);
+    let range = match given {
+        [] => Range {
+            from: now.saturating_sub(86_400),
+            to: now,
+        },
+        [relative] => {
+            let (n, unit) = relative.split_once(':').ok_or_else(|| {
+                bad(
+                    "use timeframe[]=FROM&timeframe[]=TO (epoch seconds) or timeframe[]=24:hours"
+                        .into(),
+                )
+            })?;
+            let n: u32 = n
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad(format!("`{n}` is not a positive whole number")))?;
+            let unit_s = match unit {
+                "minutes" => 60,
+                "hours" => 3600,
+                "days" => 86_400,
+                _ => return Err(bad(format!("unit `{unit}`: use minutes, hours or days"))),
+            };
+            Range {
+                from: now.saturating_sub(n.saturating_mul(unit_s)),
+                to: now,
+            }
+        }
+        [from, to] => {
+            let second = |s: &str| -> Result<u32, RequestError> {
+                s.parse()
+                    .map_err(|_| bad(format!("`{s}` is not a time in epoch seconds")))
+            };
+            Range {
+                from: second(from)?,
+                to: second(to)?,
+            }
+        }
+        _ => return Err(bad("give one relative timeframe or two times".into())),
+    };
+    if range.from >= range.to {
+        return Err(bad("the timeframe must start before it ends".into()));
+    }
+    if range.from < now.saturating_sub(retention_s) {
+        return Err(RequestError::bad(
+            "timeframe_beyond_retention",
+            "timeframe[]",
+            format!(
+                "data is kept for {} days: the timeframe may start at {} at the earliest",
+                retention_s / 86_400,
+                now.saturating_sub(retention_s)
+            ),
+        ));
+    }
+    Ok(range)
+}
+
+/// `dimension:value`, or `!dimension:value` for "not".
+fn filter(given: &str) -> Result<FilterParam, RequestError> {
+    let (negate, rest) = match given.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, given),
+    };
+    let (name, value) = rest.split_once(':').ok_or_else(|| {
+        RequestError::bad(
+            "invalid_filter",
+            "filters[]",
+            format!("`{given}`: use filters[]=dimension:value or filters[]=!dimension:value"),
+        )
+    })?;
+    let dim = dimension(name).ok_or_else(|| {
+        RequestError::bad(
+            "unknown_dimension",
+            "filters[]",
+            format!("`{name}` is not a dimension (GET /v1/dimensions lists them)"),
+        )
+    })?;
+    if value.len() > MAX_FILTER_VALUE {
+        return Err(RequestError::bad(
+            "invalid_filter",
+            "filters[]",
+            format!("a filter value is at most {MAX_FILTER_VALUE} bytes"),
+        ));
+    }
+    if dim.numeric && value.parse::<u32>().is_err() {
+        return Err(RequestError::bad(
+            "invalid_filter",
+            "filters[]",
+            format!("`{name}` takes a whole number, not `{value}`"),
+        ));
+    }
+    Ok(FilterParam {
+        column: dim.column,
+        value: value.to_owned(),
+        numeric: dim.numeric,
+        negate,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u32 = 1_800_000_000;
+    const KEEP: u32 = 31 * 86_400;
+
+    fn parse(q: &str) -> Result<Common, RequestError> {
+        let p = pairs(q)?;
+        only(&p, &[])?;
+        common(&p, NOW, KEEP)
+    }
+
+    fn code(q: &str) -> (&'static str, Option<String>) {
+        let e = parse(q).unwrap_err();
+        assert_eq!(e.status, 400);
+        (e.code, e.parameter)
+    }
+
+    #[test]
+    fn timeframes() {
+        let r = parse("").unwrap().range;
+        assert_eq!((r.from, r.to), (NOW - 86_400, NOW));
+        let r = parse("timeframe%5B%5D=7:days").unwrap().range;
+        assert_eq!((r.from, r.to), (NOW - 7 * 86_400, NOW));
+        let r = parse("timeframe[]=1799990000&timeframe[]=1799999000")
+            .unwrap()
+            .range;
+        assert_eq!((r.from, r.to), (1_799_990_000, 1_799_999_000));
+        for bad in [
+            "timeframe[]=5:weeks",
+            "timeframe[]=0:hours",
+            "timeframe[]=yesterday",
+            "timeframe[]=10&timeframe[]=5",
+            "timeframe[]=1&timeframe[]=2&timeframe[]=3",
+        ] {
+            assert_eq!(code(bad).0, "invalid_timeframe", "{bad}");
+        }
+        assert_eq!(code("timeframe[]=60:days").0, "timeframe_beyond_retention");
+    }
+
+    #[test]
+    fn filters_name_a_known_dimension_and_keep_their_value_as_data() {
+        let c = parse("filters[]=country:US&filters[]=!cdn:akamai&filters[]=asn:3320").unwrap();
+        let f = |column, value: &str, numeric, negate| FilterParam {
+            column,
+            value: value.into(),
+            numeric,
+            negate,
+        };
+        assert_eq!(c.filters[0], f("country", "US", false, false));
+        assert_eq!(c.filters[1], f("cdn", "akamai", false, true));
+        assert_eq!(c.filters[2], f("asn", "3320", true, false));
+        // An injection attempt is a value like any other.
+        let c = parse("filters[]=video_title:x%27%20OR%201%3D1%20--").unwrap();
+        assert_eq!(c.filters[0].value, "x' OR 1=1 --");
+        assert_eq!(code("filters[]=planet:mars").0, "unknown_dimension");
+        assert_eq!(code("filters[]=country").0, "invalid_filter");
+        assert_eq!(code("filters[]=asn:x").0, "invalid_filter");
+        let many = vec!["filters[]=country:US"; MAX_FILTERS + 1].join("&");
+        assert_eq!(code(&many).0, "too_many_filters");
+    }
+
+    #[test]
+    fn unknown_repeated_and_malformed_parameters() {
+        assert_eq!(
+            code("limitt=5"),
+            ("unknown_parameter", Some("limitt".into()))
+        );
+        assert_eq!(code("measurement=p99").0, "invalid_measurement");
+        assert_eq!(
+            code("measurement=median&measurement=avg").0,
+            "repeated_parameter"
+        );
+        assert_eq!(code("filters[]=country:%ZZ").0, "malformed_query");
+        assert_eq!(code("filters[]=country:%C3%28").0, "malformed_query");
+        assert_eq!(
+            parse("property_id=p1").unwrap().property.as_deref(),
+            Some("p1")
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! Reading the metrics from ClickHouse, within limits: every query runs
+//! with `max_execution_time` and `max_rows_to_read`, and one over them
+//! answers with a code instead of holding the connection.
+
+use std::time::{Duration, Instant};
+
+use clickhouse::Client;
+
+use qoe_common::config::ClickHouseConfig;
+use qoe_schema::metrics::{self, Filter, Overview, Range, Scope, DEFAULT_INACTIVITY_TIMEOUT_S};
+
+use crate::config::QueryConfig;
+use crate::error::RequestError;
+use crate::metrics::metrics;
+
+/// The read side of the cluster, through the `Distributed` tables.
+pub struct Store {
+    client: Option<Client>,
+    database: String,
+    limits: QueryConfig,
+}
+
+impl Store {
+    pub fn new(ch: &ClickHouseConfig, limits: &QueryConfig) -> Store {
+        let client = qoe_common::clickhouse::shards(ch)
+            .into_iter()
+            .next()
+            .map(|shard| {
+                shard
+                    .client
+                    .with_setting(
+                        "max_execution_time",
+                        limits.max_execution_time.as_secs().max(1).to_string(),
+                    )
+                    .with_setting("max_rows_to_read", limits.max_rows_to_read.to_string())
+            });
+        Store {
+            client,
+            database: ch.database.clone(),
+            limits: limits.clone(),
+        }
+    }
+
+    /// Every metric of `property`'s views in `range` matching `filters`,
+    /// evaluated at `now` (epoch seconds).
+    pub async fn overview(
+        &self,
+        route: &str,
+        property: &str,
+        range: Range,
+        filters: &[Filter<'_>],
+        now: u32,
+    ) -> Result<Overview, RequestError> {
+        let client = self.client.as_ref().ok_or_else(unavailable)?;
+        let scope = Scope {
+            database: &self.database,
+            property,
+            range,
+            now,
+            inactivity_timeout_s: DEFAULT_INACTIVITY_TIMEOUT_S,
+            max_view_s: self.limits.max_view.as_secs() as u32,
+            filters,
+        };
+        let query = metrics::overview_query(client, &scope);
+        let started = Instant::now();
+        // The server stops at max_execution_time; this catches a server
+        // that does not answer at all.
+        let deadline = self.limits.max_execution_time + Duration::from_secs(5);
+        let result = tokio::time::timeout(deadline, query.fetch_one::<Overview>()).await;
+        metrics()
+            .query_seconds
+            .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(Ok(overview)) => Ok(overview),
+            Ok(Err(err)) => Err(classify(&err)),
+            Err(_) => Err(RequestError::new(
+                504,
+                "query_timeout",
+                "the store did not answer in time",
+            )),
+        }
+    }
+}
+
+fn unavailable() -> RequestError {
+    RequestError::new(
+        503,
+        "store_unavailable",
+        "no ClickHouse shard is configured",
+    )
+}
+
+/// A failed query as the client should see it: over a limit, or the store
+/// unavailable. Details go to the log, not to the client.
+fn classify(err: &clickhouse::error::Error) -> RequestError {
+    let text = err.to_string();
+    if text.contains("Code: 159") || matches!(err, clickhouse::error::Error::TimedOut) {
+        return RequestError::new(
+            504,
+            "query_timeout",
+            "the query ran past its time limit: narrow the timeframe or the filters",
+        );
+    }
+    if text.contains("Code: 158") || text.contains("Code: 307") {
+        return RequestError::new(
+            503,
+            "query_too_large",
+            "the query would read more rows than allowed: narrow the timeframe or the filters",
+        );
+    }
+    tracing::warn!(error = %text, "metric query failed");
+    RequestError::new(
+        503,
+        "store_unavailable",
+        "the metric store did not answer; retry",
+    )
+}

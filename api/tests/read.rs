@@ -1,0 +1,294 @@
+//! The read API against the test stack: known views in both shards, then
+//! every answer checked against `schema::metrics`' Rust definitions;
+//! authentication, each bad parameter and injection attempts refused or
+//! kept as data.
+
+use std::time::Duration;
+
+use qoe_common::clickhouse::shards;
+use qoe_schema::metrics::{self, Range, ViewFacts};
+use qoe_schema::record::{Enrichment, Heartbeat};
+use qoe_schema::rows::HeartbeatRow;
+use qoe_schema::sample;
+use qoe_testkit::{free_port, unique, Service, Stack};
+use serde_json::Value;
+
+const TOKEN_A: &str = "readtokenforpropa0001";
+const TOKEN_A2: &str = "readtokenforpropa0002";
+const TOKEN_B: &str = "readtokenforpropb0001";
+
+struct Api {
+    _svc: Service,
+    url: String,
+}
+
+impl Api {
+    async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        let reply = qoe_common::httpc::send(
+            hyper::Method::GET,
+            &format!("{}{path}", self.url),
+            &headers,
+            Vec::new().into(),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the api answers");
+        let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        (reply.status.as_u16(), body)
+    }
+}
+
+/// `events` of property `prop-a` written through the `Distributed` table
+/// (so both shards hold some), and an api reading that database.
+async fn setup(events: &[qoe_schema::beacon::Event]) -> Api {
+    let stack = Stack::from_env();
+    let db = unique("api");
+    let cfg = stack.clickhouse(&db);
+    qoe_schema::migrate::apply(&cfg, qoe_schema::migrations::ALL)
+        .await
+        .expect("migrate");
+    let client = &shards(&cfg)[0].client;
+    let mut insert = client
+        .clone()
+        .with_setting("insert_distributed_sync", "1")
+        .insert::<HeartbeatRow>("heartbeats")
+        .await
+        .unwrap();
+    for e in events {
+        let hb = Heartbeat::new("prop-a".into(), e.ts_ms, Enrichment::default(), e.clone());
+        insert.write(&HeartbeatRow::from(&hb)).await.unwrap();
+    }
+    insert.end().await.unwrap();
+    let port = free_port();
+    let svc = Service::spawn(
+        "qoe-api",
+        env!("CARGO_BIN_EXE_qoe-api"),
+        &[
+            ("QOE_CLICKHOUSE__SHARDS", stack.shards.join(",")),
+            ("QOE_CLICKHOUSE__DATABASE", db.clone()),
+            ("QOE_HTTP__LISTEN", format!("127.0.0.1:{port}")),
+            (&format!("QOE_READ_TOKENS__{TOKEN_A}"), "prop-a".into()),
+            (&format!("QOE_READ_TOKENS__{TOKEN_A2}"), "prop-a".into()),
+            (&format!("QOE_READ_TOKENS__{TOKEN_B}"), "prop-b".into()),
+        ],
+    );
+    svc.wait_ready(true, Duration::from_secs(20)).await;
+    Api {
+        _svc: svc,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// 60 views that ended two hours or more ago (so "now" does not matter).
+fn events() -> Vec<qoe_schema::beacon::Event> {
+    let now = qoe_common::clock::now_ms();
+    sample::views(60, now - 3 * 3_600_000)
+}
+
+fn range_of(events: &[qoe_schema::beacon::Event]) -> Range {
+    let from = events.iter().map(|e| e.view_start_ms).min().unwrap() / 1000 - 60;
+    let to = events.iter().map(|e| e.ts_ms).max().unwrap() / 1000 + 60;
+    Range {
+        from: from as u32,
+        to: to as u32,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_overall_matches_the_definition() {
+    let events = events();
+    let api = setup(&events).await;
+    let r = range_of(&events);
+    let now = (qoe_common::clock::now_ms() / 1000) as u32;
+    let facts = ViewFacts::latest_per_view(&events);
+    let want = metrics::overview(&facts, r, now, metrics::DEFAULT_INACTIVITY_TIMEOUT_S);
+    assert_eq!(want.views, 60);
+    let tf = format!("timeframe[]={}&timeframe[]={}", r.from, r.to);
+
+    let (status, list) = api.get("/v1/metrics", Some(TOKEN_A)).await;
+    assert_eq!(status, 200, "{list}");
+    let ids: Vec<String> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(list["total_row_count"], ids.len());
+    for (id, expected) in [
+        ("views", want.views as f64),
+        ("unique_viewers", want.unique_viewers as f64),
+        ("watch_time", want.watch_time_ms as f64),
+        ("playing_time", want.playing_time_ms as f64),
+        ("video_startup_time", want.startup_time_ms_p50.into()),
+        ("playback_failure_percentage", want.playback_failure_pct),
+        ("exits_before_video_start", want.exits_before_start_pct),
+        ("rebuffer_percentage", want.rebuffer_pct),
+        ("rebuffer_frequency", want.rebuffer_frequency_per_min),
+        ("rebuffer_duration", want.rebuffer_duration_ms_per_view),
+        ("weighted_average_bitrate", want.avg_bitrate_kbps),
+    ] {
+        assert!(ids.iter().any(|i| i == id), "{id} listed");
+        let (status, body) = api
+            .get(&format!("/v1/metrics/{id}/overall?{tf}"), Some(TOKEN_A2))
+            .await;
+        assert_eq!(status, 200, "{id}: {body}");
+        let got = body["data"]["value"].as_f64().unwrap();
+        assert!(
+            (got - expected).abs() <= 1e-9 * expected.abs().max(1.0),
+            "{id}: api {got}, definition {expected}"
+        );
+        assert_eq!(body["data"]["total_views"], want.views);
+        assert_eq!(body["data"]["total_watch_time"], want.watch_time_ms);
+        assert_eq!(body["data"]["previous"]["total_views"], 0);
+        assert_eq!(body["timeframe"], serde_json::json!([r.from, r.to]));
+    }
+    let (_, p95) = api
+        .get(
+            &format!("/v1/metrics/video_startup_time/overall?{tf}&measurement=95th"),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert_eq!(p95["data"]["value"], want.startup_time_ms_p95);
+    assert!(
+        p95["data"]["value"].is_u64(),
+        "a quantile is a whole number of ms"
+    );
+
+    // A filter: the views of one CDN, and of the other.
+    let cdn_a: Vec<ViewFacts> = facts
+        .iter()
+        .filter(|v| {
+            events
+                .iter()
+                .any(|e| *e.view_id == v.view_id && &*e.cdn == "cdn-a")
+        })
+        .cloned()
+        .collect();
+    let want_a = metrics::overview(&cdn_a, r, now, metrics::DEFAULT_INACTIVITY_TIMEOUT_S);
+    let (_, a) = api
+        .get(
+            &format!("/v1/metrics/views/overall?{tf}&filters[]=cdn:cdn-a"),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert_eq!(a["data"]["value"], want_a.views);
+    let (_, not_a) = api
+        .get(
+            &format!("/v1/metrics/views/overall?{tf}&filters[]=!cdn:cdn-a"),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert_eq!(
+        not_a["data"]["value"].as_f64().unwrap() + want_a.views as f64,
+        60.0
+    );
+
+    // Another property's token sees none of it.
+    let (_, b) = api
+        .get(&format!("/v1/metrics/views/overall?{tf}"), Some(TOKEN_B))
+        .await;
+    assert_eq!(b["data"]["value"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_have_a_status_a_code_and_the_parameter() {
+    let events = events();
+    let api = setup(&events[..10]).await;
+    let r = range_of(&events);
+    let tf = format!("timeframe[]={}&timeframe[]={}", r.from, r.to);
+    let cases = [
+        ("/v1/metrics", None, 401, "unauthorized"),
+        (
+            "/v1/metrics",
+            Some("readtokenforpropa000X"),
+            401,
+            "unauthorized",
+        ),
+        (
+            "/v1/metrics?property_id=prop-b",
+            Some(TOKEN_A),
+            403,
+            "forbidden_property",
+        ),
+        (
+            "/v1/metrics/nope/overall",
+            Some(TOKEN_A),
+            404,
+            "unknown_metric",
+        ),
+        ("/v1/nothing", Some(TOKEN_A), 404, "not_found"),
+        (
+            "/v1/metrics?limitt=3",
+            Some(TOKEN_A),
+            400,
+            "unknown_parameter",
+        ),
+        (
+            "/v1/metrics?timeframe[]=9:weeks",
+            Some(TOKEN_A),
+            400,
+            "invalid_timeframe",
+        ),
+        (
+            "/v1/metrics?timeframe[]=90:days",
+            Some(TOKEN_A),
+            400,
+            "timeframe_beyond_retention",
+        ),
+        (
+            "/v1/metrics?filters[]=planet:mars",
+            Some(TOKEN_A),
+            400,
+            "unknown_dimension",
+        ),
+        (
+            "/v1/metrics?filters[]=asn:1%20OR%201",
+            Some(TOKEN_A),
+            400,
+            "invalid_filter",
+        ),
+        (
+            "/v1/metrics/views/overall?measurement=95th",
+            Some(TOKEN_A),
+            400,
+            "invalid_measurement",
+        ),
+    ];
+    for (path, token, status, code) in cases {
+        let (got, body) = api.get(path, token).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    let (_, body) = api.get("/v1/metrics?limitt=3", Some(TOKEN_A)).await;
+    assert_eq!(body["error"]["parameter"], "limitt");
+
+    // Injection attempts are values like any other: no match, no error,
+    // and the data is intact afterwards.
+    for attempt in [
+        "x%27%20OR%20%271%27%3D%271",
+        "x%5C%27%3B%20DROP%20TABLE%20views%3B%20--",
+        "%3F%3F%3F",
+    ] {
+        let (status, body) = api
+            .get(
+                &format!("/v1/metrics/views/overall?{tf}&filters[]=video_title:{attempt}"),
+                Some(TOKEN_A),
+            )
+            .await;
+        assert_eq!(status, 200, "{attempt}: {body}");
+        assert_eq!(body["data"]["value"], 0, "{attempt}");
+    }
+    let (_, all) = api
+        .get(&format!("/v1/metrics/views/overall?{tf}"), Some(TOKEN_A))
+        .await;
+    assert!(all["data"]["value"].as_f64().unwrap() > 0.0);
+}
