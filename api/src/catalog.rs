@@ -47,6 +47,12 @@ pub struct Metric {
     pub default_measurement: Measurement,
     /// Every measurement it answers to.
     pub measurements: &'static [Measurement],
+    /// Whether a higher value is worse (failures, rebuffering, startup).
+    pub higher_is_worse: bool,
+    /// Whether it counts the views that ended in the timeframe (QoE), not
+    /// those that started in it (engagement).
+    #[serde(skip)]
+    by_end: bool,
     #[serde(skip)]
     value: fn(&Overview, Measurement) -> f64,
 }
@@ -55,6 +61,15 @@ impl Metric {
     /// Its value in an overview.
     pub fn value(&self, o: &Overview, m: Measurement) -> f64 {
         (self.value)(o, m)
+    }
+
+    /// The views its value is computed over.
+    pub fn views(&self, o: &Overview) -> u64 {
+        if self.by_end {
+            o.ended_in_range
+        } else {
+            o.views
+        }
     }
 }
 
@@ -69,6 +84,8 @@ pub const METRICS: &[Metric] = &[
         definition: "Views that started in the timeframe.",
         default_measurement: Count,
         measurements: &[Count],
+        higher_is_worse: false,
+        by_end: false,
         value: |o, _| o.views as f64,
     },
     Metric {
@@ -78,6 +95,8 @@ pub const METRICS: &[Metric] = &[
         definition: "Distinct viewer_id among the views that started in the timeframe.",
         default_measurement: Count,
         measurements: &[Count],
+        higher_is_worse: false,
+        by_end: false,
         value: |o, _| o.unique_viewers as f64,
     },
     Metric {
@@ -87,6 +106,8 @@ pub const METRICS: &[Metric] = &[
         definition: "Total time since the play request, startup and rebuffering included and pauses not, of the views that started in the timeframe.",
         default_measurement: Sum,
         measurements: &[Sum],
+        higher_is_worse: false,
+        by_end: false,
         value: |o, _| o.watch_time_ms as f64,
     },
     Metric {
@@ -96,6 +117,8 @@ pub const METRICS: &[Metric] = &[
         definition: "Total time with frames advancing, of the views that started in the timeframe.",
         default_measurement: Sum,
         measurements: &[Sum],
+        higher_is_worse: false,
+        by_end: false,
         value: |o, _| o.playing_time_ms as f64,
     },
     Metric {
@@ -105,6 +128,8 @@ pub const METRICS: &[Metric] = &[
         definition: "Play request to first moving frame, over views that ended in the timeframe and started playing (exact quantile).",
         default_measurement: Median,
         measurements: &[Median, P90, P95],
+        higher_is_worse: true,
+        by_end: true,
         value: |o, m| match m {
             P90 => o.startup_time_ms_p90.into(),
             P95 => o.startup_time_ms_p95.into(),
@@ -118,6 +143,8 @@ pub const METRICS: &[Metric] = &[
         definition: "Views that ended in a fatal error, of all views that ended in the timeframe.",
         default_measurement: Percentage,
         measurements: &[Percentage],
+        higher_is_worse: true,
+        by_end: true,
         value: |o, _| o.playback_failure_pct,
     },
     Metric {
@@ -127,6 +154,8 @@ pub const METRICS: &[Metric] = &[
         definition: "Ended views where play was requested but no frame ever moved, failures excluded, of all views that ended in the timeframe.",
         default_measurement: Percentage,
         measurements: &[Percentage],
+        higher_is_worse: true,
+        by_end: true,
         value: |o, _| o.exits_before_start_pct,
     },
     Metric {
@@ -136,6 +165,8 @@ pub const METRICS: &[Metric] = &[
         definition: "Rebuffering time over watch time, of the views that ended in the timeframe.",
         default_measurement: Percentage,
         measurements: &[Percentage],
+        higher_is_worse: true,
+        by_end: true,
         value: |o, _| o.rebuffer_pct,
     },
     Metric {
@@ -145,6 +176,8 @@ pub const METRICS: &[Metric] = &[
         definition: "Rebuffer events per minute of watch time, of the views that ended in the timeframe.",
         default_measurement: Avg,
         measurements: &[Avg],
+        higher_is_worse: true,
+        by_end: true,
         value: |o, _| o.rebuffer_frequency_per_min,
     },
     Metric {
@@ -154,6 +187,8 @@ pub const METRICS: &[Metric] = &[
         definition: "Rebuffering time per view, of the views that ended in the timeframe.",
         default_measurement: Avg,
         measurements: &[Avg],
+        higher_is_worse: true,
+        by_end: true,
         value: |o, _| o.rebuffer_duration_ms_per_view,
     },
     Metric {
@@ -163,6 +198,8 @@ pub const METRICS: &[Metric] = &[
         definition: "Each view's average bitrate weighted by its playing time, of the views that ended in the timeframe.",
         default_measurement: Avg,
         measurements: &[Avg],
+        higher_is_worse: false,
+        by_end: true,
         value: |o, _| o.avg_bitrate_kbps,
     },
 ];

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::auth::Tokens;
-use crate::catalog::{metric, DIMENSIONS, METRICS};
+use crate::catalog::{metric, Measurement, Metric, DIMENSIONS, METRICS};
 use crate::config::ApiConfig;
 use crate::error::RequestError;
 use crate::metrics::metrics;
@@ -126,6 +126,7 @@ fn route_name(path: &str) -> &'static str {
     match path.split('/').collect::<Vec<_>>().as_slice() {
         ["", "v1", "metrics"] => "metrics",
         ["", "v1", "metrics", _, "overall"] => "overall",
+        ["", "v1", "metrics", _, "breakdown"] => "breakdown",
         ["", "v1", "dimensions"] => "dimensions",
         _ => "other",
     }
@@ -162,6 +163,12 @@ async fn answer(app: &App, req: &Request<Incoming>, path: &str) -> Result<Value,
             let c = checked(&pairs, &[], now, app.retention_s, property)?;
             let data = overall(app, property, id, &c, now).await?;
             (c, data, None)
+        }
+        ["", "v1", "metrics", id, "breakdown"] => {
+            let c = checked(&pairs, params::LISTING, now, app.retention_s, property)?;
+            let listing = params::listing(&pairs)?;
+            let (rows, total) = breakdown(app, property, id, &c, &listing, now).await?;
+            (c, rows, Some(total))
         }
         _ => {
             return Err(RequestError::new(
@@ -200,15 +207,8 @@ fn checked(
     Ok(c)
 }
 
-/// `/v1/metrics/{id}/overall`: the value over the timeframe and the same
-/// length before it, with the views and times behind it.
-async fn overall(
-    app: &App,
-    property: &str,
-    id: &str,
-    c: &Common,
-    now: u32,
-) -> Result<Value, RequestError> {
+/// The metric `id` and its measurement (the default unless asked).
+fn measured(id: &str, c: &Common) -> Result<(&'static Metric, Measurement), RequestError> {
     let m = metric(id).ok_or_else(|| {
         RequestError::new(
             404,
@@ -224,6 +224,89 @@ async fn overall(
             format!("`{id}` is measured as {:?}", m.measurements),
         ));
     }
+    Ok((m, measurement))
+}
+
+/// `/v1/metrics/{id}/breakdown`: one row per value of a dimension, with
+/// its negative impact — how much it pulls the overall value the wrong
+/// way: (its value − the overall value) × its share of the views, signed
+/// so that worse is positive. Returns a page of rows and the row count.
+async fn breakdown(
+    app: &App,
+    property: &str,
+    id: &str,
+    c: &Common,
+    listing: &params::Listing,
+    now: u32,
+) -> Result<(Value, usize), RequestError> {
+    let (m, measurement) = measured(id, c)?;
+    let filters = c.filters();
+    let (groups, total) = tokio::try_join!(
+        app.store.breakdown(
+            "breakdown",
+            property,
+            c.range,
+            &filters,
+            now,
+            listing.group_by
+        ),
+        app.store
+            .overview("breakdown", property, c.range, &filters, now),
+    )?;
+    let overall = m.value(&total, measurement);
+    let all_views = m.views(&total).max(1) as f64;
+    let sign = if m.higher_is_worse { 1.0 } else { -1.0 };
+    let mut rows: Vec<(String, f64, u64, f64, u64)> = groups
+        .into_iter()
+        .map(|g| {
+            let value = m.value(&g.overview, measurement);
+            let views = m.views(&g.overview);
+            let impact = sign * (value - overall) * views as f64 / all_views;
+            (g.value, value, views, impact, g.overview.watch_time_ms)
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        let order = match listing.order_by {
+            params::OrderBy::Value => a.1.total_cmp(&b.1),
+            params::OrderBy::Views => a.2.cmp(&b.2),
+            params::OrderBy::NegativeImpact => a.3.total_cmp(&b.3),
+        };
+        // Ties in value order, so pages are stable.
+        let order = if listing.descending {
+            order.reverse()
+        } else {
+            order
+        };
+        order.then_with(|| a.0.cmp(&b.0))
+    });
+    let count = rows.len();
+    let page: Vec<Value> = rows
+        .into_iter()
+        .skip((listing.page - 1) * listing.limit)
+        .take(listing.limit)
+        .map(|(value, metric_value, views, impact, watch)| {
+            json!({
+                "value": value,
+                "metric_value": number(metric_value),
+                "views": views,
+                "negative_impact": impact,
+                "total_watch_time": watch,
+            })
+        })
+        .collect();
+    Ok((json!(page), count))
+}
+
+/// `/v1/metrics/{id}/overall`: the value over the timeframe and the same
+/// length before it, with the views and times behind it.
+async fn overall(
+    app: &App,
+    property: &str,
+    id: &str,
+    c: &Common,
+    now: u32,
+) -> Result<Value, RequestError> {
+    let (m, measurement) = measured(id, c)?;
     let filters = c.filters();
     let len = c.range.to - c.range.from;
     let previous = qoe_schema::metrics::Range {

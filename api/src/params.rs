@@ -160,6 +160,111 @@ pub fn common(
     })
 }
 
+/// How a breakdown's rows are chosen and ordered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Listing {
+    /// The `views` column grouped by (from the catalog).
+    pub group_by: &'static str,
+    pub order_by: OrderBy,
+    pub descending: bool,
+    pub limit: usize,
+    /// 1-based.
+    pub page: usize,
+}
+
+/// What breakdown rows are ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderBy {
+    Value,
+    Views,
+    NegativeImpact,
+}
+
+/// Most rows one page may hold.
+pub const MAX_LIMIT: usize = 1000;
+
+/// The keys [`listing`] reads.
+pub const LISTING: &[&str] = &["group_by", "order_by", "order_direction", "limit", "page"];
+
+/// `group_by` (required), `order_by=value|views|negative_impact`
+/// (default `negative_impact`), `order_direction=asc|desc` (default
+/// `desc`), `limit` (1 to 1000, default 25) and `page` (from 1).
+pub fn listing(pairs: &[(String, String)]) -> Result<Listing, RequestError> {
+    let one = |key: &str| -> Result<Option<&str>, RequestError> {
+        let mut found = pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str());
+        let first = found.next();
+        match found.next() {
+            Some(_) => Err(once(key)),
+            None => Ok(first),
+        }
+    };
+    let group = one("group_by")?.ok_or_else(|| {
+        RequestError::bad(
+            "missing_parameter",
+            "group_by",
+            "a breakdown needs group_by=<dimension> (GET /v1/dimensions lists them)",
+        )
+    })?;
+    let group_by = dimension(group)
+        .ok_or_else(|| {
+            RequestError::bad(
+                "unknown_dimension",
+                "group_by",
+                format!("`{group}` is not a dimension (GET /v1/dimensions lists them)"),
+            )
+        })?
+        .column;
+    let order_by = match one("order_by")?.unwrap_or("negative_impact") {
+        "value" => OrderBy::Value,
+        "views" => OrderBy::Views,
+        "negative_impact" => OrderBy::NegativeImpact,
+        other => {
+            return Err(RequestError::bad(
+                "invalid_order",
+                "order_by",
+                format!("`{other}`: order by value, views or negative_impact"),
+            ))
+        }
+    };
+    let descending = match one("order_direction")?.unwrap_or("desc") {
+        "desc" => true,
+        "asc" => false,
+        other => {
+            return Err(RequestError::bad(
+                "invalid_order",
+                "order_direction",
+                format!("`{other}`: use asc or desc"),
+            ))
+        }
+    };
+    let number = |key: &str, default: usize, max: usize| -> Result<usize, RequestError> {
+        match one(key)? {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    RequestError::bad(
+                        "invalid_page",
+                        key,
+                        format!("`{key}` must be a whole number from 1 to {max}"),
+                    )
+                }),
+        }
+    };
+    Ok(Listing {
+        group_by,
+        order_by,
+        descending,
+        limit: number("limit", 25, MAX_LIMIT)?,
+        page: number("page", 1, 1_000_000)?,
+    })
+}
+
 fn once(parameter: &str) -> RequestError {
     RequestError::bad(
         "repeated_parameter",
@@ -332,6 +437,48 @@ mod tests {
         assert_eq!(code("filters[]=asn:x").0, "invalid_filter");
         let many = vec!["filters[]=country:US"; MAX_FILTERS + 1].join("&");
         assert_eq!(code(&many).0, "too_many_filters");
+    }
+
+    #[test]
+    fn listings() {
+        let l = |q: &str| listing(&pairs(q).unwrap());
+        let d = l("group_by=operating_system").unwrap();
+        assert_eq!(
+            d,
+            Listing {
+                group_by: "os",
+                order_by: OrderBy::NegativeImpact,
+                descending: true,
+                limit: 25,
+                page: 1
+            }
+        );
+        let d = l("group_by=cdn&order_by=views&order_direction=asc&limit=1000&page=3").unwrap();
+        assert_eq!(
+            (d.order_by, d.descending, d.limit, d.page),
+            (OrderBy::Views, false, 1000, 3)
+        );
+        for (q, code, parameter) in [
+            ("", "missing_parameter", "group_by"),
+            ("group_by=planet", "unknown_dimension", "group_by"),
+            ("group_by=cdn&order_by=mood", "invalid_order", "order_by"),
+            (
+                "group_by=cdn&order_direction=up",
+                "invalid_order",
+                "order_direction",
+            ),
+            ("group_by=cdn&limit=1001", "invalid_page", "limit"),
+            ("group_by=cdn&limit=0", "invalid_page", "limit"),
+            ("group_by=cdn&page=-1", "invalid_page", "page"),
+            ("group_by=cdn&group_by=os", "repeated_parameter", "group_by"),
+        ] {
+            let e = l(q).unwrap_err();
+            assert_eq!(
+                (e.code, e.parameter.as_deref()),
+                (code, Some(parameter)),
+                "{q}"
+            );
+        }
     }
 
     #[test]

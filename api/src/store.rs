@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use clickhouse::Client;
 
 use qoe_common::config::ClickHouseConfig;
-use qoe_schema::metrics::{self, Filter, Overview, Range, Scope, DEFAULT_INACTIVITY_TIMEOUT_S};
+use qoe_schema::metrics::{
+    self, Filter, Group, Overview, Range, Scope, DEFAULT_INACTIVITY_TIMEOUT_S,
+};
 
 use crate::config::QueryConfig;
 use crate::error::RequestError;
@@ -41,6 +43,25 @@ impl Store {
         }
     }
 
+    /// The scope of a query for `property`.
+    fn scope<'a>(
+        &'a self,
+        property: &'a str,
+        range: Range,
+        filters: &'a [Filter<'a>],
+        now: u32,
+    ) -> Scope<'a> {
+        Scope {
+            database: &self.database,
+            property,
+            range,
+            now,
+            inactivity_timeout_s: DEFAULT_INACTIVITY_TIMEOUT_S,
+            max_view_s: self.limits.max_view.as_secs() as u32,
+            filters,
+        }
+    }
+
     /// Every metric of `property`'s views in `range` matching `filters`,
     /// evaluated at `now` (epoch seconds).
     pub async fn overview(
@@ -52,27 +73,44 @@ impl Store {
         now: u32,
     ) -> Result<Overview, RequestError> {
         let client = self.client.as_ref().ok_or_else(unavailable)?;
-        let scope = Scope {
-            database: &self.database,
-            property,
-            range,
-            now,
-            inactivity_timeout_s: DEFAULT_INACTIVITY_TIMEOUT_S,
-            max_view_s: self.limits.max_view.as_secs() as u32,
-            filters,
-        };
+        let scope = self.scope(property, range, filters, now);
         let query = metrics::overview_query(client, &scope);
+        self.timed(route, query.fetch_one::<Overview>()).await
+    }
+
+    /// [`Store::overview`] per value of the `views` column `column`.
+    pub async fn breakdown(
+        &self,
+        route: &str,
+        property: &str,
+        range: Range,
+        filters: &[Filter<'_>],
+        now: u32,
+        column: &'static str,
+    ) -> Result<Vec<Group>, RequestError> {
+        let client = self.client.as_ref().ok_or_else(unavailable)?;
+        let scope = self.scope(property, range, filters, now);
+        let query = metrics::breakdown_query(client, &scope, column);
+        self.timed(route, metrics::fetch_breakdown(query)).await
+    }
+
+    /// Runs a query, timing it, within the deadline.
+    async fn timed<T>(
+        &self,
+        route: &str,
+        query: impl std::future::Future<Output = Result<T, clickhouse::error::Error>>,
+    ) -> Result<T, RequestError> {
         let started = Instant::now();
         // The server stops at max_execution_time; this catches a server
         // that does not answer at all.
         let deadline = self.limits.max_execution_time + Duration::from_secs(5);
-        let result = tokio::time::timeout(deadline, query.fetch_one::<Overview>()).await;
+        let result = tokio::time::timeout(deadline, query).await;
         metrics()
             .query_seconds
             .with_label_values(&[route])
             .observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(Ok(overview)) => Ok(overview),
+            Ok(Ok(rows)) => Ok(rows),
             Ok(Err(err)) => Err(classify(&err)),
             Err(_) => Err(RequestError::new(
                 504,

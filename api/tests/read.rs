@@ -194,6 +194,71 @@ async fn every_metric_overall_matches_the_definition() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakdown_rows_match_the_definition_per_value() {
+    let events = events();
+    let api = setup(&events).await;
+    let r = range_of(&events);
+    let now = (qoe_common::clock::now_ms() / 1000) as u32;
+    let facts = ViewFacts::latest_per_view(&events);
+    let of_cdn = |cdn: &str| -> Vec<ViewFacts> {
+        facts
+            .iter()
+            .filter(|v| {
+                let last = events
+                    .iter()
+                    .filter(|e| *e.view_id == v.view_id)
+                    .max_by_key(|e| e.seq)
+                    .unwrap();
+                &*last.cdn == cdn
+            })
+            .cloned()
+            .collect()
+    };
+    let def = |views: &[ViewFacts]| {
+        metrics::overview(views, r, now, metrics::DEFAULT_INACTIVITY_TIMEOUT_S)
+    };
+    let (all, a, b) = (def(&facts), def(&of_cdn("cdn-a")), def(&of_cdn("cdn-b")));
+    let tf = format!("timeframe[]={}&timeframe[]={}", r.from, r.to);
+    let (status, body) = api
+        .get(
+            &format!("/v1/metrics/rebuffer_percentage/breakdown?{tf}&group_by=cdn&order_by=value&order_direction=asc"),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total_row_count"], 2);
+    let rows = body["data"].as_array().unwrap();
+    let mut want = [("cdn-a", &a), ("cdn-b", &b)];
+    want.sort_by(|x, y| x.1.rebuffer_pct.total_cmp(&y.1.rebuffer_pct));
+    for (row, (cdn, o)) in rows.iter().zip(want) {
+        assert_eq!(row["value"], cdn);
+        let got = row["metric_value"].as_f64().unwrap();
+        assert!(
+            (got - o.rebuffer_pct).abs() < 1e-9,
+            "{cdn}: {got} vs {}",
+            o.rebuffer_pct
+        );
+        assert_eq!(row["views"], o.ended_in_range, "QoE: views that ended");
+        assert_eq!(row["total_watch_time"], o.watch_time_ms);
+        // Worse than overall pulls it up: a positive impact, and back.
+        let impact = (o.rebuffer_pct - all.rebuffer_pct) * o.ended_in_range as f64
+            / all.ended_in_range as f64;
+        assert!((row["negative_impact"].as_f64().unwrap() - impact).abs() < 1e-9);
+    }
+    // Paging: one row a page, the second page is the second row.
+    let (_, page2) = api
+        .get(
+            &format!("/v1/metrics/views/breakdown?{tf}&group_by=cdn&order_by=views&limit=1&page=2"),
+            Some(TOKEN_A),
+        )
+        .await;
+    let rows = page2["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(page2["total_row_count"], 2);
+    assert_eq!(rows[0]["views"], a.views.min(b.views));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_have_a_status_a_code_and_the_parameter() {
     let events = events();
     let api = setup(&events[..10]).await;

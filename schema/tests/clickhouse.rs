@@ -147,6 +147,46 @@ async fn migrate_insert_replay_and_read_every_metric() {
             && whole.rebuffer_pct > 0.0
     );
 
+    // A breakdown by CDN: each value's row equals the definition over that
+    // value's views.
+    let range = Range {
+        from: now - 3600,
+        to: now + 3600,
+    };
+    let scope = metrics::Scope {
+        database: &db,
+        property,
+        range,
+        now,
+        inactivity_timeout_s: 3600,
+        max_view_s: 86_400,
+        filters: &[],
+    };
+    let rows = metrics::fetch_breakdown(metrics::breakdown_query(reader, &scope, "cdn"))
+        .await
+        .unwrap();
+    let cdns: Vec<&str> = rows.iter().map(|g| g.value.as_str()).collect();
+    assert_eq!(cdns, ["cdn-a", "cdn-b"]);
+    for metrics::Group {
+        value: cdn,
+        overview: got,
+    } in &rows
+    {
+        let mine: Vec<ViewFacts> = facts
+            .iter()
+            .filter(|v| {
+                let latest = events
+                    .iter()
+                    .filter(|e| *e.view_id == v.view_id)
+                    .max_by_key(|e| e.seq)
+                    .unwrap();
+                &*latest.cdn == cdn
+            })
+            .cloned()
+            .collect();
+        assert_same(got, &metrics::overview(&mine, range, now, 3600));
+    }
+
     // Concurrent viewers per minute, through the per-minute aggregate.
     let range = Range {
         from: now - 7200,

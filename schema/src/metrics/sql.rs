@@ -73,7 +73,8 @@ pub const OVERVIEW_METRICS: &[MetricSql] = &[
 /// `final_event`, `requested`, `has_startup`, `startup_ms`, `fatal`,
 /// `watch_ms`, `playing_ms`, `rebuffers`, `rebuffer_ms`, `bitrate_kbps`, and
 /// the flags `in_start`, `in_end`, `ended`. Its `?` placeholders are bound
-/// by [`bind_views`], in order; `{having}` is where [`Scope::filters`] go.
+/// by [`bind_views`], in order; `{having}` is where [`Scope::filters`] go,
+/// and `{group}` a breakdown's `group_value` column.
 const VIEWS_SUBQUERY: &str = "SELECT *, \
         (start >= toDateTime(?) AND start < toDateTime(?)) AS in_start, \
         (last >= toDateTime(?) AND last < toDateTime(?)) AS in_end, \
@@ -86,7 +87,7 @@ const VIEWS_SUBQUERY: &str = "SELECT *, \
              argMax(error_fatal, seq) AS fatal, argMax(watch_time_ms, seq) AS watch_ms, \
              argMax(playing_time_ms, seq) AS playing_ms, argMax(rebuffer_count, seq) AS rebuffers, \
              argMax(rebuffer_duration_ms, seq) AS rebuffer_ms, \
-             argMax(avg_bitrate_kbps, seq) AS bitrate_kbps \
+             argMax(avg_bitrate_kbps, seq) AS bitrate_kbps {group} \
       FROM ?.views \
       WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
       GROUP BY view_id, view_start {having})";
@@ -111,8 +112,9 @@ fn bind_views(query: Query, scope: &Scope<'_>) -> Query {
         .fold(query, |query, filter| filter.value.bind_to(query))
 }
 
-/// The per-view subquery with `scope`'s filters in place.
-fn views_subquery(scope: &Scope<'_>) -> String {
+/// The per-view subquery with `scope`'s filters in place and, for a
+/// breakdown, each view's latest value of `group` as `group_value`.
+fn views_subquery(scope: &Scope<'_>, group: Option<&str>) -> String {
     let conditions: Vec<String> = scope
         .filters
         .iter()
@@ -126,7 +128,12 @@ fn views_subquery(scope: &Scope<'_>) -> String {
     } else {
         format!("HAVING {}", conditions.join(" AND "))
     };
-    VIEWS_SUBQUERY.replace("{having}", &having)
+    let group = group
+        .map(|column| format!(", argMax({column}, seq) AS group_value"))
+        .unwrap_or_default();
+    VIEWS_SUBQUERY
+        .replace("{having}", &having)
+        .replace("{group}", &group)
 }
 
 /// A condition on a view's dimension, as of its latest event: `column`
@@ -173,16 +180,66 @@ pub struct Scope<'a> {
 /// The query returning one row with every [`OVERVIEW_METRICS`] column
 /// (an [`Overview`](super::Overview)), its values bound. `sql_display()` shows its text.
 pub fn overview_query(client: &Client, scope: &Scope<'_>) -> Query {
+    let sql = format!(
+        "SELECT {} FROM ({})",
+        overview_columns(),
+        views_subquery(scope, None)
+    );
+    bind_views(client.query(&sql), scope)
+}
+
+/// Most groups a breakdown returns.
+pub const MAX_GROUPS: usize = 100_000;
+
+/// One value of a breakdown's dimension and the overview of its views.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Group {
+    pub value: String,
+    #[serde(flatten)]
+    pub overview: super::Overview,
+}
+
+/// Runs [`breakdown_query`]: one [`Group`] per value, ordered by value.
+/// (Read as JSON lines: a group row is the overview plus its value, and
+/// serde's `flatten` is not available to RowBinary.)
+pub async fn fetch_breakdown(query: Query) -> Result<Vec<Group>, clickhouse::error::Error> {
+    let mut cursor = query
+        .with_setting("output_format_json_quote_64bit_integers", "0")
+        .fetch_bytes("JSONEachRow")?;
+    let bytes = cursor.collect().await?;
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            serde_json::from_slice(line)
+                .map_err(|e| clickhouse::error::Error::Custom(format!("breakdown row: {e}")))
+        })
+        .collect()
+}
+
+/// One row per value of `column` among the views of `scope` (each view
+/// judged by its latest value): the value as text, then every
+/// [`OVERVIEW_METRICS`] column for that value's views, ordered by value
+/// (run it with [`fetch_breakdown`]). Values with no view in the range
+/// (only in the look-back) are left out.
+pub fn breakdown_query(client: &Client, scope: &Scope<'_>, column: &'static str) -> Query {
+    let sql = format!(
+        "SELECT toString(group_value) AS value, {} FROM ({}) \
+         GROUP BY group_value HAVING countIf(in_start) + countIf(in_end) > 0 \
+         ORDER BY value LIMIT {MAX_GROUPS}",
+        overview_columns(),
+        views_subquery(scope, Some(column))
+    );
+    bind_views(client.query(&sql), scope)
+}
+
+/// `expr AS name, …` of every overview metric.
+fn overview_columns() -> String {
     let columns: Vec<String> = OVERVIEW_METRICS
         .iter()
         .map(|m| format!("{} AS {}", m.sql, m.name))
         .collect();
-    let sql = format!(
-        "SELECT {} FROM ({})",
-        columns.join(", "),
-        views_subquery(scope)
-    );
-    bind_views(client.query(&sql), scope)
+    columns.join(", ")
 }
 
 /// **Concurrent viewers** per minute: distinct views with an event in the
