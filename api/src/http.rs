@@ -127,6 +127,7 @@ fn route_name(path: &str) -> &'static str {
         ["", "v1", "metrics"] => "metrics",
         ["", "v1", "metrics", _, "overall"] => "overall",
         ["", "v1", "metrics", _, "breakdown"] => "breakdown",
+        ["", "v1", "metrics", _, "timeseries"] => "timeseries",
         ["", "v1", "dimensions"] => "dimensions",
         _ => "other",
     }
@@ -169,6 +170,13 @@ async fn answer(app: &App, req: &Request<Incoming>, path: &str) -> Result<Value,
             let listing = params::listing(&pairs)?;
             let (rows, total) = breakdown(app, property, id, &c, &listing, now).await?;
             (c, rows, Some(total))
+        }
+        ["", "v1", "metrics", id, "timeseries"] => {
+            let c = checked(&pairs, &["group_by"], now, app.retention_s, property)?;
+            let step = params::step(&pairs, c.range)?;
+            let points = timeseries(app, property, id, &c, step, now).await?;
+            let count = points.len();
+            (c, json!(points), Some(count))
         }
         _ => {
             return Err(RequestError::new(
@@ -295,6 +303,37 @@ async fn breakdown(
         })
         .collect();
     Ok((json!(page), count))
+}
+
+/// `/v1/metrics/{id}/timeseries`: `[time, value, views]` for every
+/// `step`-second bucket from the one holding the timeframe's start, empty
+/// buckets included (value 0, views 0).
+async fn timeseries(
+    app: &App,
+    property: &str,
+    id: &str,
+    c: &Common,
+    step: u32,
+    now: u32,
+) -> Result<Vec<Value>, RequestError> {
+    let (m, measurement) = measured(id, c)?;
+    let filters = c.filters();
+    let groups = app
+        .store
+        .timeseries("timeseries", property, c.range, &filters, now, step)
+        .await?;
+    let by_time: std::collections::BTreeMap<u32, qoe_schema::metrics::Overview> = groups
+        .into_iter()
+        .filter_map(|g| Some((g.value.parse().ok()?, g.overview)))
+        .collect();
+    let first = c.range.from / step * step;
+    Ok((first..c.range.to)
+        .step_by(step as usize)
+        .map(|t| match by_time.get(&t) {
+            Some(o) => json!([t, number(m.value(o, measurement)), m.views(o)]),
+            None => json!([t, 0, 0]),
+        })
+        .collect())
 }
 
 /// `/v1/metrics/{id}/overall`: the value over the timeframe and the same

@@ -265,6 +265,47 @@ pub fn listing(pairs: &[(String, String)]) -> Result<Listing, RequestError> {
     })
 }
 
+/// Most buckets one timeseries may hold.
+pub const MAX_BUCKETS: u32 = 10_000;
+
+/// A timeseries' bucket length in seconds: `group_by=minute|ten_minutes|
+/// hour|day`, by default following the range (up to 90 minutes by
+/// minute, 6 hours by ten minutes, 15 days by hour, else by day).
+pub fn step(pairs: &[(String, String)], range: Range) -> Result<u32, RequestError> {
+    let given: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "group_by")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let len = range.to - range.from;
+    let step = match given.as_slice() {
+        [] if len <= 90 * 60 => 60,
+        [] if len <= 6 * 3600 => 600,
+        [] if len <= 15 * 86_400 => 3600,
+        [] => 86_400,
+        ["minute"] => 60,
+        ["ten_minutes"] => 600,
+        ["hour"] => 3600,
+        ["day"] => 86_400,
+        [other] => {
+            return Err(RequestError::bad(
+                "invalid_granularity",
+                "group_by",
+                format!("`{other}`: use minute, ten_minutes, hour or day"),
+            ))
+        }
+        _ => return Err(once("group_by")),
+    };
+    if len / step >= MAX_BUCKETS {
+        return Err(RequestError::bad(
+            "too_many_buckets",
+            "group_by",
+            format!("over {MAX_BUCKETS} buckets: use a coarser group_by or a shorter timeframe"),
+        ));
+    }
+    Ok(step)
+}
+
 fn once(parameter: &str) -> RequestError {
     RequestError::bad(
         "repeated_parameter",
@@ -437,6 +478,32 @@ mod tests {
         assert_eq!(code("filters[]=asn:x").0, "invalid_filter");
         let many = vec!["filters[]=country:US"; MAX_FILTERS + 1].join("&");
         assert_eq!(code(&many).0, "too_many_filters");
+    }
+
+    #[test]
+    fn timeseries_steps_follow_the_range() {
+        let s = |q: &str, len: u32| {
+            step(
+                &pairs(q).unwrap(),
+                Range {
+                    from: NOW - len,
+                    to: NOW,
+                },
+            )
+        };
+        assert_eq!(s("", 90 * 60).unwrap(), 60);
+        assert_eq!(s("", 6 * 3600).unwrap(), 600);
+        assert_eq!(s("", 15 * 86_400).unwrap(), 3600);
+        assert_eq!(s("", 30 * 86_400).unwrap(), 86_400);
+        assert_eq!(s("group_by=hour", 600).unwrap(), 3600);
+        assert_eq!(
+            s("group_by=fortnight", 600).unwrap_err().code,
+            "invalid_granularity"
+        );
+        assert_eq!(
+            s("group_by=minute", 30 * 86_400).unwrap_err().code,
+            "too_many_buckets"
+        );
     }
 
     #[test]

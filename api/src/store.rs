@@ -94,6 +94,22 @@ impl Store {
         self.timed(route, metrics::fetch_breakdown(query)).await
     }
 
+    /// [`Store::overview`] per `step_s`-second bucket that has views.
+    pub async fn timeseries(
+        &self,
+        route: &str,
+        property: &str,
+        range: Range,
+        filters: &[Filter<'_>],
+        now: u32,
+        step_s: u32,
+    ) -> Result<Vec<Group>, RequestError> {
+        let client = self.client.as_ref().ok_or_else(unavailable)?;
+        let scope = self.scope(property, range, filters, now);
+        let query = metrics::timeseries_query(client, &scope, step_s);
+        self.timed(route, metrics::fetch_breakdown(query)).await
+    }
+
     /// Runs a query, timing it, within the deadline.
     async fn timed<T>(
         &self,

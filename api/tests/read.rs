@@ -259,6 +259,63 @@ async fn breakdown_rows_match_the_definition_per_value() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeseries_buckets_match_the_definition() {
+    let events = events();
+    let api = setup(&events).await;
+    let r = range_of(&events);
+    let now = (qoe_common::clock::now_ms() / 1000) as u32;
+    let facts = ViewFacts::latest_per_view(&events);
+    let tf = format!("timeframe[]={}&timeframe[]={}", r.from, r.to);
+    for (metric, group_by, step) in [
+        ("views", "ten_minutes", 600),
+        ("playback_failure_percentage", "ten_minutes", 600),
+        ("video_startup_time", "minute", 60),
+    ] {
+        let (status, body) = api
+            .get(
+                &format!("/v1/metrics/{metric}/timeseries?{tf}&group_by={group_by}"),
+                Some(TOKEN_A),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let points = body["data"].as_array().unwrap();
+        // Every bucket from the one holding the start, empty ones too.
+        let first = r.from / step * step;
+        assert_eq!(points.len() as u32, (r.to - first).div_ceil(step));
+        assert_eq!(body["total_row_count"], points.len());
+        for p in points {
+            let t = p[0].as_u64().unwrap() as u32;
+            let part = Range {
+                from: t.max(r.from),
+                to: (t + step).min(r.to),
+            };
+            let o = metrics::overview(&facts, part, now, metrics::DEFAULT_INACTIVITY_TIMEOUT_S);
+            let (want, views) = match metric {
+                "views" => (o.views as f64, o.views),
+                "playback_failure_percentage" => (o.playback_failure_pct, o.ended_in_range),
+                _ => (f64::from(o.startup_time_ms_p50), o.ended_in_range),
+            };
+            let got = p[1].as_f64().unwrap();
+            assert!(
+                (got - want).abs() < 1e-9,
+                "{metric} at {t}: {got} vs {want}"
+            );
+            assert_eq!(p[2], views, "{metric} at {t}");
+        }
+    }
+    let (status, body) = api
+        .get(
+            &format!("/v1/metrics/views/timeseries?{tf}&group_by=week"),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_granularity"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_have_a_status_a_code_and_the_parameter() {
     let events = events();
     let api = setup(&events[..10]).await;

@@ -187,6 +187,29 @@ async fn migrate_insert_replay_and_read_every_metric() {
         assert_same(got, &metrics::overview(&mine, range, now, 3600));
     }
 
+    // A timeseries by ten minutes: each bucket equals the definition over
+    // its part of the range.
+    let step = 600;
+    let buckets = metrics::fetch_breakdown(metrics::timeseries_query(reader, &scope, step))
+        .await
+        .unwrap();
+    assert!(buckets.len() > 3, "{} buckets", buckets.len());
+    let mut views = 0;
+    for metrics::Group {
+        value: bucket,
+        overview: got,
+    } in &buckets
+    {
+        let start: u32 = bucket.parse().unwrap();
+        let part = Range {
+            from: start.max(range.from),
+            to: (start + step).min(range.to),
+        };
+        assert_same(got, &metrics::overview(&facts, part, now, 3600));
+        views += got.views;
+    }
+    assert_eq!(views, 60, "every view in one start bucket");
+
     // Concurrent viewers per minute, through the per-minute aggregate.
     let range = Range {
         from: now - 7200,

@@ -107,6 +107,15 @@ fn current_ddl_and_metric_queries() {
     };
     // Only to render the queries' text for chDB; it connects nowhere.
     let client = clickhouse::Client::default();
+    let scope = metrics::Scope {
+        database: "qoe",
+        property: "prop-1",
+        range,
+        now,
+        inactivity_timeout_s: 3600,
+        max_view_s: 86_400,
+        filters: &[],
+    };
     let job = json!({
         "config": CONFIG,
         "statements": statements,
@@ -118,6 +127,7 @@ fn current_ddl_and_metric_queries() {
         "queries": {
             "overview": metrics::overview_query(&client, &metrics::Scope { database: "qoe", property: "prop-1", range, now, inactivity_timeout_s: 3600, max_view_s: 86_400, filters: &[] }).sql_display().to_string(),
             "concurrent": metrics::concurrent_per_minute_query(&client, "qoe", "prop-1", range).sql_display().to_string(),
+            "timeseries": metrics::timeseries_query(&client, &scope, 600).sql_display().to_string(),
         },
     });
     let out = run_job(&job);
@@ -150,4 +160,26 @@ fn current_ddl_and_metric_queries() {
     let want = metrics::concurrent_per_minute(&events);
     assert!(want.len() > 10);
     assert_eq!(got, want);
+
+    // Ten-minute buckets: each equals the definition over its part of the range.
+    let facts = ViewFacts::latest_per_view(&events);
+    let buckets = out["results"]["timeseries"].as_array().unwrap();
+    let views: f64 = buckets.iter().map(|b| f(&b["views"])).sum();
+    assert_eq!(views, 48.0, "every view in one start bucket");
+    for b in buckets {
+        let start: u32 = b["value"].as_str().unwrap().parse().unwrap();
+        let part = Range {
+            from: start.max(range.from),
+            to: (start + 600).min(range.to),
+        };
+        let want = serde_json::to_value(metrics::overview(&facts, part, now, 3600)).unwrap();
+        for m in metrics::OVERVIEW_METRICS {
+            let (g, w) = (f(&b[m.name]), f(&want[m.name]));
+            assert!(
+                (g - w).abs() <= 1e-9 * g.abs().max(w.abs()).max(1.0),
+                "bucket {start} {}: current ClickHouse {g}, definition {w}",
+                m.name
+            );
+        }
+    }
 }

@@ -27,8 +27,8 @@ pub mod sql;
 
 pub use check::{MetricCheck, Tolerance};
 pub use sql::{
-    breakdown_query, concurrent_per_minute_query, fetch_breakdown, overview_query, Filter,
-    FilterValue, Group, MetricSql, Scope, OVERVIEW_METRICS,
+    breakdown_query, concurrent_per_minute_query, fetch_breakdown, overview_query,
+    timeseries_query, Filter, FilterValue, Group, MetricSql, Scope, OVERVIEW_METRICS,
 };
 
 use serde::{Deserialize, Serialize};

@@ -199,7 +199,8 @@ pub struct Group {
     pub overview: super::Overview,
 }
 
-/// Runs [`breakdown_query`]: one [`Group`] per value, ordered by value.
+/// Runs [`breakdown_query`] or [`timeseries_query`]: one [`Group`] per
+/// value, in the query's order.
 /// (Read as JSON lines: a group row is the overview plus its value, and
 /// serde's `flatten` is not available to RowBinary.)
 pub async fn fetch_breakdown(query: Query) -> Result<Vec<Group>, clickhouse::error::Error> {
@@ -229,6 +230,38 @@ pub fn breakdown_query(client: &Client, scope: &Scope<'_>, column: &'static str)
          ORDER BY value LIMIT {MAX_GROUPS}",
         overview_columns(),
         views_subquery(scope, Some(column))
+    );
+    bind_views(client.query(&sql), scope)
+}
+
+/// The per-view columns the overview metrics read, besides `in_start`
+/// and `in_end`.
+const VIEW_COLUMNS: &str = "viewer, requested, has_startup, startup_ms, fatal, watch_ms, \
+                            playing_ms, rebuffers, rebuffer_ms, bitrate_kbps, ended";
+
+/// One row per `step_s`-second bucket (aligned to the epoch, so days are
+/// UTC days) that has views of `scope`: the bucket's start (epoch
+/// seconds, as text in `value`), then every [`OVERVIEW_METRICS`] column.
+/// A view counts in the bucket it started in for the engagement metrics
+/// and in the bucket it ended in for the QoE ones — the same rule as a
+/// whole range, so each bucket equals the overview of its part of the
+/// range. Run it with [`fetch_breakdown`]; rows come in time order.
+pub fn timeseries_query(client: &Client, scope: &Scope<'_>, step_s: u32) -> Query {
+    let step = step_s.max(1);
+    let sql = format!(
+        "SELECT toString(bucket) AS value, {columns} FROM ( \
+           SELECT {VIEW_COLUMNS}, \
+                  arrayJoin([(intDiv(toUInt32(start), {step}) * {step}, 1), \
+                             (intDiv(toUInt32(last), {step}) * {step}, 2)]) AS b, \
+                  tupleElement(b, 1) AS bucket, \
+                  (tupleElement(b, 2) = 1 AND was_start) AS in_start, \
+                  (tupleElement(b, 2) = 2 AND was_end) AS in_end \
+           FROM (SELECT {VIEW_COLUMNS}, start, last, in_start AS was_start, in_end AS was_end \
+                 FROM ({views}))) \
+         GROUP BY bucket HAVING countIf(in_start) + countIf(in_end) > 0 \
+         ORDER BY bucket",
+        columns = overview_columns(),
+        views = views_subquery(scope, None)
     );
     bind_views(client.query(&sql), scope)
 }
