@@ -129,6 +129,7 @@ fn route_name(path: &str) -> &'static str {
         ["", "v1", "metrics", _, "breakdown"] => "breakdown",
         ["", "v1", "metrics", _, "timeseries"] => "timeseries",
         ["", "v1", "dimensions"] => "dimensions",
+        ["", "v1", "dimensions", _] => "dimension_values",
         _ => "other",
     }
 }
@@ -159,6 +160,11 @@ async fn answer(app: &App, req: &Request<Incoming>, path: &str) -> Result<Value,
             let c = checked(&pairs, &[], now, app.retention_s, property)?;
             let ids: Vec<&str> = DIMENSIONS.iter().map(|d| d.id).collect();
             (c, json!(ids), Some(ids.len()))
+        }
+        ["", "v1", "dimensions", dim] => {
+            let c = checked(&pairs, &["limit", "page"], now, app.retention_s, property)?;
+            let (values, total) = dimension_values(app, property, dim, &c, &pairs, now).await?;
+            (c, values, Some(total))
         }
         ["", "v1", "metrics", id, "overall"] => {
             let c = checked(&pairs, &[], now, app.retention_s, property)?;
@@ -303,6 +309,55 @@ async fn breakdown(
         })
         .collect();
     Ok((json!(page), count))
+}
+
+/// `/v1/dimensions/{dim}`: the dimension's values among the views that
+/// started in the timeframe, most views first: `{value, views}`.
+async fn dimension_values(
+    app: &App,
+    property: &str,
+    dim: &str,
+    c: &Common,
+    pairs: &[(String, String)],
+    now: u32,
+) -> Result<(Value, usize), RequestError> {
+    let d = crate::catalog::dimension(dim).ok_or_else(|| {
+        RequestError::new(
+            404,
+            "unknown_dimension",
+            format!("no dimension `{dim}`: GET /v1/dimensions lists them"),
+        )
+    })?;
+    let mut with_group = pairs.to_vec();
+    with_group.push(("group_by".into(), dim.into()));
+    let listing = params::listing(&with_group)?;
+    let filters = c.filters();
+    let mut groups = app
+        .store
+        .breakdown(
+            "dimension_values",
+            property,
+            c.range,
+            &filters,
+            now,
+            d.column,
+        )
+        .await?;
+    groups.retain(|g| g.overview.views > 0);
+    groups.sort_by(|a, b| {
+        b.overview
+            .views
+            .cmp(&a.overview.views)
+            .then_with(|| a.value.cmp(&b.value))
+    });
+    let total = groups.len();
+    let page: Vec<Value> = groups
+        .into_iter()
+        .skip((listing.page - 1) * listing.limit)
+        .take(listing.limit)
+        .map(|g| json!({ "value": g.value, "views": g.overview.views }))
+        .collect();
+    Ok((json!(page), total))
 }
 
 /// `/v1/metrics/{id}/timeseries`: `[time, value, views]` for every

@@ -186,6 +186,27 @@ async fn every_metric_overall_matches_the_definition() {
         60.0
     );
 
+    // The CDN values, most views first.
+    let (status, values) = api
+        .get(&format!("/v1/dimensions/cdn?{tf}"), Some(TOKEN_A))
+        .await;
+    assert_eq!(status, 200, "{values}");
+    let listed: Vec<(String, u64)> = values["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap().to_owned(),
+                v["views"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.iter().map(|(_, n)| n).sum::<u64>(), 60);
+    assert!(listed[0].1 >= listed[1].1);
+    assert!(listed.contains(&("cdn-a".into(), want_a.views)));
+
     // Another property's token sees none of it.
     let (_, b) = api
         .get(&format!("/v1/metrics/views/overall?{tf}"), Some(TOKEN_B))
