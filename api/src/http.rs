@@ -16,11 +16,12 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::auth::Tokens;
-use crate::catalog::{metric, Measurement, Metric, DIMENSIONS, METRICS};
+use crate::catalog::{DIMENSIONS, METRICS};
 use crate::config::ApiConfig;
 use crate::error::RequestError;
 use crate::metrics::metrics;
 use crate::params::{self, Common};
+use crate::routes::{breakdown, dimension_values, overall, timeseries};
 use crate::store::Store;
 
 /// What every request needs.
@@ -121,22 +122,62 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
     answer
 }
 
+/// Every route: its path as `openapi.json` writes it, and the query
+/// parameters it takes besides the common ones. `openapi.json` must list
+/// exactly these (a test holds them together).
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/v1/metrics", &[]),
+    ("/v1/metrics/{metric}/overall", &[]),
+    ("/v1/metrics/{metric}/breakdown", params::LISTING),
+    ("/v1/metrics/{metric}/timeseries", &["group_by"]),
+    ("/v1/dimensions", &[]),
+    ("/v1/dimensions/{dimension}", &["limit", "page"]),
+    ("/v1/openapi.json", &[]),
+];
+
+/// The OpenAPI 3.1 document of [`ROUTES`], served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// The route `path` takes, and the segments its `{…}` placeholders
+/// matched.
+fn route_of(path: &str) -> Option<(&'static str, &'static [&'static str], Vec<&str>)> {
+    let parts: Vec<&str> = path.split('/').collect();
+    ROUTES.iter().find_map(|(pattern, allowed)| {
+        let want: Vec<&str> = pattern.split('/').collect();
+        if want.len() != parts.len() {
+            return None;
+        }
+        let mut captured = Vec::new();
+        for (w, p) in want.iter().zip(&parts) {
+            if w.starts_with('{') {
+                captured.push(*p);
+            } else if w != p {
+                return None;
+            }
+        }
+        Some((*pattern, *allowed, captured))
+    })
+}
+
 /// The route a path belongs to, for metrics (a fixed set: paths carry ids).
 fn route_name(path: &str) -> &'static str {
-    match path.split('/').collect::<Vec<_>>().as_slice() {
-        ["", "v1", "metrics"] => "metrics",
-        ["", "v1", "metrics", _, "overall"] => "overall",
-        ["", "v1", "metrics", _, "breakdown"] => "breakdown",
-        ["", "v1", "metrics", _, "timeseries"] => "timeseries",
-        ["", "v1", "dimensions"] => "dimensions",
-        ["", "v1", "dimensions", _] => "dimension_values",
-        _ => "other",
-    }
+    route_of(path).map_or("other", |(pattern, _, _)| pattern)
 }
 
 async fn answer(app: &App, req: &Request<Incoming>, path: &str) -> Result<Value, RequestError> {
     if req.method() != Method::GET {
         return Err(RequestError::new(405, "method_not_allowed", "use GET"));
+    }
+    let Some((route, allowed, captured)) = route_of(path) else {
+        return Err(RequestError::new(
+            404,
+            "not_found",
+            format!("no route {path}: see /v1/openapi.json"),
+        ));
+    };
+    if route == "/v1/openapi.json" {
+        // A constant, checked by the tests below.
+        return Ok(serde_json::from_str(OPENAPI).unwrap_or_default());
     }
     let query = req.uri().query().unwrap_or("");
     if query.len() > app.max_query_bytes {
@@ -150,52 +191,37 @@ async fn answer(app: &App, req: &Request<Incoming>, path: &str) -> Result<Value,
     let property = app.tokens.property(auth)?;
     let pairs = params::pairs(query)?;
     let now = (qoe_common::clock::now_ms() / 1000) as u32;
-    let parts: Vec<&str> = path.split('/').collect();
-    let (common, data, total) = match parts.as_slice() {
-        ["", "v1", "metrics"] => {
-            let c = checked(&pairs, &[], now, app.retention_s, property)?;
-            (c, json!(METRICS), Some(METRICS.len()))
-        }
-        ["", "v1", "dimensions"] => {
-            let c = checked(&pairs, &[], now, app.retention_s, property)?;
+    let c = checked(&pairs, allowed, now, app.retention_s, property)?;
+    let id = captured.first().copied().unwrap_or_default();
+    let (data, total) = match route {
+        "/v1/metrics" => (json!(METRICS), Some(METRICS.len())),
+        "/v1/dimensions" => {
             let ids: Vec<&str> = DIMENSIONS.iter().map(|d| d.id).collect();
-            (c, json!(ids), Some(ids.len()))
+            let n = ids.len();
+            (json!(ids), Some(n))
         }
-        ["", "v1", "dimensions", dim] => {
-            let c = checked(&pairs, &["limit", "page"], now, app.retention_s, property)?;
-            let (values, total) = dimension_values(app, property, dim, &c, &pairs, now).await?;
-            (c, values, Some(total))
+        "/v1/dimensions/{dimension}" => {
+            let (values, total) =
+                dimension_values(&app.store, property, id, &c, &pairs, now).await?;
+            (values, Some(total))
         }
-        ["", "v1", "metrics", id, "overall"] => {
-            let c = checked(&pairs, &[], now, app.retention_s, property)?;
-            let data = overall(app, property, id, &c, now).await?;
-            (c, data, None)
-        }
-        ["", "v1", "metrics", id, "breakdown"] => {
-            let c = checked(&pairs, params::LISTING, now, app.retention_s, property)?;
+        "/v1/metrics/{metric}/overall" => (overall(&app.store, property, id, &c, now).await?, None),
+        "/v1/metrics/{metric}/breakdown" => {
             let listing = params::listing(&pairs)?;
-            let (rows, total) = breakdown(app, property, id, &c, &listing, now).await?;
-            (c, rows, Some(total))
-        }
-        ["", "v1", "metrics", id, "timeseries"] => {
-            let c = checked(&pairs, &["group_by"], now, app.retention_s, property)?;
-            let step = params::step(&pairs, c.range)?;
-            let points = timeseries(app, property, id, &c, step, now).await?;
-            let count = points.len();
-            (c, json!(points), Some(count))
+            let (rows, total) = breakdown(&app.store, property, id, &c, &listing, now).await?;
+            (rows, Some(total))
         }
         _ => {
-            return Err(RequestError::new(
-                404,
-                "not_found",
-                format!("no route {path}: see /v1/metrics"),
-            ))
+            let step = params::step(&pairs, c.range)?;
+            let points = timeseries(&app.store, property, id, &c, step, now).await?;
+            let count = points.len();
+            (json!(points), Some(count))
         }
     };
     Ok(json!({
         "data": data,
         "total_row_count": total,
-        "timeframe": [common.range.from, common.range.to],
+        "timeframe": [c.range.from, c.range.to],
         "meta": { "property_id": property },
     }))
 }
@@ -221,228 +247,106 @@ fn checked(
     Ok(c)
 }
 
-/// The metric `id` and its measurement (the default unless asked).
-fn measured(id: &str, c: &Common) -> Result<(&'static Metric, Measurement), RequestError> {
-    let m = metric(id).ok_or_else(|| {
-        RequestError::new(
-            404,
-            "unknown_metric",
-            format!("no metric `{id}`: GET /v1/metrics lists them"),
-        )
-    })?;
-    let measurement = c.measurement.unwrap_or(m.default_measurement);
-    if !m.measurements.contains(&measurement) {
-        return Err(RequestError::bad(
-            "invalid_measurement",
-            "measurement",
-            format!("`{id}` is measured as {:?}", m.measurements),
-        ));
-    }
-    Ok((m, measurement))
-}
-
-/// `/v1/metrics/{id}/breakdown`: one row per value of a dimension, with
-/// its negative impact — how much it pulls the overall value the wrong
-/// way: (its value − the overall value) × its share of the views, signed
-/// so that worse is positive. Returns a page of rows and the row count.
-async fn breakdown(
-    app: &App,
-    property: &str,
-    id: &str,
-    c: &Common,
-    listing: &params::Listing,
-    now: u32,
-) -> Result<(Value, usize), RequestError> {
-    let (m, measurement) = measured(id, c)?;
-    let filters = c.filters();
-    let (groups, total) = tokio::try_join!(
-        app.store.breakdown(
-            "breakdown",
-            property,
-            c.range,
-            &filters,
-            now,
-            listing.group_by
-        ),
-        app.store
-            .overview("breakdown", property, c.range, &filters, now),
-    )?;
-    let overall = m.value(&total, measurement);
-    let all_views = m.views(&total).max(1) as f64;
-    let sign = if m.higher_is_worse { 1.0 } else { -1.0 };
-    let mut rows: Vec<(String, f64, u64, f64, u64)> = groups
-        .into_iter()
-        .map(|g| {
-            let value = m.value(&g.overview, measurement);
-            let views = m.views(&g.overview);
-            let impact = sign * (value - overall) * views as f64 / all_views;
-            (g.value, value, views, impact, g.overview.watch_time_ms)
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        let order = match listing.order_by {
-            params::OrderBy::Value => a.1.total_cmp(&b.1),
-            params::OrderBy::Views => a.2.cmp(&b.2),
-            params::OrderBy::NegativeImpact => a.3.total_cmp(&b.3),
-        };
-        // Ties in value order, so pages are stable.
-        let order = if listing.descending {
-            order.reverse()
-        } else {
-            order
-        };
-        order.then_with(|| a.0.cmp(&b.0))
-    });
-    let count = rows.len();
-    let page: Vec<Value> = rows
-        .into_iter()
-        .skip((listing.page - 1) * listing.limit)
-        .take(listing.limit)
-        .map(|(value, metric_value, views, impact, watch)| {
-            json!({
-                "value": value,
-                "metric_value": number(metric_value),
-                "views": views,
-                "negative_impact": impact,
-                "total_watch_time": watch,
-            })
-        })
-        .collect();
-    Ok((json!(page), count))
-}
-
-/// `/v1/dimensions/{dim}`: the dimension's values among the views that
-/// started in the timeframe, most views first: `{value, views}`.
-async fn dimension_values(
-    app: &App,
-    property: &str,
-    dim: &str,
-    c: &Common,
-    pairs: &[(String, String)],
-    now: u32,
-) -> Result<(Value, usize), RequestError> {
-    let d = crate::catalog::dimension(dim).ok_or_else(|| {
-        RequestError::new(
-            404,
-            "unknown_dimension",
-            format!("no dimension `{dim}`: GET /v1/dimensions lists them"),
-        )
-    })?;
-    let mut with_group = pairs.to_vec();
-    with_group.push(("group_by".into(), dim.into()));
-    let listing = params::listing(&with_group)?;
-    let filters = c.filters();
-    let mut groups = app
-        .store
-        .breakdown(
-            "dimension_values",
-            property,
-            c.range,
-            &filters,
-            now,
-            d.column,
-        )
-        .await?;
-    groups.retain(|g| g.overview.views > 0);
-    groups.sort_by(|a, b| {
-        b.overview
-            .views
-            .cmp(&a.overview.views)
-            .then_with(|| a.value.cmp(&b.value))
-    });
-    let total = groups.len();
-    let page: Vec<Value> = groups
-        .into_iter()
-        .skip((listing.page - 1) * listing.limit)
-        .take(listing.limit)
-        .map(|g| json!({ "value": g.value, "views": g.overview.views }))
-        .collect();
-    Ok((json!(page), total))
-}
-
-/// `/v1/metrics/{id}/timeseries`: `[time, value, views]` for every
-/// `step`-second bucket from the one holding the timeframe's start, empty
-/// buckets included (value 0, views 0).
-async fn timeseries(
-    app: &App,
-    property: &str,
-    id: &str,
-    c: &Common,
-    step: u32,
-    now: u32,
-) -> Result<Vec<Value>, RequestError> {
-    let (m, measurement) = measured(id, c)?;
-    let filters = c.filters();
-    let groups = app
-        .store
-        .timeseries("timeseries", property, c.range, &filters, now, step)
-        .await?;
-    let by_time: std::collections::BTreeMap<u32, qoe_schema::metrics::Overview> = groups
-        .into_iter()
-        .filter_map(|g| Some((g.value.parse().ok()?, g.overview)))
-        .collect();
-    let first = c.range.from / step * step;
-    Ok((first..c.range.to)
-        .step_by(step as usize)
-        .map(|t| match by_time.get(&t) {
-            Some(o) => json!([t, number(m.value(o, measurement)), m.views(o)]),
-            None => json!([t, 0, 0]),
-        })
-        .collect())
-}
-
-/// `/v1/metrics/{id}/overall`: the value over the timeframe and the same
-/// length before it, with the views and times behind it.
-async fn overall(
-    app: &App,
-    property: &str,
-    id: &str,
-    c: &Common,
-    now: u32,
-) -> Result<Value, RequestError> {
-    let (m, measurement) = measured(id, c)?;
-    let filters = c.filters();
-    let len = c.range.to - c.range.from;
-    let previous = qoe_schema::metrics::Range {
-        from: c.range.from.saturating_sub(len),
-        to: c.range.from,
-    };
-    let (this, before) = tokio::try_join!(
-        app.store
-            .overview("overall", property, c.range, &filters, now),
-        app.store
-            .overview("overall", property, previous, &filters, now),
-    )?;
-    let summary = |o: &qoe_schema::metrics::Overview| {
-        json!({
-            "value": number(m.value(o, measurement)),
-            "total_views": o.views,
-            "total_watch_time": o.watch_time_ms,
-            "total_playing_time": o.playing_time_ms,
-        })
-    };
-    let mut data = summary(&this);
-    data["previous"] = summary(&before);
-    data["previous"]["timeframe"] = json!([previous.from, previous.to]);
-    data["metric"] = json!(m.id);
-    data["measurement"] = json!(measurement);
-    data["unit"] = json!(m.unit);
-    Ok(data)
-}
-
-/// A whole value as an integer (counts, sums, quantiles), else as is.
-fn number(v: f64) -> Value {
-    if v.fract() == 0.0 && v.abs() < 9e15 {
-        json!(v as i64)
-    } else {
-        json!(v)
-    }
-}
-
 fn respond(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document and the router agree: the same paths, and on each the
+    /// same query parameters.
+    #[test]
+    fn openapi_lists_every_route_and_its_parameters() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+        let mut routed: Vec<&str> = ROUTES.iter().map(|(p, _)| *p).collect();
+        documented.sort_unstable();
+        routed.sort_unstable();
+        assert_eq!(documented, routed);
+        let component = |r: &str| {
+            let name = r.trim_start_matches("#/components/parameters/");
+            doc["components"]["parameters"][name]["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        for (route, allowed) in ROUTES {
+            let mut names: Vec<String> = paths[*route]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["in"] != "path")
+                .map(|p| match p["$ref"].as_str() {
+                    Some(r) => component(r),
+                    None => p["name"].as_str().unwrap().to_owned(),
+                })
+                .collect();
+            names.sort_unstable();
+            let mut want: Vec<String> = if *route == "/v1/openapi.json" {
+                Vec::new()
+            } else {
+                ["timeframe[]", "filters[]", "measurement", "property_id"]
+                    .iter()
+                    .chain(allowed.iter())
+                    .map(|s| (*s).to_owned())
+                    .collect()
+            };
+            want.sort_unstable();
+            assert_eq!(names, want, "{route}");
+        }
+    }
+
+    #[test]
+    fn paths_find_their_route() {
+        assert_eq!(
+            route_name("/v1/metrics/views/breakdown"),
+            "/v1/metrics/{metric}/breakdown"
+        );
+        assert_eq!(
+            route_name("/v1/dimensions/cdn"),
+            "/v1/dimensions/{dimension}"
+        );
+        assert_eq!(route_name("/v1/metrics/views"), "other");
+        assert_eq!(route_name("/v1/metrics/views/overall/x"), "other");
+        let (_, _, captured) = route_of("/v1/metrics/rebuffer_percentage/timeseries").unwrap();
+        assert_eq!(captured, ["rebuffer_percentage"]);
+    }
+
+    #[test]
+    fn every_error_code_is_documented() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let codes = &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+            ["code"]["enum"];
+        let readme = include_str!("../README.md");
+        for code in codes.as_array().unwrap() {
+            let code = code.as_str().unwrap();
+            assert!(
+                readme.contains(&format!("`{code}`")),
+                "api/README.md lacks `{code}`"
+            );
+        }
+        let sources = [
+            include_str!("auth.rs"),
+            include_str!("http.rs"),
+            include_str!("params.rs"),
+            include_str!("routes.rs"),
+            include_str!("store.rs"),
+        ]
+        .concat();
+        for code in codes.as_array().unwrap() {
+            let code = code.as_str().unwrap();
+            assert!(
+                sources.contains(&format!("\"{code}\"")),
+                "`{code}` is never returned"
+            );
+        }
+    }
 }

@@ -4,8 +4,8 @@
 //! How a request moves: [`http`] accepts it on the customers' listener;
 //! [`auth`] maps its bearer token to the one property it may read;
 //! [`params`] checks the query string against the [`catalog`] of metrics
-//! and dimensions (a 400 with a stable [`error`] code otherwise); [`store`]
-//! runs `schema::metrics`' query for it, within time and row limits; the
+//! and dimensions (a 400 with a stable [`error`] code otherwise); [`routes`]
+//! answer it, [`store`] running `schema::metrics`' query for it, within time and row limits; the
 //! answer goes back in the `{data, total_row_count, timeframe, meta}`
 //! envelope. [`metrics`] counts it. The admin listener (`/readyz`: ready
 //! only while every shard answers) is separate.
@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod params;
+pub mod routes;
 pub mod store;
 
 use std::future::Future;
