@@ -201,6 +201,7 @@ pub async fn overall(
             "total_views": o.views,
             "total_watch_time": o.watch_time_ms,
             "total_playing_time": o.playing_time_ms,
+            "total_ended_views": o.ended_in_range,
         })
     };
     let mut data = summary(&this);

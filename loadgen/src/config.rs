@@ -125,6 +125,22 @@ pub struct TargetConfig {
     /// Backlog gauges read from the services' `/metrics` at each step, to
     /// name the component that fell behind: `[name, admin URL, metric]`.
     pub backlogs: Vec<(String, String, String)>,
+    /// The api's base URL: reads (the read-latency probe and `verify`) go
+    /// through it, as a customer's would.
+    pub api_url: String,
+    /// A read token of `property_id` (the local stack's development one by
+    /// default).
+    pub read_token: String,
+}
+
+impl TargetConfig {
+    /// A client of the api with the read token.
+    pub fn api(&self) -> crate::api::ApiClient {
+        crate::api::ApiClient {
+            url: self.api_url.clone(),
+            token: self.read_token.clone(),
+        }
+    }
 }
 
 impl Default for TargetConfig {
@@ -150,6 +166,8 @@ impl Default for TargetConfig {
                     "qoe_processor_consumer_lag".into(),
                 ),
             ],
+            api_url: "http://127.0.0.1:8090".into(),
+            read_token: "devreadtokenlocalonly".into(),
         }
     }
 }

@@ -18,6 +18,7 @@
 //! Also: `check` (wait for the pipeline to be ready) and [`generate`] (bulk
 //! history straight into Kafka for benchmarks).
 
+pub mod api;
 pub mod config;
 pub mod generate;
 pub mod model;
@@ -119,7 +120,8 @@ pub async fn load(
         saved.views.len(),
         truth_path.display()
     );
-    let verify = match truth::verify(&cfg.clickhouse, &saved, cfg.run.settle_timeout).await {
+    let api = cfg.target.api();
+    let verify = match truth::verify(&cfg.clickhouse, &api, &saved, cfg.run.settle_timeout).await {
         Ok(v) => Some(v),
         Err(e) => {
             eprintln!("run: verify failed: {e}");

@@ -204,6 +204,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", truth.display()))?;
             let v = runtime.block_on(qoe_loadgen::truth::verify(
                 &cfg.clickhouse,
+                &cfg.target.api(),
                 &saved,
                 cfg.run.settle_timeout,
             ))?;

@@ -65,8 +65,7 @@ pub async fn drive(cfg: &LoadgenConfig, steps: &[Step], stop_on_breach: bool) ->
     let watchers = [
         tokio::spawn(watch_markers(cfg.clickhouse.clone(), marker_rx, write_tx)),
         tokio::spawn(time_reads(
-            cfg.clickhouse.clone(),
-            cfg.target.property_id.clone(),
+            cfg.target.api(),
             started_ms,
             cfg.run.read_interval,
             read_tx,

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use clickhouse::sql::Identifier;
 use qoe_common::config::ClickHouseConfig;
 use qoe_schema::beacon::Event;
-use qoe_schema::metrics::{self, MetricCheck, Overview, Range, Scope, ViewFacts};
+use qoe_schema::metrics::{self, MetricCheck, Overview, Range, ViewFacts};
+
+use crate::api::ApiClient;
 
 /// What the collector acknowledged during a run.
 #[derive(Default)]
@@ -157,6 +159,8 @@ pub enum VerifyError {
     },
     #[error("no ClickHouse shard configured (clickhouse.shards)")]
     NoShard,
+    #[error("reading through the api failed: {0}")]
+    Api(String),
 }
 
 /// What the store holds of a run.
@@ -208,6 +212,7 @@ pub async fn stored(ch: &ClickHouseConfig, saved: &Saved) -> Result<Stored, Veri
 /// compares every metric. `now` is the evaluation time for both sides.
 pub async fn verify(
     ch: &ClickHouseConfig,
+    api: &ApiClient,
     saved: &Saved,
     timeout: std::time::Duration,
 ) -> Result<Verification, VerifyError> {
@@ -230,23 +235,17 @@ pub async fn verify(
         now_stored = stored(ch, saved).await?;
     }
     let stored = now_stored.events;
-    let now = ((qoe_common::clock::now_ms() / 1000) as u32).max(saved.to);
-    let scope = Scope {
-        database: &ch.database,
-        property: &saved.property,
-        range: Range {
-            from: saved.from,
-            to: saved.to,
-        },
-        now,
-        inactivity_timeout_s: metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
-        max_view_s: 6 * 3600,
-        filters: &[],
+    let range = Range {
+        from: saved.from,
+        to: saved.to,
     };
-    let got: Overview = query_one(ch, |client| metrics::overview_query(client, &scope)).await?;
+    // The api evaluates "now" as it answers: the definition's side takes
+    // the time it answered by.
+    let got: Overview = api.overview(range).await.map_err(VerifyError::Api)?;
+    let now = ((qoe_common::clock::now_ms() / 1000) as u32).max(saved.to);
     let want = metrics::overview(
         &saved.views,
-        scope.range,
+        range,
         now,
         metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
     );

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use clickhouse::sql::Identifier;
 use qoe_common::clock::now_ms;
 use qoe_common::config::ClickHouseConfig;
-use qoe_schema::metrics::{self, Range, Scope};
+use qoe_schema::metrics::Range;
+
+use crate::api::ApiClient;
 
 use crate::config::LoadgenConfig;
 
@@ -53,35 +55,23 @@ pub async fn watch_markers(
     }
 }
 
-/// Times the overview query the api will serve, over the run so far.
+/// Times a customer's read through the api — a QoE metric's overall
+/// value over the run so far — every `every`.
 pub async fn time_reads(
-    ch: ClickHouseConfig,
-    property: String,
+    api: ApiClient,
     started_ms: i64,
     every: Duration,
     out: flume::Sender<(i64, f64)>,
 ) {
-    let Some(shard) = qoe_common::clickhouse::shards(&ch).into_iter().next() else {
-        return;
-    };
     loop {
         tokio::time::sleep(every).await;
         let now = now_ms();
-        let scope = Scope {
-            database: &ch.database,
-            property: &property,
-            range: Range {
-                from: (started_ms / 1000) as u32,
-                to: (now / 1000) as u32 + 1,
-            },
-            now: (now / 1000) as u32,
-            inactivity_timeout_s: metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
-            max_view_s: 6 * 3600,
-            filters: &[],
+        let range = Range {
+            from: (started_ms / 1000) as u32,
+            to: (now / 1000) as u32 + 1,
         };
-        let query = metrics::overview_query(&shard.client, &scope);
         let t = Instant::now();
-        let result = query.fetch_one::<metrics::Overview>().await;
+        let result = api.overall("rebuffer_percentage", range, None).await;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         match result {
             // A failed read counts as slow as the SLO allows plus more.

@@ -31,6 +31,7 @@ async fn a_short_run_verifies_and_records() {
         BTreeMap::from([("lg-key".to_owned(), property.clone())]),
     );
     let ingest = settings.ingest_url();
+    let (api_url, read_token) = settings.api_for(&property);
     let [collector_admin, processor_admin] = settings.admin_urls();
     let pipeline = support::Pipeline::start(settings).await;
 
@@ -40,6 +41,8 @@ async fn a_short_run_verifies_and_records() {
     cfg.target.collector_url = ingest;
     cfg.target.property_key = "lg-key".into();
     cfg.target.property_id = property.clone();
+    cfg.target.api_url = api_url;
+    cfg.target.read_token = read_token;
     cfg.target.backlogs = vec![
         (
             "collector".into(),

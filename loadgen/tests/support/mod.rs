@@ -1,6 +1,6 @@
-//! What loadgen's end-to-end tests share: a collector and a processor run
-//! in this process against the test stack, with their own ports, spill
-//! directory and consumer group, stopped together.
+//! What loadgen's end-to-end tests share: a collector, a processor and an
+//! api run in this process against the test stack, with their own ports,
+//! spill directory and consumer group, stopped together.
 #![allow(dead_code, clippy::field_reassign_with_default)]
 
 use std::collections::BTreeMap;
@@ -11,11 +11,15 @@ use qoe_testkit::{free_port, unique, wait_until};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Both services' settings, for a test to adjust before [`Pipeline::start`].
+/// The services' settings, for a test to adjust before [`Pipeline::start`].
 pub struct Settings {
     pub collector: qoe_collector::CollectorConfig,
     pub processor: qoe_processor::ProcessorConfig,
+    pub api: qoe_api::ApiConfig,
 }
+
+/// The api's read token for every property of [`Settings::new`].
+pub const READ_TOKEN_PREFIX: &str = "testreadtoken-";
 
 impl Settings {
     /// A collector taking `properties` (ingest key → property) into
@@ -38,10 +42,28 @@ impl Settings {
         processor.admin.listen = ([127, 0, 0, 1], free_port()).into();
         processor.processor.group = unique("group");
         processor.processor.batch_interval = Duration::from_millis(200);
+        let mut api = qoe_api::ApiConfig::default();
+        api.clickhouse = processor.clickhouse.clone();
+        api.http.listen = ([127, 0, 0, 1], free_port()).into();
+        api.admin.listen = ([127, 0, 0, 1], free_port()).into();
+        api.read_tokens = collector
+            .properties
+            .values()
+            .map(|p| (format!("{READ_TOKEN_PREFIX}{p}"), p.clone()))
+            .collect();
         Settings {
             collector,
             processor,
+            api,
         }
+    }
+
+    /// The api's base URL and the read token of `property`.
+    pub fn api_for(&self, property: &str) -> (String, String) {
+        (
+            format!("http://{}", self.api.http.listen),
+            format!("{READ_TOKEN_PREFIX}{property}"),
+        )
     }
 
     /// The collector's ingest URL, `http://127.0.0.1:<port>`.
@@ -56,6 +78,10 @@ impl Settings {
             format!("http://{}", self.processor.admin.listen),
         ]
     }
+
+    fn api_admin_url(&self) -> String {
+        format!("http://{}", self.api.admin.listen)
+    }
 }
 
 /// A running collector and processor.
@@ -67,16 +93,24 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts both and waits until both are ready.
     pub async fn start(settings: Settings) -> Pipeline {
-        let admin = settings.admin_urls();
+        let mut admin = settings.admin_urls().to_vec();
+        admin.push(settings.api_admin_url());
         let (stop, rx) = watch::channel(false);
-        let collector = settings.collector;
-        let processor = settings.processor;
+        let Settings {
+            collector,
+            processor,
+            api,
+        } = settings;
         let services = vec![
             tokio::spawn({
                 let rx = rx.clone();
                 async move { qoe_collector::run(collector, until(rx)).await.is_ok() }
             }),
-            tokio::spawn(async move { qoe_processor::run(processor, until(rx)).await.is_ok() }),
+            tokio::spawn({
+                let rx = rx.clone();
+                async move { qoe_processor::run(processor, until(rx)).await.is_ok() }
+            }),
+            tokio::spawn(async move { qoe_api::run(api, until(rx)).await.is_ok() }),
         ];
         for url in admin {
             let ready = format!("{url}/readyz");
