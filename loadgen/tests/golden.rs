@@ -1,6 +1,8 @@
 //! The golden cases (`schema::golden`) end to end: each case's beacons are
 //! posted to a collector, travel through the broker and a processor into
-//! ClickHouse, and the metric SQL must answer the hand-written numbers.
+//! ClickHouse, and the metric SQL and the api must answer the hand-written
+//! numbers (the api for every check that does not depend on when it is
+//! asked: it answers as of the real now).
 
 mod support;
 
@@ -35,6 +37,7 @@ async fn the_pipeline_gives_the_hand_written_numbers() {
     let mut settings = support::Settings::new(stack.kafka(&topic), ch.clone(), properties.clone());
     settings.collector.ingest.max_age = Duration::from_secs(3 * 86_400);
     let ingest = settings.ingest_url();
+    let api_url = settings.api_for("").0;
     let pipeline = support::Pipeline::start(settings).await;
 
     // One beacon per request, in the case's order: reordering and
@@ -60,6 +63,7 @@ async fn the_pipeline_gives_the_hand_written_numbers() {
         .next()
         .expect("a shard");
     let mut failed = Vec::new();
+    let mut through_api = 0;
     for case in &cases {
         let property = &properties[&format!("key-{}", case.name)];
         // Stored in both tables: the `views` rows come from a materialized
@@ -104,8 +108,51 @@ async fn the_pipeline_gives_the_hand_written_numbers() {
             if let Err(diff) = got.compare(&check.expect) {
                 failed.push(format!("{} ({}): {diff}", case.name, case.why));
             }
+            // Through the api too, which answers as of the real now: every
+            // check whose numbers do not depend on when it is asked.
+            let real_now = (qoe_common::clock::now_ms() / 1000) as u32;
+            let facts = facts_of(case, base);
+            let at = |now| {
+                metrics::overview(
+                    &facts,
+                    scope.range,
+                    now,
+                    metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
+                )
+            };
+            if at(scope.now) != at(real_now) {
+                continue;
+            }
+            let api = qoe_loadgen::api::ApiClient {
+                url: api_url.clone(),
+                token: format!("{}{property}", support::READ_TOKEN_PREFIX),
+            };
+            let got = api.overview(scope.range).await.expect("the api answers");
+            if let Err(diff) = got.compare(&check.expect) {
+                failed.push(format!(
+                    "{} through the api ({}): {diff}",
+                    case.name, case.why
+                ));
+            }
+            through_api += 1;
         }
     }
+    assert!(
+        through_api >= 12,
+        "only {through_api} checks went through the api"
+    );
     assert!(pipeline.stop().await, "services stopped cleanly");
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// The latest facts of each of `case`'s views, as the definitions see them.
+fn facts_of(case: &golden::Case, base: u32) -> Vec<metrics::ViewFacts> {
+    let body = serde_json::Value::Array(case.beacons(base)).to_string();
+    let checks = qoe_schema::validate::Checks {
+        now_ms: qoe_common::clock::now_ms(),
+        max_age_ms: 3 * 86_400_000,
+        max_future_ms: 300_000,
+    };
+    let decoded = qoe_schema::validate::decode(body.as_bytes(), &checks).expect("a golden body");
+    metrics::ViewFacts::latest_per_view(&decoded.accepted)
 }

@@ -3,7 +3,7 @@
 //! [`crate::metrics`], written as literals next to it. They check the
 //! definitions from outside: the Rust computation (unit test below) and the
 //! whole pipeline — collector, broker, processor, ClickHouse, the metric SQL
-//! (`loadgen/tests/golden.rs`) — must give exactly these numbers.
+//! and the api (`loadgen/tests/golden.rs`) — must give exactly these numbers.
 //!
 //! Times are relative to a midnight (`base`, seconds since the epoch), so a
 //! test can place the cases on any day: in the past for the end-to-end run,
