@@ -132,6 +132,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/metrics/{metric}/timeseries", &["group_by"]),
     ("/v1/dimensions", &[]),
     ("/v1/dimensions/{dimension}", &["limit", "page"]),
+    ("/v1/video-views", &["viewer_id", "limit", "page"]),
+    ("/v1/video-views/{view_id}", &[]),
     ("/v1/openapi.json", &[]),
 ];
 
@@ -206,6 +208,14 @@ async fn answer(app: &App, req: &Request<Incoming>, path: &str) -> Result<Value,
             (values, Some(total))
         }
         "/v1/metrics/{metric}/overall" => (overall(&app.store, property, id, &c, now).await?, None),
+        "/v1/video-views" => {
+            let (rows, total) = crate::views::list(&app.store, property, &c, &pairs).await?;
+            (rows, Some(total))
+        }
+        "/v1/video-views/{view_id}" => (
+            crate::views::one(&app.store, property, id, app.retention_s, now).await?,
+            None,
+        ),
         "/v1/metrics/{metric}/breakdown" => {
             let listing = params::listing(&pairs)?;
             let (rows, total) = breakdown(&app.store, property, id, &c, &listing, now).await?;
@@ -339,6 +349,7 @@ mod tests {
             include_str!("params.rs"),
             include_str!("routes.rs"),
             include_str!("store.rs"),
+            include_str!("views.rs"),
         ]
         .concat();
         for code in codes.as_array().unwrap() {

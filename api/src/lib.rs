@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod params;
 pub mod routes;
 pub mod store;
+pub mod views;
 
 use std::future::Future;
 use std::sync::Arc;

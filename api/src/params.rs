@@ -240,8 +240,28 @@ pub fn listing(pairs: &[(String, String)]) -> Result<Listing, RequestError> {
             ))
         }
     };
+    let (limit, page) = paging(pairs)?;
+    Ok(Listing {
+        group_by,
+        order_by,
+        descending,
+        limit,
+        page,
+    })
+}
+
+/// `limit` (1 to 1000, default 25) and `page` (from 1, default 1).
+pub fn paging(pairs: &[(String, String)]) -> Result<(usize, usize), RequestError> {
     let number = |key: &str, default: usize, max: usize| -> Result<usize, RequestError> {
-        match one(key)? {
+        let mut found = pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str());
+        let given = found.next();
+        if found.next().is_some() {
+            return Err(once(key));
+        }
+        match given {
             None => Ok(default),
             Some(v) => v
                 .parse()
@@ -256,13 +276,10 @@ pub fn listing(pairs: &[(String, String)]) -> Result<Listing, RequestError> {
                 }),
         }
     };
-    Ok(Listing {
-        group_by,
-        order_by,
-        descending,
-        limit: number("limit", 25, MAX_LIMIT)?,
-        page: number("page", 1, 1_000_000)?,
-    })
+    Ok((
+        number("limit", 25, MAX_LIMIT)?,
+        number("page", 1, 1_000_000)?,
+    ))
 }
 
 /// Most buckets one timeseries may hold.

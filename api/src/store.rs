@@ -110,8 +110,18 @@ impl Store {
         self.timed(route, metrics::fetch_breakdown(query)).await
     }
 
+    /// The client, or 503 when no shard is configured.
+    pub(crate) fn client(&self) -> Result<&Client, RequestError> {
+        self.client.as_ref().ok_or_else(unavailable)
+    }
+
+    /// The database read.
+    pub(crate) fn database(&self) -> &str {
+        &self.database
+    }
+
     /// Runs a query, timing it, within the deadline.
-    async fn timed<T>(
+    pub(crate) async fn timed<T>(
         &self,
         route: &str,
         query: impl std::future::Future<Output = Result<T, clickhouse::error::Error>>,

@@ -337,6 +337,113 @@ async fn timeseries_buckets_match_the_definition() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_views_list_and_one_view_with_its_events() {
+    let events = events();
+    let api = setup(&events).await;
+    let r = range_of(&events);
+    let tf = format!("timeframe[]={}&timeframe[]={}", r.from, r.to);
+    let latest = |view: &str| {
+        events
+            .iter()
+            .filter(|e| &*e.view_id == view)
+            .max_by_key(|e| e.seq)
+            .unwrap()
+    };
+
+    // Newest first, paged.
+    let (status, first) = api
+        .get(&format!("/v1/video-views?{tf}&limit=25"), Some(TOKEN_A))
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["total_row_count"], 60);
+    let rows = first["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 25);
+    let starts: Vec<u64> = rows
+        .iter()
+        .map(|v| v["view_start"].as_u64().unwrap())
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    let (_, third) = api
+        .get(
+            &format!("/v1/video-views?{tf}&limit=25&page=3"),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert_eq!(third["data"].as_array().unwrap().len(), 10);
+    // Each row is the view's latest facts.
+    for row in rows {
+        let e = latest(row["view_id"].as_str().unwrap());
+        assert_eq!(row["viewer_id"], &*e.viewer_id);
+        assert_eq!(row["watch_time_ms"], e.watch_time_ms);
+        assert_eq!(row["last_event"], e.event.as_str());
+        assert_eq!(row["started"], u8::from(e.startup_time_ms.is_some()));
+    }
+
+    // One viewer's, and one CDN's.
+    let viewer = &*events[0].viewer_id;
+    let theirs: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter(|e| &*e.viewer_id == viewer)
+        .map(|e| &*e.view_id)
+        .collect();
+    let (_, mine) = api
+        .get(
+            &format!("/v1/video-views?{tf}&viewer_id={viewer}"),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert_eq!(mine["total_row_count"], theirs.len());
+    let (_, cdn) = api
+        .get(
+            &format!("/v1/video-views?{tf}&filters[]=cdn:cdn-b&limit=1000"),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert!(cdn["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["cdn"] == "cdn-b"));
+
+    // One view: its facts and every event in seq order, once each.
+    let id = &*events[0].view_id;
+    let (status, one) = api
+        .get(&format!("/v1/video-views/{id}"), Some(TOKEN_A))
+        .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["data"]["view"]["view_id"], id);
+    assert_eq!(
+        one["data"]["view"]["watch_time_ms"],
+        latest(id).watch_time_ms
+    );
+    let seqs: Vec<u64> = one["data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let mut want: Vec<u64> = events
+        .iter()
+        .filter(|e| &*e.view_id == id)
+        .map(|e| u64::from(e.seq))
+        .collect();
+    want.sort_unstable();
+    want.dedup();
+    assert_eq!(seqs, want);
+
+    // Another property's token does not see it; an unknown view is 404.
+    let (status, body) = api
+        .get(&format!("/v1/video-views/{id}"), Some(TOKEN_B))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_view"))
+    );
+    let (status, _) = api.get("/v1/video-views/nope%27--", Some(TOKEN_A)).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_have_a_status_a_code_and_the_parameter() {
     let events = events();
     let api = setup(&events[..10]).await;

@@ -106,28 +106,13 @@ fn bind_views(query: Query, scope: &Scope<'_>) -> Query {
         .bind(scope.property)
         .bind(from.saturating_sub(scope.max_view_s))
         .bind(to);
-    scope
-        .filters
-        .iter()
-        .fold(query, |query, filter| filter.value.bind_to(query))
+    Filter::bind_all(query, scope.filters)
 }
 
 /// The per-view subquery with `scope`'s filters in place and, for a
 /// breakdown, each view's latest value of `group` as `group_value`.
 fn views_subquery(scope: &Scope<'_>, group: Option<&str>) -> String {
-    let conditions: Vec<String> = scope
-        .filters
-        .iter()
-        .map(|f| {
-            let op = if f.negate { "!=" } else { "=" };
-            format!("argMax({}, seq) {op} ?", f.column)
-        })
-        .collect();
-    let having = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("HAVING {}", conditions.join(" AND "))
-    };
+    let having = Filter::having(scope.filters);
     let group = group
         .map(|column| format!(", argMax({column}, seq) AS group_value"))
         .unwrap_or_default();
@@ -151,6 +136,33 @@ pub struct Filter<'a> {
 pub enum FilterValue<'a> {
     Text(&'a str),
     Number(u64),
+}
+
+impl Filter<'_> {
+    /// `HAVING …` of `filters` over a `GROUP BY view_id` of the `views`
+    /// table (each a view's latest value), or nothing; bind its values with
+    /// [`Filter::bind_all`].
+    pub fn having(filters: &[Filter<'_>]) -> String {
+        let conditions: Vec<String> = filters
+            .iter()
+            .map(|f| {
+                let op = if f.negate { "!=" } else { "=" };
+                format!("argMax({}, seq) {op} ?", f.column)
+            })
+            .collect();
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("HAVING {}", conditions.join(" AND "))
+        }
+    }
+
+    /// Binds the values of [`Filter::having`]'s placeholders, in order.
+    pub fn bind_all(query: Query, filters: &[Filter<'_>]) -> Query {
+        filters
+            .iter()
+            .fold(query, |query, filter| filter.value.bind_to(query))
+    }
 }
 
 impl FilterValue<'_> {

@@ -1,0 +1,220 @@
+//! Single views: `/v1/video-views` lists a property's views (newest first,
+//! filtered like the metrics), `/v1/video-views/{view_id}` gives one
+//! view's facts and its events in `seq` order.
+
+use clickhouse::sql::Identifier;
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use qoe_schema::metrics::{Filter, Range};
+
+use crate::error::RequestError;
+use crate::params::Common;
+use crate::store::Store;
+
+/// A view's facts, as of its latest event.
+#[derive(Debug, Row, Serialize, Deserialize)]
+pub struct ViewRow {
+    pub view_id: String,
+    pub viewer_id: String,
+    /// Epoch seconds.
+    pub view_start: u32,
+    /// Time of the latest event, epoch seconds.
+    pub last_event_at: u32,
+    pub last_event: String,
+    pub video_id: String,
+    pub video_title: String,
+    pub player_name: String,
+    pub cdn: String,
+    pub country: String,
+    pub device_type: String,
+    pub watch_time_ms: u64,
+    pub playing_time_ms: u64,
+    /// 0 when the view never started playing (see `started`).
+    pub startup_time_ms: u32,
+    pub started: u8,
+    pub rebuffer_count: u32,
+    pub rebuffer_duration_ms: u64,
+    pub avg_bitrate_kbps: u32,
+    pub error_fatal: u8,
+    pub error_code: String,
+}
+
+/// One event of a view's timeline.
+#[derive(Debug, Row, Serialize, Deserialize)]
+pub struct EventRow {
+    pub seq: u32,
+    pub event: String,
+    /// Epoch seconds.
+    pub ts: u32,
+    pub state: String,
+    pub watch_time_ms: u64,
+    pub playing_time_ms: u64,
+    pub rebuffer_count: u32,
+    pub rebuffer_duration_ms: u64,
+    pub bitrate_kbps: u32,
+    pub playhead_ms: u64,
+    pub buffer_length_ms: u64,
+    pub error_code: String,
+}
+
+/// Most events a timeline returns.
+const MAX_EVENTS: u32 = 10_000;
+
+/// The per-view rows of `property` that started in `[from, to)` and match
+/// `filters` (and `{extra}`, a further `HAVING`/`WHERE` text with its own
+/// placeholders), newest first. Column aliases differ from the table's, as
+/// ClickHouse resolves aliases before columns.
+const VIEWS: &str = "SELECT view_id, v_viewer AS viewer_id, toUInt32(view_start) AS view_start, \
+        toUInt32(v_last) AS last_event_at, v_event AS last_event, v_video AS video_id, \
+        v_title AS video_title, v_player AS player_name, v_cdn AS cdn, v_country AS country, \
+        v_device AS device_type, v_watch AS watch_time_ms, v_playing AS playing_time_ms, \
+        v_startup AS startup_time_ms, v_started AS started, v_rebuffers AS rebuffer_count, \
+        v_rebuffer_ms AS rebuffer_duration_ms, v_bitrate AS avg_bitrate_kbps, \
+        v_fatal AS error_fatal, v_error AS error_code \
+    FROM ( \
+      SELECT view_id, view_start, argMax(viewer_id, seq) AS v_viewer, argMax(last_ts, seq) AS v_last, \
+             argMax(last_event, seq) AS v_event, argMax(video_id, seq) AS v_video, \
+             argMax(video_title, seq) AS v_title, argMax(player_name, seq) AS v_player, \
+             argMax(cdn, seq) AS v_cdn, argMax(country, seq) AS v_country, \
+             argMax(device_type, seq) AS v_device, argMax(watch_time_ms, seq) AS v_watch, \
+             argMax(playing_time_ms, seq) AS v_playing, argMax(startup_time_ms, seq) AS v_startup, \
+             argMax(started, seq) AS v_started, argMax(rebuffer_count, seq) AS v_rebuffers, \
+             argMax(rebuffer_duration_ms, seq) AS v_rebuffer_ms, argMax(avg_bitrate_kbps, seq) AS v_bitrate, \
+             argMax(error_fatal, seq) AS v_fatal, argMax(error_code, seq) AS v_error \
+      FROM ?.views \
+      WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) {where} \
+      GROUP BY view_id, view_start {having})";
+
+impl Store {
+    /// A page of `property`'s views that started in `range`, newest first,
+    /// and how many there are.
+    pub async fn list_views(
+        &self,
+        property: &str,
+        range: Range,
+        filters: &[Filter<'_>],
+        viewer: Option<&str>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<ViewRow>, u64), RequestError> {
+        let client = self.client()?;
+        let mut having = Filter::having(filters);
+        if viewer.is_some() {
+            having = if having.is_empty() {
+                "HAVING v_viewer = ?".into()
+            } else {
+                format!("{having} AND v_viewer = ?")
+            };
+        }
+        let inner = VIEWS.replace("{where}", "").replace("{having}", &having);
+        let bind = |sql: &str| {
+            let q = client
+                .query(sql)
+                .bind(Identifier(self.database()))
+                .bind(property)
+                .bind(range.from)
+                .bind(range.to);
+            let q = Filter::bind_all(q, filters);
+            match viewer {
+                Some(v) => q.bind(v),
+                None => q,
+            }
+        };
+        let page = bind(&format!(
+            "{inner} ORDER BY view_start DESC, view_id LIMIT {limit} OFFSET {offset}"
+        ));
+        let count = bind(&format!("SELECT count() FROM ({inner})"));
+        tokio::try_join!(
+            self.timed("video_views", page.fetch_all::<ViewRow>()),
+            self.timed("video_views", count.fetch_one::<u64>()),
+        )
+    }
+
+    /// One view's facts and events, if `property` has a view `view_id`
+    /// that started within `range`.
+    pub async fn view(
+        &self,
+        property: &str,
+        view_id: &str,
+        range: Range,
+    ) -> Result<Option<(ViewRow, Vec<EventRow>)>, RequestError> {
+        let client = self.client()?;
+        let facts = VIEWS
+            .replace("{where}", "AND view_id = ?")
+            .replace("{having}", "");
+        let facts = client
+            .query(&facts)
+            .bind(Identifier(self.database()))
+            .bind(property)
+            .bind(range.from)
+            .bind(range.to)
+            .bind(view_id);
+        // Replays leave exact duplicates until merges: one row per seq.
+        let events = client
+            .query(&format!(
+                "SELECT DISTINCT seq, event, toUInt32(ts) AS ts, state, watch_time_ms, \
+                 playing_time_ms, rebuffer_count, rebuffer_duration_ms, bitrate_kbps, \
+                 playhead_ms, buffer_length_ms, error_code \
+                 FROM ?.heartbeats WHERE property_id = ? AND view_id = ? \
+                 ORDER BY seq LIMIT {MAX_EVENTS}"
+            ))
+            .bind(Identifier(self.database()))
+            .bind(property)
+            .bind(view_id);
+        let (facts, events) = tokio::try_join!(
+            self.timed("video_view", facts.fetch_all::<ViewRow>()),
+            self.timed("video_view", events.fetch_all::<EventRow>()),
+        )?;
+        Ok(facts.into_iter().next().map(|f| (f, events)))
+    }
+}
+
+/// `/v1/video-views`: a page of views, `viewer_id` optional.
+pub async fn list(
+    store: &Store,
+    property: &str,
+    c: &Common,
+    pairs: &[(String, String)],
+) -> Result<(Value, usize), RequestError> {
+    let (limit, page) = crate::params::paging(pairs)?;
+    let viewer = pairs
+        .iter()
+        .find(|(k, _)| k == "viewer_id")
+        .map(|(_, v)| v.as_str());
+    let filters = c.filters();
+    let (rows, total) = store
+        .list_views(
+            property,
+            c.range,
+            &filters,
+            viewer,
+            limit,
+            (page - 1) * limit,
+        )
+        .await?;
+    Ok((json!(rows), total as usize))
+}
+
+/// `/v1/video-views/{view_id}`: the view's facts and its events.
+pub async fn one(
+    store: &Store,
+    property: &str,
+    view_id: &str,
+    retention_s: u32,
+    now: u32,
+) -> Result<Value, RequestError> {
+    let range = Range {
+        from: now.saturating_sub(retention_s),
+        to: now.saturating_add(3600),
+    };
+    match store.view(property, view_id, range).await? {
+        Some((facts, events)) => Ok(json!({ "view": facts, "events": events })),
+        None => Err(RequestError::new(
+            404,
+            "unknown_view",
+            format!("no view `{view_id}` of this property in the retained data"),
+        )),
+    }
+}
