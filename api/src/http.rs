@@ -134,6 +134,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/dimensions/{dimension}", &["limit", "page"]),
     ("/v1/video-views", &["viewer_id", "limit", "page"]),
     ("/v1/video-views/{view_id}", &[]),
+    ("/v1/errors", &[]),
     ("/v1/openapi.json", &[]),
 ];
 
@@ -208,6 +209,10 @@ async fn answer(app: &App, req: &Request<Incoming>, path: &str) -> Result<Value,
             (values, Some(total))
         }
         "/v1/metrics/{metric}/overall" => (overall(&app.store, property, id, &c, now).await?, None),
+        "/v1/errors" => {
+            let (rows, total) = crate::views::errors(&app.store, property, &c).await?;
+            (rows, Some(total))
+        }
         "/v1/video-views" => {
             let (rows, total) = crate::views::list(&app.store, property, &c, &pairs).await?;
             (rows, Some(total))

@@ -115,6 +115,11 @@ impl Store {
         self.client.as_ref().ok_or_else(unavailable)
     }
 
+    /// How long before a range a view ending in it may have started.
+    pub(crate) fn max_view_s(&self) -> u32 {
+        self.limits.max_view.as_secs().min(u64::from(u32::MAX)) as u32
+    }
+
     /// The database read.
     pub(crate) fn database(&self) -> &str {
         &self.database

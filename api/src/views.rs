@@ -171,6 +171,79 @@ impl Store {
     }
 }
 
+/// One error code among the views that ended in a range.
+#[derive(Debug, Row, Serialize, Deserialize)]
+pub struct ErrorRow {
+    pub code: String,
+    /// Views whose latest error was this code.
+    pub views: u64,
+    /// Of them, those the error stopped.
+    pub fatal: u64,
+    /// The latest of those views' last events, epoch seconds.
+    pub last_seen: u32,
+}
+
+impl Store {
+    /// The error codes of `property`'s views that ended in `range`, most
+    /// views first, and how many views ended in it. A view that started up
+    /// to `max_view` before the range may end in it.
+    pub async fn errors(
+        &self,
+        property: &str,
+        range: Range,
+        filters: &[Filter<'_>],
+    ) -> Result<(Vec<ErrorRow>, u64), RequestError> {
+        let client = self.client()?;
+        let inner = VIEWS
+            .replace("{where}", "")
+            .replace("{having}", &Filter::having(filters));
+        let ended = "last_event_at >= ? AND last_event_at < ?";
+        let bind = |sql: &str| {
+            let q = client
+                .query(sql)
+                .bind(Identifier(self.database()))
+                .bind(property)
+                .bind(range.from.saturating_sub(self.max_view_s()))
+                .bind(range.to);
+            Filter::bind_all(q, filters).bind(range.from).bind(range.to)
+        };
+        let codes = bind(&format!(
+            "SELECT error_code AS code, count() AS views, countIf(error_fatal = 1) AS fatal, \
+             max(last_event_at) AS last_seen FROM ({inner}) WHERE {ended} AND error_code != '' \
+             GROUP BY code ORDER BY views DESC, code LIMIT 1000"
+        ));
+        let total = bind(&format!("SELECT count() FROM ({inner}) WHERE {ended}"));
+        tokio::try_join!(
+            self.timed("errors", codes.fetch_all::<ErrorRow>()),
+            self.timed("errors", total.fetch_one::<u64>()),
+        )
+    }
+}
+
+/// `/v1/errors`: each error code with its views, their share of the views
+/// that ended in the timeframe, and when it was last seen.
+pub async fn errors(
+    store: &Store,
+    property: &str,
+    c: &Common,
+) -> Result<(Value, usize), RequestError> {
+    let filters = c.filters();
+    let (codes, ended) = store.errors(property, c.range, &filters).await?;
+    let rows: Vec<Value> = codes
+        .iter()
+        .map(|e| {
+            json!({
+                "code": e.code,
+                "views": e.views,
+                "fatal": e.fatal,
+                "percentage": 100.0 * e.views as f64 / ended.max(1) as f64,
+                "last_seen": e.last_seen,
+            })
+        })
+        .collect();
+    Ok((json!(rows), codes.len()))
+}
+
 /// `/v1/video-views`: a page of views, `viewer_id` optional.
 pub async fn list(
     store: &Store,

@@ -444,6 +444,42 @@ async fn video_views_list_and_one_view_with_its_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_count_views_by_their_latest_code() {
+    let events = events();
+    let api = setup(&events).await;
+    let r = range_of(&events);
+    let tf = format!("timeframe[]={}&timeframe[]={}", r.from, r.to);
+    let mut want: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
+    let facts = ViewFacts::latest_per_view(&events);
+    for v in &facts {
+        let e = events
+            .iter()
+            .filter(|e| *e.view_id == v.view_id)
+            .max_by_key(|e| e.seq)
+            .unwrap();
+        if !e.error_code.is_empty() {
+            let w = want.entry(e.error_code.to_string()).or_default();
+            w.0 += 1;
+            w.1 += u64::from(e.error_fatal);
+            w.2 = w.2.max((e.ts_ms / 1000) as u64);
+        }
+    }
+    assert!(!want.is_empty(), "the sample has errors");
+    let (status, body) = api.get(&format!("/v1/errors?{tf}"), Some(TOKEN_A)).await;
+    assert_eq!(status, 200, "{body}");
+    let rows = body["data"].as_array().unwrap();
+    assert_eq!(rows.len(), want.len());
+    for row in rows {
+        let (views, fatal, last) = want[row["code"].as_str().unwrap()];
+        assert_eq!(row["views"], views);
+        assert_eq!(row["fatal"], fatal);
+        assert_eq!(row["last_seen"], last);
+        let share = 100.0 * views as f64 / facts.len() as f64;
+        assert!((row["percentage"].as_f64().unwrap() - share).abs() < 1e-9);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_have_a_status_a_code_and_the_parameter() {
     let events = events();
     let api = setup(&events[..10]).await;
