@@ -20,13 +20,20 @@ impl ApiClient {
         range: Range,
         measurement: Option<&str>,
     ) -> Result<serde_json::Value, String> {
-        let mut url = format!(
-            "{}/v1/metrics/{metric}/overall?timeframe[]={}&timeframe[]={}",
-            self.url, range.from, range.to
+        let mut path = format!(
+            "/v1/metrics/{metric}/overall?timeframe[]={}&timeframe[]={}",
+            range.from, range.to
         );
         if let Some(m) = measurement {
-            url.push_str(&format!("&measurement={m}"));
+            path.push_str(&format!("&measurement={m}"));
         }
+        Ok(self.get(&path).await?["data"].clone())
+    }
+
+    /// `GET path` (with its query string): the whole answer, or the error
+    /// it came with.
+    pub async fn get(&self, path: &str) -> Result<serde_json::Value, String> {
+        let url = format!("{}{path}", self.url);
         let auth = format!("Bearer {}", self.token);
         let reply = qoe_common::httpc::send(
             hyper::Method::GET,
@@ -41,7 +48,7 @@ impl ApiClient {
         if reply.status != 200 {
             return Err(format!("{url}: {} {}", reply.status, body["error"]));
         }
-        Ok(body["data"].clone())
+        Ok(body)
     }
 
     /// Every metric of the [`Overview`] over `range`, one request per

@@ -78,6 +78,24 @@ enum Command {
         #[arg(long)]
         id: String,
     },
+    /// Write `--views` views spread over the last `--days` days straight
+    /// into the ClickHouse shards of `[clickhouse]` (property
+    /// `target.property_id`), for the read benchmark; prints rows/s.
+    History {
+        #[arg(long)]
+        views: u64,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Time every kind of api request over the last `--days` days
+    /// (`target.api_url`, `target.read_token`): the first request and p50,
+    /// p90 and p99 of `--rounds` more, as a Markdown table.
+    Reads {
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// Write realistic heartbeat history straight into the topic of
     /// `[kafka]` (no collector), as fast as the broker takes it; prints
     /// records/s and produce latency (the broker benchmark).
@@ -216,6 +234,38 @@ fn run(args: Args) -> anyhow::Result<()> {
             );
         }
         Command::Check { timeout } => runtime.block_on(qoe_loadgen::check(&cfg, timeout))?,
+        Command::History { views, days } => {
+            let h = runtime.block_on(qoe_loadgen::reads::history(
+                &cfg.clickhouse,
+                &cfg.target.property_id,
+                views,
+                days,
+            ))?;
+            println!(
+                "wrote {} views ({} rows) over {days} days in {:.1}s ({:.0} rows/s)",
+                h.views,
+                h.rows,
+                h.elapsed.as_secs_f64(),
+                h.rows as f64 / h.elapsed.as_secs_f64()
+            );
+        }
+        Command::Reads { days, rounds } => {
+            let timings =
+                runtime.block_on(qoe_loadgen::reads::reads(&cfg.target.api(), days, rounds));
+            println!("| request ({days} days) | first | p50 | p90 | p99 | failed |");
+            println!("| --- | --- | --- | --- | --- | --- |");
+            for t in &timings {
+                println!(
+                    "| {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} |",
+                    t.name,
+                    t.first_ms,
+                    t.warm(0.5),
+                    t.warm(0.9),
+                    t.warm(0.99),
+                    t.failures
+                );
+            }
+        }
         Command::Generate {
             heartbeats,
             property,
