@@ -171,11 +171,15 @@ fn classify(err: &clickhouse::error::Error) -> RequestError {
             "the query ran past its time limit: narrow the timeframe or the filters",
         );
     }
-    if text.contains("Code: 158") || text.contains("Code: 307") {
+    // 158: too many rows; 307: too many bytes; 241: over the memory limit.
+    if ["Code: 158", "Code: 307", "Code: 241"]
+        .iter()
+        .any(|code| text.contains(code))
+    {
         return RequestError::new(
             503,
             "query_too_large",
-            "the query would read more rows than allowed: narrow the timeframe or the filters",
+            "the query would read or hold more than allowed: narrow the timeframe or the filters",
         );
     }
     tracing::warn!(error = %text, "metric query failed");
