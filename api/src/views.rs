@@ -102,13 +102,21 @@ impl Store {
         let client = self.client()?;
         let mut having = Filter::having(filters);
         if viewer.is_some() {
+            let by_viewer = "argMax(viewer_id, seq) = ?";
             having = if having.is_empty() {
-                "HAVING v_viewer = ?".into()
+                format!("HAVING {by_viewer}")
             } else {
-                format!("{having} AND v_viewer = ?")
+                format!("{having} AND {by_viewer}")
             };
         }
-        let inner = VIEWS.replace("{where}", "").replace("{having}", &having);
+        // First the page's keys, grouping only what the filters need (the
+        // whole facts of every view in range would not fit in memory at
+        // millions of views), then the facts of those views alone.
+        let keys = format!(
+            "SELECT view_id, view_start FROM ?.views \
+             WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
+             GROUP BY view_id, view_start {having}"
+        );
         let bind = |sql: &str| {
             let q = client
                 .query(sql)
@@ -123,13 +131,30 @@ impl Store {
             }
         };
         let page = bind(&format!(
-            "{inner} ORDER BY view_start DESC, view_id LIMIT {limit} OFFSET {offset}"
+            "SELECT view_id FROM ({keys}) ORDER BY view_start DESC, view_id LIMIT {limit} OFFSET {offset}"
         ));
-        let count = bind(&format!("SELECT count() FROM ({inner})"));
-        tokio::try_join!(
-            self.timed("video_views", page.fetch_all::<ViewRow>()),
+        let count = bind(&format!("SELECT count() FROM ({keys})"));
+        let (ids, total) = tokio::try_join!(
+            self.timed("video_views", page.fetch_all::<String>()),
             self.timed("video_views", count.fetch_one::<u64>()),
-        )
+        )?;
+        if ids.is_empty() {
+            return Ok((Vec::new(), total));
+        }
+        let facts = VIEWS
+            .replace("{where}", "AND has(?, view_id)")
+            .replace("{having}", "");
+        let facts = client
+            .query(&format!("{facts} ORDER BY view_start DESC, view_id"))
+            .bind(Identifier(self.database()))
+            .bind(property)
+            .bind(range.from)
+            .bind(range.to)
+            .bind(&ids);
+        let rows = self
+            .timed("video_views", facts.fetch_all::<ViewRow>())
+            .await?;
+        Ok((rows, total))
     }
 
     /// One view's facts and events, if `property` has a view `view_id`
