@@ -64,13 +64,15 @@ impl Truth {
 
     /// The compact record `verify` works from.
     pub fn saved(&self, property: &str, view_prefix: &str, range: Range) -> Saved {
-        let mut views: Vec<ViewFacts> = self
-            .views
-            .values()
-            .map(|v| ViewFacts::from_event(&v.latest))
+        let mut latest: Vec<&Event> = self.views.values().map(|v| &v.latest).collect();
+        latest.sort_by(|a, b| a.view_id.cmp(&b.view_id));
+        let views = latest.iter().map(|e| ViewFacts::from_event(e)).collect();
+        let dimensions = latest
+            .iter()
+            .map(|e| BREAKDOWNS.iter().map(|(_, of)| of(e).to_owned()).collect())
             .collect();
-        views.sort_by(|a, b| a.view_id.cmp(&b.view_id));
         Saved {
+            dimensions,
             property: property.to_owned(),
             view_prefix: view_prefix.to_owned(),
             from: range.from,
@@ -95,7 +97,30 @@ pub struct Saved {
     pub events: u64,
     /// Each view's facts from its latest acknowledged event.
     pub views: Vec<ViewFacts>,
+    /// Each view's value of every [`BREAKDOWNS`] dimension, in `views`'
+    /// order.
+    #[serde(default)]
+    pub dimensions: Vec<Vec<String>>,
 }
+
+/// How a dimension's value is read from an event.
+pub type DimensionOf = fn(&Event) -> &str;
+
+/// The dimensions `verify` checks breakdowns of: those the SDK sends (the
+/// ground truth has no enrichment), with how to read each from an event.
+pub const BREAKDOWNS: &[(&str, DimensionOf)] = &[
+    ("cdn", |e| &e.cdn),
+    ("player_name", |e| &e.player_name),
+    ("stream_type", |e| e.stream_type.as_str()),
+];
+
+/// The metrics whose breakdowns `verify` checks, and the overview field
+/// each is.
+const BREAKDOWN_METRICS: &[(&str, &str)] = &[
+    ("views", "views"),
+    ("playback_failure_percentage", "playback_failure_pct"),
+    ("rebuffer_percentage", "rebuffer_pct"),
+];
 
 impl Saved {
     /// Writes it as JSON.
@@ -258,8 +283,72 @@ pub async fn verify(
         ok: stored == saved.events,
     }];
     lines.extend(got.check(&want));
+    // A truth recorded before dimensions were kept has none to check.
+    if saved.dimensions.len() == saved.views.len() && !saved.views.is_empty() {
+        for (i, (dimension, _)) in BREAKDOWNS.iter().enumerate() {
+            lines.push(check_breakdown(api, saved, i, dimension, range, now).await?);
+        }
+    }
     let ok = missing == 0 && lines.iter().all(|l| l.ok);
     Ok(Verification { lines, missing, ok })
+}
+
+/// Every value of one dimension, for each of [`BREAKDOWN_METRICS`]: the
+/// api's breakdown row against the definition over that value's views
+/// (metric value within its tolerance, views exact). One line: how many
+/// (value, metric) rows were expected and how many matched.
+async fn check_breakdown(
+    api: &ApiClient,
+    saved: &Saved,
+    index: usize,
+    dimension: &str,
+    range: Range,
+    now: u32,
+) -> Result<MetricCheck, VerifyError> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<ViewFacts>> = Default::default();
+    for (v, dims) in saved.views.iter().zip(&saved.dimensions) {
+        groups.entry(&dims[index]).or_default().push(v.clone());
+    }
+    let (mut expected, mut matched) = (0u64, 0u64);
+    for (metric, field) in BREAKDOWN_METRICS {
+        let path = format!(
+            "/v1/metrics/{metric}/breakdown?timeframe[]={}&timeframe[]={}&group_by={dimension}&limit=1000",
+            range.from, range.to
+        );
+        let answer = api.get(&path).await.map_err(VerifyError::Api)?;
+        let rows = answer["data"].as_array().cloned().unwrap_or_default();
+        for (value, views) in &groups {
+            let want = metrics::overview(views, range, now, metrics::DEFAULT_INACTIVITY_TIMEOUT_S);
+            let want_json = serde_json::to_value(&want).unwrap_or_default();
+            let want_value = want_json[field].as_f64().unwrap_or(f64::NAN);
+            let want_views = if *metric == "views" {
+                want.views
+            } else {
+                want.ended_in_range
+            };
+            if want_views == 0 {
+                continue; // a value with no view counted is not listed
+            }
+            expected += 1;
+            let row = rows.iter().find(|r| r["value"] == *value);
+            let ok = row.is_some_and(|r| {
+                let got = r["metric_value"].as_f64().unwrap_or(f64::NAN);
+                metrics::Tolerance::of(field).allows(got, want_value) && r["views"] == want_views
+            });
+            if ok {
+                matched += 1;
+            } else {
+                eprintln!("verify: breakdown by {dimension}, {value}, {metric}: api {row:?}, definition {want_value} over {want_views} views");
+            }
+        }
+    }
+    Ok(MetricCheck {
+        metric: format!("breakdown rows by {dimension}"),
+        expected: expected as f64,
+        got: matched as f64,
+        tolerance: "each row".into(),
+        ok: expected == matched,
+    })
 }
 
 async fn query_one<T>(

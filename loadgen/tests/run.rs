@@ -86,6 +86,15 @@ async fn a_short_run_verifies_and_records() {
         "a real amount of events: {}",
         stored.expected
     );
+    // Breakdowns by the SDK's dimensions were checked, row by row.
+    for dimension in ["cdn", "player_name", "stream_type"] {
+        let line = verify
+            .lines
+            .iter()
+            .find(|l| l.metric == format!("breakdown rows by {dimension}"))
+            .unwrap_or_else(|| panic!("no breakdown line for {dimension}"));
+        assert!(line.ok && line.expected >= 3.0, "{dimension}: {line:?}");
+    }
     assert_eq!(r.verdict, "pass", "{:?}", r.steps);
     let step = &r.steps[0];
     assert_eq!(step.viewers, 40);
