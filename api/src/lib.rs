@@ -40,8 +40,9 @@ pub enum ApiError {
 /// Runs the api until `shutdown` resolves.
 pub async fn run(cfg: ApiConfig, shutdown: impl Future<Output = ()>) -> Result<(), ApiError> {
     let probes = qoe_common::clickhouse::probes(&cfg.clickhouse);
-    let admin = qoe_common::admin::start(&cfg.admin, probes).await?;
+    // Listening before the admin side can say ready.
     let listener = http::bind(&cfg).await?;
+    let admin = qoe_common::admin::start(&cfg.admin, probes).await?;
     let app = Arc::new(http::App::new(&cfg));
     tracing::info!(
         listen = %cfg.http.listen,

@@ -83,13 +83,15 @@ pub async fn run(
         qoe_common::kafka::probe(&cfg.kafka, vec![cfg.kafka.topic.clone()])?,
         drain.probe(cfg.kafka.topic.clone()),
     ];
-    let admin = qoe_common::admin::start(&cfg.admin, probes).await?;
+    // Listening before the admin side can say ready: ready means a
+    // client's connection is taken.
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .map_err(|source| CollectorError::Listen {
             addr: cfg.http.listen,
             source,
         })?;
+    let admin = qoe_common::admin::start(&cfg.admin, probes).await?;
     let ingest = Arc::new(ingest::Ingest::new(&cfg, channel, enricher));
     tracing::info!(
         addr = %listener.local_addr().unwrap_or(cfg.http.listen),

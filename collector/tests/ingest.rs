@@ -369,6 +369,7 @@ async fn connection_cap_and_slow_headers_are_refused_cheaply() {
         .svc
         .wait_ready(true, Duration::from_secs(30))
         .await;
+    collector.wait_listening().await;
     let addr = collector.url.trim_start_matches("http://").to_owned();
 
     // Two idle connections fill the cap; the third gets a 503 at once.
