@@ -106,24 +106,12 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A loopback port nothing listens on right now, for a server a test
-/// starts. Drawn from 20000–31999, below the kernel's ephemeral range
-/// (32768 and up on Linux): a port from that range can be handed to some
-/// test's outgoing connection before the server binds it.
+/// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let seed = std::process::id()
-        .wrapping_mul(2_654_435_761)
-        .wrapping_add(N.fetch_add(7_919, Ordering::Relaxed))
-        .wrapping_add(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos()),
-        );
-    (0..1000u32)
-        .map(|i| 20_000 + (seed.wrapping_add(i.wrapping_mul(104_729)) % 12_000) as u16)
-        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
-        .expect("a free loopback port between 20000 and 31999")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
 }
 
 /// Polls `check` every 100 ms until it returns true; panics with `what` after

@@ -4,6 +4,9 @@
 #![allow(dead_code, clippy::field_reassign_with_default)]
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use qoe_common::config::{ClickHouseConfig, KafkaConfig};
@@ -101,22 +104,56 @@ impl Pipeline {
             processor,
             api,
         } = settings;
+        // A service that stops while starting (a port taken, say) is
+        // named with its error, instead of timing out as "not ready".
+        let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+        let watch =
+            |name: &'static str, run: Pin<Box<dyn Future<Output = Result<(), String>> + Send>>| {
+                let failures = failures.clone();
+                tokio::spawn(async move {
+                    let outcome = run.await;
+                    if let Err(e) = &outcome {
+                        failures.lock().unwrap().push(format!("{name}: {e}"));
+                    }
+                    outcome.is_ok()
+                })
+            };
         let services = vec![
-            tokio::spawn({
+            watch("collector", {
                 let rx = rx.clone();
-                async move { qoe_collector::run(collector, until(rx)).await.is_ok() }
+                Box::pin(async move {
+                    qoe_collector::run(collector, until(rx))
+                        .await
+                        .map_err(|e| e.to_string())
+                })
             }),
-            tokio::spawn({
+            watch("processor", {
                 let rx = rx.clone();
-                async move { qoe_processor::run(processor, until(rx)).await.is_ok() }
+                Box::pin(async move {
+                    qoe_processor::run(processor, until(rx))
+                        .await
+                        .map_err(|e| e.to_string())
+                })
             }),
-            tokio::spawn(async move { qoe_api::run(api, until(rx)).await.is_ok() }),
+            watch(
+                "api",
+                Box::pin(async move {
+                    qoe_api::run(api, until(rx))
+                        .await
+                        .map_err(|e| e.to_string())
+                }),
+            ),
         ];
         for url in admin {
             let ready = format!("{url}/readyz");
-            wait_until(Duration::from_secs(30), "services ready", || {
+            wait_until(Duration::from_secs(60), "services ready", || {
                 let url = ready.clone();
+                let failed = failures.lock().unwrap().clone();
                 async move {
+                    assert!(
+                        failed.is_empty(),
+                        "a service stopped while starting: {failed:?}"
+                    );
                     qoe_common::httpc::get(&url, Duration::from_secs(1))
                         .await
                         .is_ok_and(|r| r.status == 200)
