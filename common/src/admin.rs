@@ -8,7 +8,6 @@
 //! It is deliberately separate from any public listener so that probes and
 //! scrapes keep working while the public side sheds load.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -17,7 +16,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus::Encoder;
 use tokio::net::TcpListener;
 
@@ -56,36 +54,20 @@ impl AdminServer {
 
     /// Serves until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
         tracing::info!(addr = %self.local_addr(), "admin listener up (/healthz /readyz /metrics)");
-        loop {
-            let (stream, _) = tokio::select! {
-                _ = &mut shutdown => return,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(err) => {
-                        // Usually EMFILE: back off instead of spinning.
-                        tracing::warn!(error = %err, "admin accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let health = self.health.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let health = health.clone();
-                    async move { Ok::<_, Infallible>(route(&req, &health)) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(std::time::Duration::from_secs(5))
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(err) = conn.await {
-                    tracing::debug!(error = %err, "admin connection ended with an error");
-                }
-            });
-        }
+        let health = self.health;
+        let handle = Arc::new(move |req: Request<Incoming>| {
+            let answer = route(&req, &health);
+            async move { answer }
+        });
+        crate::serve::serve(
+            "admin",
+            self.listener,
+            std::time::Duration::from_secs(5),
+            handle,
+            shutdown,
+        )
+        .await;
     }
 }
 

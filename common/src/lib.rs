@@ -27,5 +27,6 @@ pub mod config;
 pub mod health;
 pub mod httpc;
 pub mod kafka;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
