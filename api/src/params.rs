@@ -34,6 +34,24 @@ pub struct FilterParam {
 }
 
 impl Common {
+    /// A read of `property` over this range with `filters` (from
+    /// [`Common::filters`]).
+    pub fn read<'a>(
+        &self,
+        route: &'static str,
+        property: &'a str,
+        filters: &'a [Filter<'a>],
+        now: u32,
+    ) -> crate::store::Read<'a> {
+        crate::store::Read {
+            route,
+            property,
+            range: self.range,
+            filters,
+            now,
+        }
+    }
+
     /// The filters as `schema::metrics` takes them.
     pub fn filters(&self) -> Vec<Filter<'_>> {
         self.filters

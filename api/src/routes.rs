@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::catalog::{metric, Measurement, Metric};
 use crate::error::RequestError;
 use crate::params::{self, Common};
-use crate::store::Store;
+use crate::store::{Read, Store};
 
 /// The metric `id` and its measurement (the default unless asked).
 fn measured(id: &str, c: &Common) -> Result<(&'static Metric, Measurement), RequestError> {
@@ -42,16 +42,10 @@ pub async fn breakdown(
 ) -> Result<(Value, usize), RequestError> {
     let (m, measurement) = measured(id, c)?;
     let filters = c.filters();
+    let read = c.read("breakdown", property, &filters, now);
     let (groups, total) = tokio::try_join!(
-        store.breakdown(
-            "breakdown",
-            property,
-            c.range,
-            &filters,
-            now,
-            listing.group_by
-        ),
-        store.overview("breakdown", property, c.range, &filters, now),
+        store.breakdown(&read, listing.group_by),
+        store.overview(&read),
     )?;
     let overall = m.value(&total, measurement);
     let all_views = m.views(&total).max(1) as f64;
@@ -118,16 +112,8 @@ pub async fn dimension_values(
     with_group.push(("group_by".into(), dim.into()));
     let listing = params::listing(&with_group)?;
     let filters = c.filters();
-    let mut groups = store
-        .breakdown(
-            "dimension_values",
-            property,
-            c.range,
-            &filters,
-            now,
-            d.column,
-        )
-        .await?;
+    let read = c.read("dimension_values", property, &filters, now);
+    let mut groups = store.breakdown(&read, d.column).await?;
     groups.retain(|g| g.overview.views > 0);
     groups.sort_by(|a, b| {
         b.overview
@@ -158,9 +144,8 @@ pub async fn timeseries(
 ) -> Result<Vec<Value>, RequestError> {
     let (m, measurement) = measured(id, c)?;
     let filters = c.filters();
-    let groups = store
-        .timeseries("timeseries", property, c.range, &filters, now, step)
-        .await?;
+    let read = c.read("timeseries", property, &filters, now);
+    let groups = store.timeseries(&read, step).await?;
     let by_time: std::collections::BTreeMap<u32, qoe_schema::metrics::Overview> = groups
         .into_iter()
         .filter_map(|g| Some((g.value.parse().ok()?, g.overview)))
@@ -191,10 +176,13 @@ pub async fn overall(
         from: c.range.from.saturating_sub(len),
         to: c.range.from,
     };
-    let (this, before) = tokio::try_join!(
-        store.overview("overall", property, c.range, &filters, now),
-        store.overview("overall", property, previous, &filters, now),
-    )?;
+    let this_period = c.read("overall", property, &filters, now);
+    let period_before = Read {
+        range: previous,
+        ..this_period
+    };
+    let (this, before) =
+        tokio::try_join!(store.overview(&this_period), store.overview(&period_before),)?;
     let summary = |o: &qoe_schema::metrics::Overview| {
         json!({
             "value": number(m.value(o, measurement)),

@@ -15,6 +15,18 @@ use crate::config::QueryConfig;
 use crate::error::RequestError;
 use crate::metrics::metrics;
 
+/// What a metric read covers: `property`'s views in `range` matching
+/// `filters`, evaluated at `now` (epoch seconds); `route` labels its
+/// query time.
+#[derive(Clone, Copy)]
+pub struct Read<'a> {
+    pub route: &'static str,
+    pub property: &'a str,
+    pub range: Range,
+    pub filters: &'a [Filter<'a>],
+    pub now: u32,
+}
+
 /// The read side of the cluster, through the `Distributed` tables.
 pub struct Store {
     client: Option<Client>,
@@ -43,71 +55,45 @@ impl Store {
         }
     }
 
-    /// The scope of a query for `property`.
-    fn scope<'a>(
-        &'a self,
-        property: &'a str,
-        range: Range,
-        filters: &'a [Filter<'a>],
-        now: u32,
-    ) -> Scope<'a> {
+    /// The scope of `read`'s metric query.
+    fn scope<'a>(&'a self, read: &'a Read<'a>) -> Scope<'a> {
         Scope {
             database: &self.database,
-            property,
-            range,
-            now,
+            property: read.property,
+            range: read.range,
+            now: read.now,
             inactivity_timeout_s: DEFAULT_INACTIVITY_TIMEOUT_S,
-            max_view_s: self.limits.max_view.as_secs() as u32,
-            filters,
+            max_view_s: self.max_view_s(),
+            filters: read.filters,
         }
     }
 
-    /// Every metric of `property`'s views in `range` matching `filters`,
-    /// evaluated at `now` (epoch seconds).
-    pub async fn overview(
-        &self,
-        route: &str,
-        property: &str,
-        range: Range,
-        filters: &[Filter<'_>],
-        now: u32,
-    ) -> Result<Overview, RequestError> {
-        let client = self.client.as_ref().ok_or_else(unavailable)?;
-        let scope = self.scope(property, range, filters, now);
-        let query = metrics::overview_query(client, &scope);
-        self.timed(route, query.fetch_one::<Overview>()).await
+    /// Every metric of the views `read` covers.
+    pub async fn overview(&self, read: &Read<'_>) -> Result<Overview, RequestError> {
+        let query = metrics::overview_query(self.client()?, &self.scope(read));
+        self.timed(read.route, query.fetch_one::<Overview>()).await
     }
 
     /// [`Store::overview`] per value of the `views` column `column`.
     pub async fn breakdown(
         &self,
-        route: &str,
-        property: &str,
-        range: Range,
-        filters: &[Filter<'_>],
-        now: u32,
+        read: &Read<'_>,
         column: &'static str,
     ) -> Result<Vec<Group>, RequestError> {
-        let client = self.client.as_ref().ok_or_else(unavailable)?;
-        let scope = self.scope(property, range, filters, now);
-        let query = metrics::breakdown_query(client, &scope, column);
-        self.timed(route, metrics::fetch_breakdown(query)).await
+        let query = metrics::breakdown_query(self.client()?, &self.scope(read), column);
+        self.timed(read.route, metrics::fetch_breakdown(query))
+            .await
     }
 
     /// [`Store::overview`] per `step_s`-second bucket that has views.
     pub async fn timeseries(
         &self,
-        route: &str,
-        property: &str,
-        range: Range,
-        filters: &[Filter<'_>],
-        now: u32,
+        read: &Read<'_>,
         step_s: u32,
     ) -> Result<Vec<Group>, RequestError> {
-        let client = self.client.as_ref().ok_or_else(unavailable)?;
-        let scope = self.scope(property, range, filters, now);
-        let query = metrics::timeseries_query(client, &scope, step_s);
-        self.timed(route, metrics::fetch_breakdown(query)).await
+        let query = metrics::timeseries_query(self.client()?, &self.scope(read), step_s);
+        self.timed(read.route, metrics::fetch_breakdown(query))
+            .await
     }
 
     /// The client, or 503 when no shard is configured.
