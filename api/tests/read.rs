@@ -573,6 +573,81 @@ async fn refusals_have_a_status_a_code_and_the_parameter() {
         assert_eq!(status, 200, "{attempt}: {body}");
         assert_eq!(body["data"]["value"], 0, "{attempt}");
     }
+    // The same text in every other parameter: refused by name, or (a
+    // viewer id is free text) matching nothing.
+    let bad = "x%27%20OR%201%3D1%20--";
+    for (path, code) in [
+        (
+            format!("/v1/metrics/views/overall?timeframe[]={bad}"),
+            "invalid_timeframe",
+        ),
+        (
+            format!("/v1/metrics/views/overall?measurement={bad}"),
+            "invalid_measurement",
+        ),
+        (
+            format!("/v1/metrics/views/breakdown?group_by={bad}"),
+            "unknown_dimension",
+        ),
+        (
+            format!("/v1/metrics/views/breakdown?group_by=cdn&order_by={bad}"),
+            "invalid_order",
+        ),
+        (
+            format!("/v1/metrics/views/breakdown?group_by=cdn&order_direction={bad}"),
+            "invalid_order",
+        ),
+        (
+            format!("/v1/metrics/views/breakdown?group_by=cdn&limit={bad}"),
+            "invalid_page",
+        ),
+        (format!("/v1/video-views?page={bad}"), "invalid_page"),
+        (
+            format!("/v1/metrics/views/timeseries?group_by={bad}"),
+            "invalid_granularity",
+        ),
+        (
+            format!("/v1/metrics/views/overall?filters[]={bad}"),
+            "invalid_filter",
+        ),
+        (
+            format!("/v1/metrics/views/overall?{bad}=1"),
+            "unknown_parameter",
+        ),
+    ] {
+        let (status, body) = api.get(&path, Some(TOKEN_A)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = api
+        .get(
+            &format!("/v1/metrics/views/overall?property_id={bad}"),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden_property"))
+    );
+    let (status, body) = api
+        .get(
+            &format!("/v1/video-views?{tf}&viewer_id={bad}"),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["total_row_count"]),
+        (200, &serde_json::json!(0)),
+        "{body}"
+    );
+    let (status, _) = api
+        .get(&format!("/v1/metrics/{bad}/overall"), Some(TOKEN_A))
+        .await;
+    assert_eq!(status, 404);
+
     let (_, all) = api
         .get(&format!("/v1/metrics/views/overall?{tf}"), Some(TOKEN_A))
         .await;
