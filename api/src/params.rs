@@ -154,22 +154,17 @@ pub fn common(
     for f in given {
         filters.push(filter(f)?);
     }
-    let measurement = match values("measurement").as_slice() {
-        [] => None,
-        [m] => Some(Measurement::parse(m).ok_or_else(|| {
+    let measurement = match single(pairs, "measurement")? {
+        None => None,
+        Some(m) => Some(Measurement::parse(m).ok_or_else(|| {
             RequestError::bad(
                 "invalid_measurement",
                 "measurement",
                 "measurement must be one of count, sum, avg, percentage, median, 90th, 95th",
             )
         })?),
-        _ => return Err(once("measurement")),
     };
-    let property = match values("property_id").as_slice() {
-        [] => None,
-        [p] => Some((*p).to_owned()),
-        _ => return Err(once("property_id")),
-    };
+    let property = single(pairs, "property_id")?.map(str::to_owned);
     Ok(Common {
         range,
         filters,
@@ -208,18 +203,7 @@ pub const LISTING: &[&str] = &["group_by", "order_by", "order_direction", "limit
 /// (default `negative_impact`), `order_direction=asc|desc` (default
 /// `desc`), `limit` (1 to 1000, default 25) and `page` (from 1).
 pub fn listing(pairs: &[(String, String)]) -> Result<Listing, RequestError> {
-    let one = |key: &str| -> Result<Option<&str>, RequestError> {
-        let mut found = pairs
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str());
-        let first = found.next();
-        match found.next() {
-            Some(_) => Err(once(key)),
-            None => Ok(first),
-        }
-    };
-    let group = one("group_by")?.ok_or_else(|| {
+    let group = single(pairs, "group_by")?.ok_or_else(|| {
         RequestError::bad(
             "missing_parameter",
             "group_by",
@@ -235,7 +219,7 @@ pub fn listing(pairs: &[(String, String)]) -> Result<Listing, RequestError> {
             )
         })?
         .column;
-    let order_by = match one("order_by")?.unwrap_or("negative_impact") {
+    let order_by = match single(pairs, "order_by")?.unwrap_or("negative_impact") {
         "value" => OrderBy::Value,
         "views" => OrderBy::Views,
         "negative_impact" => OrderBy::NegativeImpact,
@@ -247,7 +231,7 @@ pub fn listing(pairs: &[(String, String)]) -> Result<Listing, RequestError> {
             ))
         }
     };
-    let descending = match one("order_direction")?.unwrap_or("desc") {
+    let descending = match single(pairs, "order_direction")?.unwrap_or("desc") {
         "desc" => true,
         "asc" => false,
         other => {
@@ -271,14 +255,7 @@ pub fn listing(pairs: &[(String, String)]) -> Result<Listing, RequestError> {
 /// `limit` (1 to 1000, default 25) and `page` (from 1, default 1).
 pub fn paging(pairs: &[(String, String)]) -> Result<(usize, usize), RequestError> {
     let number = |key: &str, default: usize, max: usize| -> Result<usize, RequestError> {
-        let mut found = pairs
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str());
-        let given = found.next();
-        if found.next().is_some() {
-            return Err(once(key));
-        }
+        let given = single(pairs, key)?;
         match given {
             None => Ok(default),
             Some(v) => v
@@ -307,29 +284,23 @@ pub const MAX_BUCKETS: u32 = 10_000;
 /// hour|day`, by default following the range (up to 90 minutes by
 /// minute, 6 hours by ten minutes, 15 days by hour, else by day).
 pub fn step(pairs: &[(String, String)], range: Range) -> Result<u32, RequestError> {
-    let given: Vec<&str> = pairs
-        .iter()
-        .filter(|(k, _)| k == "group_by")
-        .map(|(_, v)| v.as_str())
-        .collect();
     let len = range.to - range.from;
-    let step = match given.as_slice() {
-        [] if len <= 90 * 60 => 60,
-        [] if len <= 6 * 3600 => 600,
-        [] if len <= 15 * 86_400 => 3600,
-        [] => 86_400,
-        ["minute"] => 60,
-        ["ten_minutes"] => 600,
-        ["hour"] => 3600,
-        ["day"] => 86_400,
-        [other] => {
+    let step = match single(pairs, "group_by")? {
+        None if len <= 90 * 60 => 60,
+        None if len <= 6 * 3600 => 600,
+        None if len <= 15 * 86_400 => 3600,
+        None => 86_400,
+        Some("minute") => 60,
+        Some("ten_minutes") => 600,
+        Some("hour") => 3600,
+        Some("day") => 86_400,
+        Some(other) => {
             return Err(RequestError::bad(
                 "invalid_granularity",
                 "group_by",
                 format!("`{other}`: use minute, ten_minutes, hour or day"),
             ))
         }
-        _ => return Err(once("group_by")),
     };
     if len / step >= MAX_BUCKETS {
         return Err(RequestError::bad(
@@ -339,6 +310,19 @@ pub fn step(pairs: &[(String, String)], range: Range) -> Result<u32, RequestErro
         ));
     }
     Ok(step)
+}
+
+/// The value of `key`, if given; a 400 if given more than once.
+fn single<'p>(pairs: &'p [(String, String)], key: &str) -> Result<Option<&'p str>, RequestError> {
+    let mut found = pairs
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str());
+    let first = found.next();
+    match found.next() {
+        Some(_) => Err(once(key)),
+        None => Ok(first),
+    }
 }
 
 fn once(parameter: &str) -> RequestError {
