@@ -200,6 +200,21 @@ pub struct Stored {
 
 /// What the store holds of the run `saved` describes.
 pub async fn stored(ch: &ClickHouseConfig, saved: &Saved) -> Result<Stored, VerifyError> {
+    let range = Range {
+        from: saved.from,
+        to: saved.to,
+    };
+    stored_in(ch, &saved.property, &saved.view_prefix, range).await
+}
+
+/// What the store holds of `property`'s views whose id starts with
+/// `view_prefix`, with events in `range`.
+pub async fn stored_in(
+    ch: &ClickHouseConfig,
+    property: &str,
+    view_prefix: &str,
+    range: Range,
+) -> Result<Stored, VerifyError> {
     let filter = "property_id = ? AND view_id LIKE ? AND view_start >= toDateTime(?) - 86400";
     let sql = format!(
         "SELECT (SELECT uniqExact(view_id, seq) FROM ?.heartbeats WHERE {filter} \
@@ -207,24 +222,24 @@ pub async fn stored(ch: &ClickHouseConfig, saved: &Saved) -> Result<Stored, Veri
                 (SELECT sum(s) FROM (SELECT max(seq) AS s FROM ?.heartbeats WHERE {filter} GROUP BY view_id)), \
                 (SELECT sum(s) FROM (SELECT max(seq) AS s FROM ?.views WHERE {filter} GROUP BY view_id))"
     );
-    let prefix = format!("{}%", saved.view_prefix);
+    let prefix = format!("{view_prefix}%");
     let (events, heartbeats_seqs, views_seqs) = query_one::<(u64, u64, u64)>(ch, |client| {
         client
             .query(&sql)
             .bind(Identifier(&ch.database))
-            .bind(&saved.property)
+            .bind(property)
             .bind(&prefix)
-            .bind(saved.from)
-            .bind(saved.from)
-            .bind(saved.to)
+            .bind(range.from)
+            .bind(range.from)
+            .bind(range.to)
             .bind(Identifier(&ch.database))
-            .bind(&saved.property)
+            .bind(property)
             .bind(&prefix)
-            .bind(saved.from)
+            .bind(range.from)
             .bind(Identifier(&ch.database))
-            .bind(&saved.property)
+            .bind(property)
             .bind(&prefix)
-            .bind(saved.from)
+            .bind(range.from)
     })
     .await?;
     Ok(Stored {
