@@ -87,21 +87,17 @@ pub async fn history(
 /// One kind of request's timings, ms.
 pub struct Timing {
     pub name: &'static str,
-    pub path: String,
     /// The first request (caches cold, as far as this process can tell).
     pub first_ms: f64,
     /// The following requests, sorted.
-    pub warm_ms: Vec<f64>,
+    pub warm_ms: Vec<f32>,
     pub failures: u64,
 }
 
 impl Timing {
-    /// The warm quantile `q`.
+    /// The warm quantile `q` (as a step's, [`crate::step::pick`]).
     pub fn warm(&self, q: f64) -> f64 {
-        if self.warm_ms.is_empty() {
-            return f64::NAN;
-        }
-        self.warm_ms[((q * self.warm_ms.len() as f64) as usize).min(self.warm_ms.len() - 1)]
+        crate::step::pick(&self.warm_ms, q)
     }
 }
 
@@ -152,18 +148,17 @@ pub async fn reads(api: &ApiClient, days: u32, rounds: usize) -> Vec<Timing> {
                 eprintln!("reads: {name}: {e}");
                 failures += 1;
             }
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            times.push((t.elapsed().as_secs_f64() * 1000.0) as f32);
         }
         let first_ms = times.remove(0);
-        times.sort_by(f64::total_cmp);
+        times.sort_by(f32::total_cmp);
         eprintln!(
             "reads: {name}: first {first_ms:.0} ms, warm p50 {:.0} ms",
             times[times.len() / 2]
         );
         out.push(Timing {
             name,
-            path,
-            first_ms,
+            first_ms: f64::from(first_ms),
             warm_ms: times,
             failures,
         });
