@@ -53,6 +53,9 @@ pub struct Metric {
     /// those that started in it (engagement).
     #[serde(skip)]
     by_end: bool,
+    /// The [`Overview`] fields `value` reads (the api computes no others).
+    #[serde(skip)]
+    fields: &'static [&'static str],
     #[serde(skip)]
     value: fn(&Overview, Measurement) -> f64,
 }
@@ -61,6 +64,20 @@ impl Metric {
     /// Its value in an overview.
     pub fn value(&self, o: &Overview, m: Measurement) -> f64 {
         (self.value)(o, m)
+    }
+
+    /// The [`Overview`] fields a query must compute for [`Metric::value`]
+    /// and [`Metric::views`], and `extra`.
+    pub fn fields_with(&self, extra: &[&'static str]) -> Vec<&'static str> {
+        let views = if self.by_end {
+            "ended_in_range"
+        } else {
+            "views"
+        };
+        let mut fields: Vec<&'static str> = self.fields.to_vec();
+        fields.push(views);
+        fields.extend_from_slice(extra);
+        fields
     }
 
     /// The views its value is computed over.
@@ -86,6 +103,7 @@ pub const METRICS: &[Metric] = &[
         measurements: &[Count],
         higher_is_worse: false,
         by_end: false,
+        fields: &["views"],
         value: |o, _| o.views as f64,
     },
     Metric {
@@ -97,6 +115,7 @@ pub const METRICS: &[Metric] = &[
         measurements: &[Count],
         higher_is_worse: false,
         by_end: false,
+        fields: &["unique_viewers"],
         value: |o, _| o.unique_viewers as f64,
     },
     Metric {
@@ -108,6 +127,7 @@ pub const METRICS: &[Metric] = &[
         measurements: &[Sum],
         higher_is_worse: false,
         by_end: false,
+        fields: &["watch_time_ms"],
         value: |o, _| o.watch_time_ms as f64,
     },
     Metric {
@@ -119,6 +139,7 @@ pub const METRICS: &[Metric] = &[
         measurements: &[Sum],
         higher_is_worse: false,
         by_end: false,
+        fields: &["playing_time_ms"],
         value: |o, _| o.playing_time_ms as f64,
     },
     Metric {
@@ -130,6 +151,7 @@ pub const METRICS: &[Metric] = &[
         measurements: &[Median, P90, P95],
         higher_is_worse: true,
         by_end: true,
+        fields: &["startup_time_ms_p50", "startup_time_ms_p90", "startup_time_ms_p95"],
         value: |o, m| match m {
             P90 => o.startup_time_ms_p90.into(),
             P95 => o.startup_time_ms_p95.into(),
@@ -145,6 +167,7 @@ pub const METRICS: &[Metric] = &[
         measurements: &[Percentage],
         higher_is_worse: true,
         by_end: true,
+        fields: &["playback_failure_pct"],
         value: |o, _| o.playback_failure_pct,
     },
     Metric {
@@ -156,6 +179,7 @@ pub const METRICS: &[Metric] = &[
         measurements: &[Percentage],
         higher_is_worse: true,
         by_end: true,
+        fields: &["exits_before_start_pct"],
         value: |o, _| o.exits_before_start_pct,
     },
     Metric {
@@ -167,6 +191,7 @@ pub const METRICS: &[Metric] = &[
         measurements: &[Percentage],
         higher_is_worse: true,
         by_end: true,
+        fields: &["rebuffer_pct"],
         value: |o, _| o.rebuffer_pct,
     },
     Metric {
@@ -178,6 +203,7 @@ pub const METRICS: &[Metric] = &[
         measurements: &[Avg],
         higher_is_worse: true,
         by_end: true,
+        fields: &["rebuffer_frequency_per_min"],
         value: |o, _| o.rebuffer_frequency_per_min,
     },
     Metric {
@@ -189,6 +215,7 @@ pub const METRICS: &[Metric] = &[
         measurements: &[Avg],
         higher_is_worse: true,
         by_end: true,
+        fields: &["rebuffer_duration_ms_per_view"],
         value: |o, _| o.rebuffer_duration_ms_per_view,
     },
     Metric {
@@ -200,6 +227,7 @@ pub const METRICS: &[Metric] = &[
         measurements: &[Avg],
         higher_is_worse: false,
         by_end: true,
+        fields: &["avg_bitrate_kbps"],
         value: |o, _| o.avg_bitrate_kbps,
     },
 ];
@@ -286,6 +314,49 @@ mod tests {
         let startup = metric("video_startup_time").unwrap();
         assert_eq!(startup.value(&o, P95), 10.0);
         assert_eq!(startup.value(&o, P90), 9.0);
+    }
+
+    #[test]
+    fn a_metric_reads_only_the_fields_it_asks_for() {
+        let full = Overview {
+            views: 1,
+            unique_viewers: 2,
+            watch_time_ms: 3,
+            playing_time_ms: 4,
+            ended_in_range: 5,
+            playback_failure_pct: 6.0,
+            exits_before_start_pct: 7.0,
+            startup_time_ms_p50: 8,
+            startup_time_ms_p90: 9,
+            startup_time_ms_p95: 10,
+            rebuffer_pct: 11.0,
+            rebuffer_frequency_per_min: 12.0,
+            rebuffer_duration_ms_per_view: 13.0,
+            avg_bitrate_kbps: 14.0,
+        };
+        let names: Vec<&str> = qoe_schema::metrics::OVERVIEW_METRICS
+            .iter()
+            .map(|m| m.name)
+            .collect();
+        for m in METRICS {
+            let fields = m.fields_with(&[]);
+            assert!(fields.iter().all(|f| names.contains(f)), "{}", m.id);
+            // What a query selecting only those fields returns.
+            let mut json = serde_json::to_value(&full).unwrap();
+            json.as_object_mut()
+                .unwrap()
+                .retain(|k, _| fields.contains(&k.as_str()));
+            let partial: Overview = serde_json::from_value(json).unwrap();
+            for &measurement in m.measurements {
+                assert_eq!(
+                    m.value(&partial, measurement),
+                    m.value(&full, measurement),
+                    "{} {measurement:?}",
+                    m.id
+                );
+            }
+            assert_eq!(m.views(&partial), m.views(&full), "{}", m.id);
+        }
     }
 
     #[test]

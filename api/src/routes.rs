@@ -43,9 +43,10 @@ pub async fn breakdown(
     let (m, measurement) = measured(id, c)?;
     let filters = c.filters();
     let read = c.read("breakdown", property, &filters, now);
+    let fields = m.fields_with(&["watch_time_ms"]);
     let (groups, total) = tokio::try_join!(
-        store.breakdown(&read, listing.group_by),
-        store.overview(&read),
+        store.breakdown(&read, listing.group_by, &fields),
+        store.overview(&read, &fields),
     )?;
     let overall = m.value(&total, measurement);
     let all_views = m.views(&total).max(1) as f64;
@@ -113,7 +114,7 @@ pub async fn dimension_values(
     let listing = params::listing(&with_group)?;
     let filters = c.filters();
     let read = c.read("dimension_values", property, &filters, now);
-    let mut groups = store.breakdown(&read, d.column).await?;
+    let mut groups = store.breakdown(&read, d.column, &["views"]).await?;
     groups.retain(|g| g.overview.views > 0);
     groups.sort_by(|a, b| {
         b.overview
@@ -145,7 +146,7 @@ pub async fn timeseries(
     let (m, measurement) = measured(id, c)?;
     let filters = c.filters();
     let read = c.read("timeseries", property, &filters, now);
-    let groups = store.timeseries(&read, step).await?;
+    let groups = store.timeseries(&read, step, &m.fields_with(&[])).await?;
     let by_time: std::collections::BTreeMap<u32, qoe_schema::metrics::Overview> = groups
         .into_iter()
         .filter_map(|g| Some((g.value.parse().ok()?, g.overview)))
@@ -181,8 +182,16 @@ pub async fn overall(
         range: previous,
         ..this_period
     };
-    let (this, before) =
-        tokio::try_join!(store.overview(&this_period), store.overview(&period_before),)?;
+    let fields = m.fields_with(&[
+        "views",
+        "watch_time_ms",
+        "playing_time_ms",
+        "ended_in_range",
+    ]);
+    let (this, before) = tokio::try_join!(
+        store.overview(&this_period, &fields),
+        store.overview(&period_before, &fields),
+    )?;
     let summary = |o: &qoe_schema::metrics::Overview| {
         json!({
             "value": number(m.value(o, measurement)),

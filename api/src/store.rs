@@ -8,7 +8,7 @@ use clickhouse::Client;
 
 use qoe_common::config::ClickHouseConfig;
 use qoe_schema::metrics::{
-    self, Filter, Group, Overview, Range, Scope, DEFAULT_INACTIVITY_TIMEOUT_S,
+    self, Filter, Group, Overview, Range, Scope, Select, DEFAULT_INACTIVITY_TIMEOUT_S,
 };
 
 use crate::config::QueryConfig;
@@ -55,8 +55,9 @@ impl Store {
         }
     }
 
-    /// The scope of `read`'s metric query.
-    fn scope<'a>(&'a self, read: &'a Read<'a>) -> Scope<'a> {
+    /// The scope of `read`'s metric query, computing `fields` (names of
+    /// [`Overview`] fields) alone.
+    fn scope<'a>(&'a self, read: &'a Read<'a>, fields: &'a [&'a str]) -> Scope<'a> {
         Scope {
             database: &self.database,
             property: read.property,
@@ -65,13 +66,19 @@ impl Store {
             inactivity_timeout_s: DEFAULT_INACTIVITY_TIMEOUT_S,
             max_view_s: self.max_view_s(),
             filters: read.filters,
+            select: Select::Only(fields),
         }
     }
 
-    /// Every metric of the views `read` covers.
-    pub async fn overview(&self, read: &Read<'_>) -> Result<Overview, RequestError> {
-        let query = metrics::overview_query(self.client()?, &self.scope(read));
-        self.timed(read.route, query.fetch_one::<Overview>()).await
+    /// The `fields` of the [`Overview`] of the views `read` covers (the
+    /// others read 0).
+    pub async fn overview(
+        &self,
+        read: &Read<'_>,
+        fields: &[&str],
+    ) -> Result<Overview, RequestError> {
+        let query = metrics::overview_query(self.client()?, &self.scope(read, fields));
+        self.timed(read.route, metrics::fetch_overview(query)).await
     }
 
     /// [`Store::overview`] per value of the `views` column `column`.
@@ -79,8 +86,9 @@ impl Store {
         &self,
         read: &Read<'_>,
         column: &'static str,
+        fields: &[&str],
     ) -> Result<Vec<Group>, RequestError> {
-        let query = metrics::breakdown_query(self.client()?, &self.scope(read), column);
+        let query = metrics::breakdown_query(self.client()?, &self.scope(read, fields), column);
         self.timed(read.route, metrics::fetch_breakdown(query))
             .await
     }
@@ -90,8 +98,9 @@ impl Store {
         &self,
         read: &Read<'_>,
         step_s: u32,
+        fields: &[&str],
     ) -> Result<Vec<Group>, RequestError> {
-        let query = metrics::timeseries_query(self.client()?, &self.scope(read), step_s);
+        let query = metrics::timeseries_query(self.client()?, &self.scope(read, fields), step_s);
         self.timed(read.route, metrics::fetch_breakdown(query))
             .await
     }

@@ -63,29 +63,29 @@ pub struct EventRow {
 const MAX_EVENTS: u32 = 10_000;
 
 /// The per-view rows of `property` that started in `[from, to)` and match
-/// `filters` (and `{extra}`, a further `HAVING`/`WHERE` text with its own
-/// placeholders), newest first. Column aliases differ from the table's, as
-/// ClickHouse resolves aliases before columns.
-const VIEWS: &str = "SELECT view_id, v_viewer AS viewer_id, toUInt32(view_start) AS view_start, \
-        toUInt32(v_last) AS last_event_at, v_event AS last_event, v_video AS video_id, \
-        v_title AS video_title, v_player AS player_name, v_cdn AS cdn, v_country AS country, \
-        v_device AS device_type, v_watch AS watch_time_ms, v_playing AS playing_time_ms, \
-        v_startup AS startup_time_ms, v_started AS started, v_rebuffers AS rebuffer_count, \
-        v_rebuffer_ms AS rebuffer_duration_ms, v_bitrate AS avg_bitrate_kbps, \
-        v_fatal AS error_fatal, v_error AS error_code \
+/// `{where}` (further ` AND …` conditions with their own placeholders),
+/// each view's latest row (`FINAL`, as in `schema::metrics`), newest first.
+const VIEWS: &str = "SELECT view_id, viewer_id, toUInt32(view_start) AS view_start, \
+        toUInt32(last_ts) AS last_event_at, last_event, video_id, video_title, player_name, \
+        cdn, country, device_type, watch_time_ms, playing_time_ms, startup_time_ms, started, \
+        rebuffer_count, rebuffer_duration_ms, avg_bitrate_kbps, error_fatal, error_code \
     FROM ( \
-      SELECT view_id, view_start, argMax(viewer_id, seq) AS v_viewer, argMax(last_ts, seq) AS v_last, \
-             argMax(last_event, seq) AS v_event, argMax(video_id, seq) AS v_video, \
-             argMax(video_title, seq) AS v_title, argMax(player_name, seq) AS v_player, \
-             argMax(cdn, seq) AS v_cdn, argMax(country, seq) AS v_country, \
-             argMax(device_type, seq) AS v_device, argMax(watch_time_ms, seq) AS v_watch, \
-             argMax(playing_time_ms, seq) AS v_playing, argMax(startup_time_ms, seq) AS v_startup, \
-             argMax(started, seq) AS v_started, argMax(rebuffer_count, seq) AS v_rebuffers, \
-             argMax(rebuffer_duration_ms, seq) AS v_rebuffer_ms, argMax(avg_bitrate_kbps, seq) AS v_bitrate, \
-             argMax(error_fatal, seq) AS v_fatal, argMax(error_code, seq) AS v_error \
-      FROM ?.views \
-      WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) {where} \
-      GROUP BY view_id, view_start {having})";
+      SELECT view_id, viewer_id, view_start, last_ts, last_event, video_id, video_title, \
+             player_name, cdn, country, device_type, watch_time_ms, playing_time_ms, \
+             startup_time_ms, started, rebuffer_count, rebuffer_duration_ms, avg_bitrate_kbps, \
+             error_fatal, error_code \
+      FROM ?.views FINAL \
+      WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) {where})";
+
+/// The range of view starts `keys` cover, `None` when empty.
+fn span_of(keys: &[(String, u32)]) -> Option<Range> {
+    let first = keys.iter().map(|(_, start)| *start).min()?;
+    let last = keys.iter().map(|(_, start)| *start).max()?;
+    Some(Range {
+        from: first,
+        to: last + 1,
+    })
+}
 
 impl Store {
     /// A page of `property`'s views that started in `range`, newest first,
@@ -100,22 +100,17 @@ impl Store {
         offset: usize,
     ) -> Result<(Vec<ViewRow>, u64), RequestError> {
         let client = self.client()?;
-        let mut having = Filter::having(filters);
+        let mut conditions = Filter::conditions(filters);
         if viewer.is_some() {
-            let by_viewer = "argMax(viewer_id, seq) = ?";
-            having = if having.is_empty() {
-                format!("HAVING {by_viewer}")
-            } else {
-                format!("{having} AND {by_viewer}")
-            };
+            conditions.push_str(" AND viewer_id = ?");
         }
-        // First the page's keys, grouping only what the filters need (the
+        // First the page's keys, reading only what the filters need (the
         // whole facts of every view in range would not fit in memory at
         // millions of views), then the facts of those views alone.
         let keys = format!(
-            "SELECT view_id, view_start FROM ?.views \
+            "SELECT view_id, view_start FROM ?.views FINAL \
              WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
-             GROUP BY view_id, view_start {having}"
+             {conditions}"
         );
         let bind = |sql: &str| {
             let q = client
@@ -131,30 +126,45 @@ impl Store {
             }
         };
         let page = bind(&format!(
-            "SELECT view_id FROM ({keys}) ORDER BY view_start DESC, view_id LIMIT {limit} OFFSET {offset}"
+            "SELECT view_id, toUInt32(view_start) FROM ({keys}) \
+             ORDER BY view_start DESC, view_id LIMIT {limit} OFFSET {offset}"
         ));
         let count = bind(&format!("SELECT count() FROM ({keys})"));
-        let (ids, total) = tokio::try_join!(
-            self.timed("video_views", page.fetch_all::<String>()),
+        let (keys, total) = tokio::try_join!(
+            self.timed("video_views", page.fetch_all::<(String, u32)>()),
             self.timed("video_views", count.fetch_one::<u64>()),
         )?;
-        if ids.is_empty() {
+        let Some(starts) = span_of(&keys) else {
             return Ok((Vec::new(), total));
-        }
-        let facts = VIEWS
-            .replace("{where}", "AND has(?, view_id)")
-            .replace("{having}", "");
-        let facts = client
+        };
+        let ids: Vec<&str> = keys.iter().map(|(id, _)| id.as_str()).collect();
+        let rows = self
+            .facts("video_views", property, starts, "AND has(?, view_id)", &ids)
+            .await?;
+        Ok((rows, total))
+    }
+
+    /// The facts of the views of `property` that started in `starts`
+    /// and match `condition` (one placeholder, bound to `value`), newest
+    /// first. A narrow `starts` keeps `FINAL` to a few granules.
+    async fn facts(
+        &self,
+        route: &str,
+        property: &str,
+        starts: Range,
+        condition: &str,
+        value: impl serde::Serialize,
+    ) -> Result<Vec<ViewRow>, RequestError> {
+        let facts = VIEWS.replace("{where}", condition);
+        let query = self
+            .client()?
             .query(&format!("{facts} ORDER BY view_start DESC, view_id"))
             .bind(Identifier(self.database()))
             .bind(property)
-            .bind(range.from)
-            .bind(range.to)
-            .bind(&ids);
-        let rows = self
-            .timed("video_views", facts.fetch_all::<ViewRow>())
-            .await?;
-        Ok((rows, total))
+            .bind(starts.from)
+            .bind(starts.to)
+            .bind(value);
+        self.timed(route, query.fetch_all::<ViewRow>()).await
     }
 
     /// One view's facts and events, if `property` has a view `view_id`
@@ -166,16 +176,29 @@ impl Store {
         range: Range,
     ) -> Result<Option<(ViewRow, Vec<EventRow>)>, RequestError> {
         let client = self.client()?;
-        let facts = VIEWS
-            .replace("{where}", "AND view_id = ?")
-            .replace("{having}", "");
-        let facts = client
-            .query(&facts)
+        // Where the view starts (a scan of two columns, no FINAL), then its
+        // facts from that second alone.
+        let start = client
+            .query(
+                "SELECT toUInt32(view_start) FROM ?.views \
+                 WHERE property_id = ? AND view_id = ? \
+                   AND view_start >= toDateTime(?) AND view_start < toDateTime(?) LIMIT 1",
+            )
             .bind(Identifier(self.database()))
             .bind(property)
+            .bind(view_id)
             .bind(range.from)
-            .bind(range.to)
-            .bind(view_id);
+            .bind(range.to);
+        let Some(start) = self
+            .timed("video_view", start.fetch_optional::<u32>())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let second = Range {
+            from: start,
+            to: start + 1,
+        };
         // Replays leave exact duplicates until merges: one row per seq.
         let events = client
             .query(&format!(
@@ -189,7 +212,7 @@ impl Store {
             .bind(property)
             .bind(view_id);
         let (facts, events) = tokio::try_join!(
-            self.timed("video_view", facts.fetch_all::<ViewRow>()),
+            self.facts("video_view", property, second, "AND view_id = ?", view_id),
             self.timed("video_view", events.fetch_all::<EventRow>()),
         )?;
         Ok(facts.into_iter().next().map(|f| (f, events)))
@@ -219,9 +242,7 @@ impl Store {
         filters: &[Filter<'_>],
     ) -> Result<(Vec<ErrorRow>, u64), RequestError> {
         let client = self.client()?;
-        let inner = VIEWS
-            .replace("{where}", "")
-            .replace("{having}", &Filter::having(filters));
+        let inner = VIEWS.replace("{where}", &Filter::conditions(filters));
         let ended = "last_event_at >= ? AND last_event_at < ?";
         let bind = |sql: &str| {
             let q = client

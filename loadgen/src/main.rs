@@ -95,6 +95,10 @@ enum Command {
         days: u32,
         #[arg(long, default_value_t = 20)]
         rounds: usize,
+        /// Before each kind's first request, drop the OS page cache (Linux,
+        /// root; the shards on this machine), so "first" reads from disk.
+        #[arg(long)]
+        drop_caches: bool,
     },
     /// Write realistic heartbeat history straight into the topic of
     /// `[kafka]` (no collector), as fast as the broker takes it; prints
@@ -249,9 +253,17 @@ fn run(args: Args) -> anyhow::Result<()> {
                 h.rows as f64 / h.elapsed.as_secs_f64()
             );
         }
-        Command::Reads { days, rounds } => {
-            let timings =
-                runtime.block_on(qoe_loadgen::reads::reads(&cfg.target.api(), days, rounds));
+        Command::Reads {
+            days,
+            rounds,
+            drop_caches,
+        } => {
+            let timings = runtime.block_on(qoe_loadgen::reads::reads(
+                &cfg.target.api(),
+                days,
+                rounds,
+                drop_caches,
+            ))?;
             println!("| request ({days} days) | first | p50 | p90 | p99 | failed |");
             println!("| --- | --- | --- | --- | --- | --- |");
             for t in &timings {

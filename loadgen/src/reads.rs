@@ -102,8 +102,14 @@ impl Timing {
 }
 
 /// Requests every kind of api answer over the last `days` days `rounds`
-/// times each, one at a time.
-pub async fn reads(api: &ApiClient, days: u32, rounds: usize) -> Vec<Timing> {
+/// times each, one at a time; with `drop_caches`, the OS page cache is
+/// dropped before each kind's first request.
+pub async fn reads(
+    api: &ApiClient,
+    days: u32,
+    rounds: usize,
+    drop_caches: bool,
+) -> Result<Vec<Timing>, std::io::Error> {
     let now = (qoe_common::clock::now_ms() / 1000) as u32;
     let r = Range {
         from: now - days * 86_400 + 60,
@@ -142,6 +148,9 @@ pub async fn reads(api: &ApiClient, days: u32, rounds: usize) -> Vec<Timing> {
     for (name, path) in kinds {
         let mut times = Vec::new();
         let mut failures = 0;
+        if drop_caches {
+            drop_page_cache()?;
+        }
         for _ in 0..rounds.max(2) {
             let t = Instant::now();
             if let Err(e) = api.get(&path).await {
@@ -163,5 +172,17 @@ pub async fn reads(api: &ApiClient, days: u32, rounds: usize) -> Vec<Timing> {
             failures,
         });
     }
-    out
+    Ok(out)
+}
+
+/// Writes dirty pages out and drops the clean ones, so the next read of
+/// the shards' files comes from disk.
+fn drop_page_cache() -> Result<(), std::io::Error> {
+    std::process::Command::new("sync").status()?;
+    std::fs::write("/proc/sys/vm/drop_caches", "3").map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("--drop-caches: cannot write /proc/sys/vm/drop_caches ({e}); it needs root on Linux"),
+        )
+    })
 }

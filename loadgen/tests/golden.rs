@@ -91,6 +91,7 @@ async fn the_pipeline_gives_the_hand_written_numbers() {
                 inactivity_timeout_s: metrics::DEFAULT_INACTIVITY_TIMEOUT_S,
                 max_view_s: 6 * 3600,
                 filters: &[],
+                select: metrics::Select::All,
             };
             let got: Overview = metrics::overview_query(&shard.client, &scope)
                 .fetch_one()

@@ -74,6 +74,21 @@ pub fn views(n: usize, base_ms: i64) -> Vec<Event> {
     out
 }
 
+/// Gives `view`'s highest-`seq` event in `events` another CDN, as a player
+/// switching CDN mid-view does: its metrics then belong to `cdn` alone.
+///
+/// # Panics
+/// When `view` has no event after its first (a sample's mistake).
+pub fn switch_cdn_of_last_event(events: &mut [Event], view: &str, cdn: &str) {
+    let last = events
+        .iter_mut()
+        .filter(|e| &*e.view_id == view)
+        .max_by_key(|e| e.seq)
+        .filter(|e| e.seq > 1)
+        .expect("the view has events after its first");
+    last.cdn = cdn.into();
+}
+
 /// The events of view number `i` of `n` (see [`views`]), starting at
 /// `start` (ms), appended to `out`.
 pub fn view_into(i: usize, n: usize, start: i64, out: &mut Vec<Event>) {

@@ -43,7 +43,10 @@ async fn migrate_insert_replay_and_read_every_metric() {
         .all(|r| r.applied.is_empty() && r.already == qoe_schema::migrations::ALL.len()));
 
     // 60 views, events mixed in order, then the whole stream again (a replay).
-    let events = sample::views(60, sample::NOW_MS);
+    // One view switches CDN on its last event: filters and breakdowns must
+    // see only that latest value, also before merges (stopped here).
+    let mut events = sample::views(60, sample::NOW_MS);
+    sample::switch_cdn_of_last_event(&mut events, "view-00000", "cdn-c");
     let property = "prop-1";
     let rows: Vec<HeartbeatRow> = events
         .iter()
@@ -62,6 +65,14 @@ async fn migrate_insert_replay_and_read_every_metric() {
         })
         .collect();
     let shard_clients = shards(&cfg);
+    for shard in &shard_clients {
+        shard
+            .client
+            .query(&format!("SYSTEM STOP MERGES {db}.views_local"))
+            .execute()
+            .await
+            .unwrap();
+    }
     for pass in 0..2 {
         for shard in &shard_clients {
             let mut insert = shard
@@ -121,6 +132,7 @@ async fn migrate_insert_replay_and_read_every_metric() {
                     inactivity_timeout_s: 3600,
                     max_view_s: 86_400,
                     filters: &[],
+                    select: metrics::Select::All,
                 },
             );
             let sql = query.sql_display().to_string();
@@ -161,12 +173,13 @@ async fn migrate_insert_replay_and_read_every_metric() {
         inactivity_timeout_s: 3600,
         max_view_s: 86_400,
         filters: &[],
+        select: metrics::Select::All,
     };
     let rows = metrics::fetch_breakdown(metrics::breakdown_query(reader, &scope, "cdn"))
         .await
         .unwrap();
     let cdns: Vec<&str> = rows.iter().map(|g| g.value.as_str()).collect();
-    assert_eq!(cdns, ["cdn-a", "cdn-b"]);
+    assert_eq!(cdns, ["cdn-a", "cdn-b", "cdn-c"]);
     for metrics::Group {
         value: cdn,
         overview: got,
@@ -185,6 +198,34 @@ async fn migrate_insert_replay_and_read_every_metric() {
             .cloned()
             .collect();
         assert_same(got, &metrics::overview(&mine, range, now, 3600));
+
+        // The same views through a filter, and the others through its negation.
+        for negate in [false, true] {
+            let filters = [metrics::Filter {
+                column: "cdn",
+                value: metrics::FilterValue::Text(cdn),
+                negate,
+            }];
+            let filtered = metrics::Scope {
+                filters: &filters,
+                ..scope
+            };
+            let got: Overview = metrics::overview_query(reader, &filtered)
+                .fetch_one()
+                .await
+                .unwrap();
+            let want = if negate {
+                let others: Vec<ViewFacts> = facts
+                    .iter()
+                    .filter(|v| !mine.iter().any(|m| m.view_id == v.view_id))
+                    .cloned()
+                    .collect();
+                metrics::overview(&others, range, now, 3600)
+            } else {
+                metrics::overview(&mine, range, now, 3600)
+            };
+            assert_same(&got, &want);
+        }
     }
 
     // A timeseries by ten minutes: each bucket equals the definition over

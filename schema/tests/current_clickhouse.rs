@@ -60,6 +60,19 @@ fn f(v: &Value) -> f64 {
         .unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
+/// Every overview metric of a result row equals the definition's.
+fn assert_same_row(got: &Value, want: &metrics::Overview, what: &str) {
+    let want = serde_json::to_value(want).unwrap();
+    for m in metrics::OVERVIEW_METRICS {
+        let (g, w) = (f(&got[m.name]), f(&want[m.name]));
+        assert!(
+            (g - w).abs() <= 1e-9 * g.abs().max(w.abs()).max(1.0),
+            "{what} {}: current ClickHouse {g}, definition {w}",
+            m.name
+        );
+    }
+}
+
 /// A `DateTime` as the runner prints it (`2026-11-01 00:03:00`) back to
 /// epoch seconds.
 fn minute_of(v: &Value) -> u32 {
@@ -87,7 +100,11 @@ fn current_ddl_and_metric_queries() {
             statements.extend(m.statements(Variant::Current, "qoe", "qoe"));
         }
     }
-    let events = sample::views(48, sample::NOW_MS);
+    // Unmerged, a view's rows are all there: `FINAL` must pick its latest
+    // for the filter and the breakdown on the CDN it switched to.
+    statements.push("SYSTEM STOP MERGES qoe.views_local".to_owned());
+    let mut events = sample::views(48, sample::NOW_MS);
+    sample::switch_cdn_of_last_event(&mut events, "view-00000", "cdn-c");
     let rows: Vec<Value> = events
         .iter()
         .map(|e| {
@@ -115,7 +132,13 @@ fn current_ddl_and_metric_queries() {
         inactivity_timeout_s: 3600,
         max_view_s: 86_400,
         filters: &[],
+        select: metrics::Select::All,
     };
+    let not_cdn_c = [metrics::Filter {
+        column: "cdn",
+        value: metrics::FilterValue::Text("cdn-c"),
+        negate: true,
+    }];
     let job = json!({
         "config": CONFIG,
         "statements": statements,
@@ -125,9 +148,11 @@ fn current_ddl_and_metric_queries() {
             {"table": "qoe.heartbeats_local", "rows": rows},
         ],
         "queries": {
-            "overview": metrics::overview_query(&client, &metrics::Scope { database: "qoe", property: "prop-1", range, now, inactivity_timeout_s: 3600, max_view_s: 86_400, filters: &[] }).sql_display().to_string(),
+            "overview": metrics::overview_query(&client, &metrics::Scope { database: "qoe", property: "prop-1", range, now, inactivity_timeout_s: 3600, max_view_s: 86_400, filters: &[], select: metrics::Select::All }).sql_display().to_string(),
             "concurrent": metrics::concurrent_per_minute_query(&client, "qoe", "prop-1", range).sql_display().to_string(),
             "timeseries": metrics::timeseries_query(&client, &scope, 600).sql_display().to_string(),
+            "by_cdn": metrics::breakdown_query(&client, &scope, "cdn").sql_display().to_string(),
+            "not_cdn_c": metrics::overview_query(&client, &metrics::Scope { filters: &not_cdn_c, ..scope }).sql_display().to_string(),
         },
     });
     let out = run_job(&job);
@@ -138,18 +163,40 @@ fn current_ddl_and_metric_queries() {
         "engine {version}"
     );
 
-    let want = metrics::overview(&ViewFacts::latest_per_view(&events), range, now, 3600);
-    let got = &out["results"]["overview"][0];
-    let want_json = serde_json::to_value(&want).unwrap();
-    for m in metrics::OVERVIEW_METRICS {
-        let (g, w) = (f(&got[m.name]), f(&want_json[m.name]));
-        assert!(
-            (g - w).abs() <= 1e-9 * g.abs().max(w.abs()).max(1.0),
-            "{}: current ClickHouse {g}, definition {w}",
-            m.name
-        );
-    }
+    let facts = ViewFacts::latest_per_view(&events);
+    let want = metrics::overview(&facts, range, now, 3600);
+    assert_same_row(&out["results"]["overview"][0], &want, "overview");
     assert_eq!(want.views, 48);
+
+    // Each CDN's row, and all but cdn-c, by each view's latest CDN.
+    let latest_cdn = |view: &str| {
+        let e = events
+            .iter()
+            .filter(|e| &*e.view_id == view)
+            .max_by_key(|e| e.seq);
+        e.map(|e| e.cdn.to_string()).unwrap_or_default()
+    };
+    let of = |keep: &dyn Fn(&str) -> bool| -> Vec<ViewFacts> {
+        facts
+            .iter()
+            .filter(|v| keep(&latest_cdn(&v.view_id)))
+            .cloned()
+            .collect()
+    };
+    let groups = out["results"]["by_cdn"].as_array().unwrap();
+    let cdns: Vec<&str> = groups
+        .iter()
+        .map(|g| g["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(cdns, ["cdn-a", "cdn-b", "cdn-c"]);
+    for g in groups {
+        let cdn = g["value"].as_str().unwrap();
+        let want = metrics::overview(&of(&|c| c == cdn), range, now, 3600);
+        assert_same_row(g, &want, cdn);
+    }
+    let want = metrics::overview(&of(&|c| c != "cdn-c"), range, now, 3600);
+    assert_same_row(&out["results"]["not_cdn_c"][0], &want, "!cdn:cdn-c");
+    assert_eq!(want.views, 47);
 
     let got: Vec<(u32, u64)> = out["results"]["concurrent"]
         .as_array()
@@ -162,7 +209,6 @@ fn current_ddl_and_metric_queries() {
     assert_eq!(got, want);
 
     // Ten-minute buckets: each equals the definition over its part of the range.
-    let facts = ViewFacts::latest_per_view(&events);
     let buckets = out["results"]["timeseries"].as_array().unwrap();
     let views: f64 = buckets.iter().map(|b| f(&b["views"])).sum();
     assert_eq!(views, 48.0, "every view in one start bucket");
@@ -172,14 +218,7 @@ fn current_ddl_and_metric_queries() {
             from: start.max(range.from),
             to: (start + 600).min(range.to),
         };
-        let want = serde_json::to_value(metrics::overview(&facts, part, now, 3600)).unwrap();
-        for m in metrics::OVERVIEW_METRICS {
-            let (g, w) = (f(&b[m.name]), f(&want[m.name]));
-            assert!(
-                (g - w).abs() <= 1e-9 * g.abs().max(w.abs()).max(1.0),
-                "bucket {start} {}: current ClickHouse {g}, definition {w}",
-                m.name
-            );
-        }
+        let want = metrics::overview(&facts, part, now, 3600);
+        assert_same_row(b, &want, &format!("bucket {start}"));
     }
 }

@@ -192,6 +192,7 @@ pub fn scope(db: &str, range: Range, now: u32) -> metrics::Scope<'_> {
         inactivity_timeout_s: 3600,
         max_view_s: 86_400,
         filters: &[],
+        select: metrics::Select::All,
     }
 }
 

@@ -27,8 +27,8 @@ pub mod sql;
 
 pub use check::{MetricCheck, Tolerance};
 pub use sql::{
-    breakdown_query, concurrent_per_minute_query, fetch_breakdown, overview_query,
-    timeseries_query, Filter, FilterValue, Group, MetricSql, Scope, OVERVIEW_METRICS,
+    breakdown_query, concurrent_per_minute_query, fetch_breakdown, fetch_overview, overview_query,
+    timeseries_query, Filter, FilterValue, Group, MetricSql, Scope, Select, OVERVIEW_METRICS,
 };
 
 use serde::{Deserialize, Serialize};
@@ -116,8 +116,10 @@ impl Range {
 
 /// Every headline metric for one property and time range. Fields are in
 /// [`OVERVIEW_METRICS`] order, so the row [`overview_query`] returns
-/// deserializes straight into it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
+/// deserializes straight into it. A query that [`Select`]s only some reads
+/// 0 for the others (through [`fetch_overview`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clickhouse::Row)]
+#[serde(default)]
 pub struct Overview {
     /// **Views**: views that started in the range.
     pub views: u64,
