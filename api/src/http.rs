@@ -10,6 +10,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
+use qoe_schema::metrics::Range;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -18,6 +19,7 @@ use crate::catalog::{DIMENSIONS, METRICS};
 use crate::config::ApiConfig;
 use crate::error::RequestError;
 use crate::metrics::metrics;
+use crate::monitoring::{self, LIVE_METRICS};
 use crate::params::{self, Common};
 use crate::routes::{breakdown, dimension_values, overall, timeseries};
 use crate::store::Store;
@@ -110,6 +112,19 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/video-views", &["viewer_id", "limit", "page"]),
     ("/v1/video-views/{view_id}", &[]),
     ("/v1/errors", &[]),
+    ("/v1/monitoring/metrics", &[]),
+    ("/v1/monitoring/metrics/{metric}/timeseries", &[]),
+    (
+        "/v1/monitoring/metrics/{metric}/breakdown",
+        &[
+            "group_by",
+            "order_by",
+            "order_direction",
+            "limit",
+            "page",
+            "timestamp",
+        ],
+    ),
     ("/v1/openapi.json", &[]),
 ];
 
@@ -171,7 +186,25 @@ async fn answer(app: &App, req: &Request<Incoming>, path: &str) -> Result<Value,
     let now = (qoe_common::clock::now_ms() / 1000) as u32;
     let c = checked(&pairs, allowed, now, app.retention_s, property)?;
     let id = captured.first().copied().unwrap_or_default();
+    let mut timeframe = c.range;
     let (data, total) = match route {
+        "/v1/monitoring/metrics" => (json!(LIVE_METRICS), Some(LIVE_METRICS.len())),
+        "/v1/monitoring/metrics/{metric}/timeseries" => {
+            let (points, range) =
+                monitoring::timeseries(&app.store, property, id, &c, &pairs, now).await?;
+            timeframe = range;
+            let count = points.len();
+            (json!(points), Some(count))
+        }
+        "/v1/monitoring/metrics/{metric}/breakdown" => {
+            let (rows, total, bucket) =
+                monitoring::breakdown(&app.store, property, id, &c, &pairs, now).await?;
+            timeframe = Range {
+                from: bucket,
+                to: bucket + qoe_schema::metrics::live::BUCKET_S,
+            };
+            (rows, Some(total))
+        }
         "/v1/metrics" => (json!(METRICS), Some(METRICS.len())),
         "/v1/dimensions" => {
             let ids: Vec<&str> = DIMENSIONS.iter().map(|d| d.id).collect();
@@ -211,7 +244,7 @@ async fn answer(app: &App, req: &Request<Incoming>, path: &str) -> Result<Value,
     Ok(json!({
         "data": data,
         "total_row_count": total,
-        "timeframe": [c.range.from, c.range.to],
+        "timeframe": [timeframe.from, timeframe.to],
         "meta": { "property_id": property },
     }))
 }
@@ -326,6 +359,7 @@ mod tests {
         let sources = [
             include_str!("auth.rs"),
             include_str!("http.rs"),
+            include_str!("monitoring.rs"),
             include_str!("params.rs"),
             include_str!("routes.rs"),
             include_str!("store.rs"),

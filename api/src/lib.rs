@@ -5,8 +5,9 @@
 //! [`auth`] maps its bearer token to the one property it may read;
 //! [`params`] checks the query string against the [`catalog`] of metrics
 //! and dimensions (a 400 with a stable [`error`] code otherwise); [`routes`]
-//! answer it, [`store`] running `schema::metrics`' query for it, within time and row limits; the
-//! answer goes back in the `{data, total_row_count, timeframe, meta}`
+//! answer it, [`store`] running `schema::metrics`' query for it, within
+//! time and row limits ([`views`] for single views and errors,
+//! [`monitoring`] for the live 5-second numbers); the answer goes back in the `{data, total_row_count, timeframe, meta}`
 //! envelope. [`metrics`] counts it. The admin listener (`/readyz`: ready
 //! only while every shard answers) is separate.
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod monitoring;
 pub mod params;
 pub mod routes;
 pub mod store;

@@ -313,7 +313,10 @@ pub fn step(pairs: &[(String, String)], range: Range) -> Result<u32, RequestErro
 }
 
 /// The value of `key`, if given; a 400 if given more than once.
-fn single<'p>(pairs: &'p [(String, String)], key: &str) -> Result<Option<&'p str>, RequestError> {
+pub(crate) fn single<'p>(
+    pairs: &'p [(String, String)],
+    key: &str,
+) -> Result<Option<&'p str>, RequestError> {
     let mut found = pairs
         .iter()
         .filter(|(k, _)| k == key)

@@ -211,7 +211,7 @@ pub async fn overall(
 }
 
 /// A whole value as an integer (counts, sums, quantiles), else as is.
-fn number(v: f64) -> Value {
+pub(crate) fn number(v: f64) -> Value {
     if v.fract() == 0.0 && v.abs() < 9e15 {
         json!(v as i64)
     } else {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use clickhouse::Client;
 
 use qoe_common::config::ClickHouseConfig;
+use qoe_schema::metrics::live::{self, LiveGroup};
 use qoe_schema::metrics::{
     self, Filter, Group, Overview, Range, Scope, Select, DEFAULT_INACTIVITY_TIMEOUT_S,
 };
@@ -103,6 +104,37 @@ impl Store {
         let query = metrics::timeseries_query(self.client()?, &self.scope(read, fields), step_s);
         self.timed(read.route, metrics::fetch_breakdown(query))
             .await
+    }
+
+    /// The latest settled live bucket of `property` at or after `since`
+    /// (0 when none).
+    pub async fn live_latest(&self, property: &str, since: u32) -> Result<u32, RequestError> {
+        let query = live::latest_bucket_query(self.client()?, &self.database, property, since);
+        self.timed("monitoring", query.fetch_one::<u32>()).await
+    }
+
+    /// The live counts of `property`'s views whose `dim` is `value` (`all`
+    /// and empty: every view), per bucket of `range`.
+    pub async fn live_series(
+        &self,
+        property: &str,
+        dim: &str,
+        value: &str,
+        range: Range,
+    ) -> Result<Vec<LiveGroup>, RequestError> {
+        let query = live::series_query(self.client()?, &self.database, property, dim, value, range);
+        self.timed("monitoring", live::fetch_live(query)).await
+    }
+
+    /// The live counts of each value of `dim` in `bucket`.
+    pub async fn live_breakdown(
+        &self,
+        property: &str,
+        dim: &str,
+        bucket: u32,
+    ) -> Result<Vec<LiveGroup>, RequestError> {
+        let query = live::breakdown_query(self.client()?, &self.database, property, dim, bucket);
+        self.timed("monitoring", live::fetch_live(query)).await
     }
 
     /// The client, or 503 when no shard is configured.

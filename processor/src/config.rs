@@ -1,5 +1,5 @@
-//! The processor's configuration: `[log]`, `[admin]`, `[kafka]`, `[clickhouse]`
-//! and `[processor]`. See `qoe_common::config` for how layers merge.
+//! The processor's configuration: `[log]`, `[admin]`, `[kafka]`, `[clickhouse]`,
+//! `[processor]` and `[live]`. See `qoe_common::config` for how layers merge.
 
 use std::time::Duration;
 
@@ -24,6 +24,35 @@ pub struct ProcessorConfig {
     pub clickhouse: ClickHouseConfig,
     /// Consumption, batching and per-view state.
     pub processor: ProcessorSettings,
+    /// The live numbers' settling job.
+    pub live: LiveSettings,
+}
+
+/// The live job (`[live]`): turns the live 5-second states into the counts
+/// the api's `/v1/monitoring` reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveSettings {
+    /// Whether this processor runs the job (every processor may: it is
+    /// idempotent).
+    pub enabled: bool,
+    /// How often the settling buckets are recomputed.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long after its window ends a bucket is still recomputed: events
+    /// arriving later than this stay out of the live numbers.
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        LiveSettings {
+            enabled: true,
+            interval: Duration::from_secs(5),
+            settle: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Consumption, batching and per-view state (`[processor]`).
@@ -108,6 +137,7 @@ impl Default for ProcessorConfig {
             kafka: KafkaConfig::default(),
             clickhouse: ClickHouseConfig::default(),
             processor: ProcessorSettings::default(),
+            live: LiveSettings::default(),
         }
     }
 }
@@ -152,6 +182,12 @@ impl Validate for ProcessorConfig {
             return Err(ConfigError::invalid(
                 "processor.max_open_views",
                 "must be greater than zero",
+            ));
+        }
+        if self.live.interval.is_zero() || self.live.settle < self.live.interval {
+            return Err(ConfigError::invalid(
+                "live.interval",
+                "must be greater than zero and at most live.settle",
             ));
         }
         if p.retry_backoff.is_zero() || p.retry_max_backoff < p.retry_backoff {

@@ -19,13 +19,16 @@
 //!    database's materialized views derive the per-view and per-minute
 //!    tables); only when every shard acknowledged are the offsets committed.
 //!    While ClickHouse fails, consumption is paused and the insert retried.
-//! 5. On SIGTERM the last batch is written and committed within
+//! 5. Beside the loop, [`live`] turns ClickHouse's live 5-second states
+//!    into the counts the api's `/v1/monitoring` reads.
+//! 6. On SIGTERM the last batch is written and committed within
 //!    `processor.shutdown_flush_timeout`; past it the process exits without
 //!    committing, and the partitions' next owner reads those records again.
 
 pub mod batch;
 pub mod config;
 pub mod consume;
+pub mod live;
 pub mod metrics;
 pub mod views;
 pub mod workers;
@@ -71,6 +74,13 @@ pub async fn run(
         batch_interval = ?cfg.processor.batch_interval,
         "processor started"
     );
+    let live = cfg.live.enabled.then(|| {
+        tokio::spawn(live::run(
+            qoe_common::clickhouse::shards(&cfg.clickhouse),
+            cfg.clickhouse.database.clone(),
+            cfg.live.clone(),
+        ))
+    });
     let health = admin.health.clone();
     let on_signal = async move {
         shutdown.await;
@@ -86,6 +96,9 @@ pub async fn run(
     }
     .run(on_signal)
     .await;
+    if let Some(live) = live {
+        live.abort();
+    }
     admin.stop().await;
     tracing::info!("processor stopped");
     Ok(())

@@ -36,6 +36,10 @@ pub struct Metrics {
     pub views_closed: IntCounterVec,
     /// Offset commits, by result.
     pub commits: IntCounterVec,
+    /// Time to settle one shard's live buckets.
+    pub live_settle_seconds: Histogram,
+    /// Live settles that failed (retried at the next interval).
+    pub live_settle_failures: IntCounter,
 }
 
 /// The process-wide metrics.
@@ -72,7 +76,7 @@ pub fn metrics() -> &'static Metrics {
                 "qoe_processor_insert_seconds",
                 "ClickHouse insert latency, per table",
                 &["table"],
-                seconds
+                seconds.clone()
             )
             .expect("metric"),
             rows_written: register_int_counter_vec!(
@@ -115,6 +119,17 @@ pub fn metrics() -> &'static Metrics {
                 "qoe_processor_commits_total",
                 "Offset commits, by result",
                 &["result"]
+            )
+            .expect("metric"),
+            live_settle_seconds: register_histogram!(
+                "qoe_processor_live_settle_seconds",
+                "Time to settle one shard's live 5-second buckets",
+                seconds.clone()
+            )
+            .expect("metric"),
+            live_settle_failures: register_int_counter!(
+                "qoe_processor_live_settle_failures_total",
+                "Live settles that failed (retried at the next interval)"
             )
             .expect("metric"),
         }

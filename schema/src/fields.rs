@@ -50,6 +50,8 @@ macro_rules! integer_fields {
                 "Current playhead position, ms.";
             buffer_length_ms: u64 = $crate::beacon::limits::MAX_DURATION_MS,
                 "Forward buffer length (media buffered ahead of the playhead) at `ts`, ms.";
+            current_rebuffer_ms: u64 = $crate::beacon::limits::MAX_DURATION_MS,
+                "How long the rebuffering in progress at `ts` has lasted, ms; 0 when not rebuffering.";
         }
     };
 }

@@ -53,19 +53,22 @@ impl Variant {
 
     /// Placeholders whose text differs between server generations:
     /// `{lowcard}` (a dictionary-encoded string type; experimental on 18.x,
-    /// so plain `String` there), `{raw_ttl}` (raw heartbeat retention;
-    /// 18.x has no TTL) and `{add_column}` (18.x has no `IF NOT EXISTS`
-    /// there; an existing column is then tolerated on a re-run).
+    /// so plain `String` there), `{raw_ttl}` and `{live_ttl}` (raw
+    /// heartbeat and live-bucket retention; 18.x has no TTL) and
+    /// `{add_column}` (18.x has no `IF NOT EXISTS` there; an existing
+    /// column is then tolerated on a re-run).
     pub fn substitutions(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Variant::V18 => &[
                 ("{lowcard}", "String"),
                 ("{raw_ttl}", ""),
+                ("{live_ttl}", ""),
                 ("{add_column}", "ADD COLUMN"),
             ],
             Variant::Current => &[
                 ("{lowcard}", "LowCardinality(String)"),
                 ("{raw_ttl}", "TTL received_at + INTERVAL 3 DAY"),
+                ("{live_ttl}", "TTL bucket + INTERVAL 2 DAY"),
                 ("{add_column}", "ADD COLUMN IF NOT EXISTS"),
             ],
         }

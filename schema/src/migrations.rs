@@ -25,4 +25,9 @@ pub const ALL: &[Migration] = &[
         name: "buffer_length",
         sql: Sql::Any(include_str!("../migrations/0004_buffer_length.sql")),
     },
+    Migration {
+        version: 5,
+        name: "live",
+        sql: Sql::Any(include_str!("../migrations/0005_live.sql")),
+    },
 ];

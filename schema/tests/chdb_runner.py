@@ -4,6 +4,7 @@ Reads a JSON job on stdin:
   {"config": "<clickhouse config xml text>",
    "statements": ["CREATE ...", ...],
    "inserts": [{"table": "db.t", "rows": [{...}, ...]}],
+   "after": ["INSERT ... SELECT ...", ...],
    "queries": {"name": "SELECT ...", ...}}
 and prints {"version": "...", "results": {"name": [row, ...]}} where rows are
 JSON objects. Any error exits non-zero with the failing statement.
@@ -38,6 +39,8 @@ def main():
         for insert in job["inserts"]:
             lines = "\n".join(json.dumps(r) for r in insert["rows"])
             run(f"INSERT INTO {insert['table']} FORMAT JSONEachRow\n{lines}")
+        for sql in job.get("after", []):
+            run(sql)
         results = {}
         for name, sql in job["queries"].items():
             run(sql)

@@ -103,7 +103,10 @@ fn current_ddl_and_metric_queries() {
     // Unmerged, a view's rows are all there: `FINAL` must pick its latest
     // for the filter and the breakdown on the CDN it switched to.
     statements.push("SYSTEM STOP MERGES qoe.views_local".to_owned());
-    let mut events = sample::views(48, sample::NOW_MS);
+    // Around the real now: a current engine applies the tables' TTLs (a
+    // few days) as it writes, so older samples would vanish.
+    let now_ms = qoe_common::clock::now_ms() / 60_000 * 60_000;
+    let mut events = sample::views(48, now_ms);
     sample::switch_cdn_of_last_event(&mut events, "view-00000", "cdn-c");
     let rows: Vec<Value> = events
         .iter()
@@ -117,7 +120,7 @@ fn current_ddl_and_metric_queries() {
             serde_json::to_value(HeartbeatRow::from(&hb)).unwrap()
         })
         .collect();
-    let now = (sample::NOW_MS / 1000) as u32;
+    let now = (now_ms / 1000) as u32;
     let range = Range {
         from: now - 3600,
         to: now + 3600,
@@ -139,7 +142,16 @@ fn current_ddl_and_metric_queries() {
         value: metrics::FilterValue::Text("cdn-c"),
         negate: true,
     }];
+    // Live buckets, settled twice (the second replaces the first).
+    let live_range = Range {
+        from: metrics::live::bucket_of(now - 3600),
+        to: metrics::live::bucket_of(now + 3600),
+    };
+    let settle = metrics::live::settle_query(&client, "qoe", live_range)
+        .sql_display()
+        .to_string();
     let job = json!({
+        "after": [settle, settle],
         "config": CONFIG,
         "statements": statements,
         // The same rows twice: a replay must not change any metric.
@@ -152,6 +164,7 @@ fn current_ddl_and_metric_queries() {
             "concurrent": metrics::concurrent_per_minute_query(&client, "qoe", "prop-1", range).sql_display().to_string(),
             "timeseries": metrics::timeseries_query(&client, &scope, 600).sql_display().to_string(),
             "by_cdn": metrics::breakdown_query(&client, &scope, "cdn").sql_display().to_string(),
+            "live": metrics::live::series_query(&client, "qoe", "prop-1", "all", "", live_range).sql_display().to_string(),
             "not_cdn_c": metrics::overview_query(&client, &metrics::Scope { filters: &not_cdn_c, ..scope }).sql_display().to_string(),
         },
     });
@@ -206,6 +219,31 @@ fn current_ddl_and_metric_queries() {
         .collect();
     let want = metrics::concurrent_per_minute(&events);
     assert!(want.len() > 10);
+    assert_eq!(got, want);
+
+    // The live series equals its definition, bucket by bucket.
+    let got: Vec<(u32, metrics::live::LiveCounts)> = out["results"]["live"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let counts = serde_json::from_value(json!({
+                "concurrent": f(&r["concurrent"]) as u64,
+                "rebuffering": f(&r["rebuffering"]) as u64,
+                "playing": f(&r["playing"]) as u64,
+                "bitrate_kbps_sum": f(&r["bitrate_kbps_sum"]) as u64,
+                "ended": f(&r["ended"]) as u64,
+                "failed": f(&r["failed"]) as u64,
+                "exited": f(&r["exited"]) as u64,
+            }))
+            .unwrap();
+            (r["live_key"].as_str().unwrap().parse().unwrap(), counts)
+        })
+        .collect();
+    let want: Vec<_> = metrics::live::live_counts(&events, live_range)
+        .into_iter()
+        .collect();
+    assert!(want.len() > 100);
     assert_eq!(got, want);
 
     // Ten-minute buckets: each equals the definition over its part of the range.

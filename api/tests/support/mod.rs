@@ -20,6 +20,9 @@ pub const TOKEN_B: &str = "readtokenforpropb0001";
 pub struct Api {
     _svc: Service,
     url: String,
+    /// The database read, and its shards.
+    pub db: String,
+    pub shards: Vec<qoe_common::clickhouse::Shard>,
 }
 
 impl Api {
@@ -50,7 +53,8 @@ pub async fn setup(events: &[qoe_schema::beacon::Event]) -> Api {
     qoe_schema::migrate::apply(&cfg, qoe_schema::migrations::ALL)
         .await
         .expect("migrate");
-    let client = &shards(&cfg)[0].client;
+    let shards = shards(&cfg);
+    let client = &shards[0].client;
     let mut insert = client
         .clone()
         .with_setting("insert_distributed_sync", "1")
@@ -79,6 +83,8 @@ pub async fn setup(events: &[qoe_schema::beacon::Event]) -> Api {
     Api {
         _svc: svc,
         url: format!("http://127.0.0.1:{port}"),
+        db,
+        shards,
     }
 }
 

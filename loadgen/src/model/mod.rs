@@ -215,6 +215,7 @@ impl View {
             Phase::Rebuffering => {
                 e.watch_time_ms += dt;
                 e.rebuffer_duration_ms += dt;
+                e.current_rebuffer_ms += dt;
             }
             Phase::Idle | Phase::Paused | Phase::Over => {}
         }
@@ -242,6 +243,7 @@ impl View {
             }
             EventType::Rebufferstart => {
                 e.rebuffer_count += 1;
+                e.current_rebuffer_ms = 0;
                 self.phase = Phase::Rebuffering;
                 e.state = PlayerState::Rebuffering;
             }
@@ -270,6 +272,9 @@ impl View {
             | EventType::Playerready
             | EventType::Renditionchange
             | EventType::Heartbeat => {}
+        }
+        if self.phase != Phase::Rebuffering {
+            self.e.current_rebuffer_ms = 0;
         }
         out.push(self.e.clone());
     }

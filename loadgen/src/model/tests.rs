@@ -65,6 +65,21 @@ fn counters_are_cumulative_and_consistent() {
                 assert!(b.rebuffer_count >= a.rebuffer_count);
                 assert!(b.rebuffer_duration_ms >= a.rebuffer_duration_ms);
                 assert!(!a.play_requested || b.play_requested, "sticky");
+                // The stall in progress: its length so far, within the
+                // view's rebuffering; none outside a stall.
+                if b.state == PlayerState::Rebuffering {
+                    assert!(b.current_rebuffer_ms <= b.rebuffer_duration_ms, "{view}");
+                    if a.state == PlayerState::Rebuffering {
+                        let grew = b.current_rebuffer_ms - a.current_rebuffer_ms;
+                        assert_eq!(
+                            grew as i64,
+                            b.ts_ms - a.ts_ms,
+                            "{view}: a stall grows in time"
+                        );
+                    }
+                } else {
+                    assert_eq!(b.current_rebuffer_ms, 0, "{view}");
+                }
                 // Watch time never exceeds the time since play was requested.
                 if b.seq >= play.seq {
                     assert!(b.watch_time_ms as i64 <= b.ts_ms - play.ts_ms);

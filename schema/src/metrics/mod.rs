@@ -23,6 +23,7 @@
 //! stated tolerance.
 
 pub mod check;
+pub mod live;
 pub mod sql;
 
 pub use check::{MetricCheck, Tolerance};

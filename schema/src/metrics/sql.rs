@@ -242,7 +242,7 @@ pub async fn fetch_breakdown(query: Query) -> Result<Vec<Group>, clickhouse::err
 }
 
 /// The rows of `query`, read as JSON lines.
-async fn fetch_json_rows<T: serde::de::DeserializeOwned>(
+pub(super) async fn fetch_json_rows<T: serde::de::DeserializeOwned>(
     query: Query,
 ) -> Result<Vec<T>, clickhouse::error::Error> {
     let mut cursor = query
