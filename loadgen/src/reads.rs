@@ -101,8 +101,8 @@ impl Timing {
     }
 }
 
-/// Requests every kind of api answer over the last `days` days `rounds`
-/// times each, one at a time; with `drop_caches`, the OS page cache is
+/// Requests every kind of api answer over the last `days` days (the live
+/// ones over their last hour and latest bucket) `rounds` times each, one at a time; with `drop_caches`, the OS page cache is
 /// dropped before each kind's first request.
 pub async fn reads(
     api: &ApiClient,
@@ -116,7 +116,7 @@ pub async fn reads(
         to: now,
     };
     let tf = format!("timeframe[]={}&timeframe[]={}", r.from, r.to);
-    let kinds: [(&'static str, String); 8] = [
+    let kinds: [(&'static str, String); 10] = [
         (
             "overall (2 queries)",
             format!("/v1/metrics/rebuffer_percentage/overall?{tf}"),
@@ -143,6 +143,15 @@ pub async fn reads(
         ),
         ("video views, page 1", format!("/v1/video-views?{tf}")),
         ("errors", format!("/v1/errors?{tf}")),
+        (
+            "live: concurrent viewers, last hour",
+            "/v1/monitoring/metrics/current-concurrent-viewers/timeseries".into(),
+        ),
+        (
+            "live: rebuffering by country, now",
+            "/v1/monitoring/metrics/current-rebuffering-percentage/breakdown?group_by=country"
+                .into(),
+        ),
     ];
     let mut out = Vec::new();
     for (name, path) in kinds {

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use clickhouse::sql::Identifier;
 use qoe_common::config::ClickHouseConfig;
 use qoe_schema::beacon::Event;
-use qoe_schema::metrics::{self, MetricCheck, Overview, Range, ViewFacts};
+use qoe_schema::metrics::live;
+use qoe_schema::metrics::{self, MetricCheck, Overview, Range, Tolerance, ViewFacts};
 
 use crate::api::ApiClient;
 
@@ -20,31 +21,48 @@ use crate::api::ApiClient;
 #[derive(Default)]
 pub struct Truth {
     views: HashMap<Arc<str>, ViewTruth>,
+    /// Per live bucket, a bitset of the views (by index) concurrent in it
+    /// (`schema::metrics::live`).
+    concurrent: std::collections::BTreeMap<u32, Vec<u64>>,
 }
 
 struct ViewTruth {
     latest: Event,
     /// Bit `seq` set when that event was acknowledged.
     seqs: Vec<u64>,
+    /// The view's number in this run (its bit in `concurrent`).
+    index: u32,
+}
+
+/// Sets bit `i` of `bits`, growing it as needed.
+fn set_bit(bits: &mut Vec<u64>, i: usize) {
+    let (word, bit) = (i / 64, i % 64);
+    if bits.len() <= word {
+        bits.resize(word + 1, 0);
+    }
+    bits[word] |= 1 << bit;
 }
 
 impl Truth {
     /// Records an acknowledged event (idempotent: a retried one counts once).
     pub fn accept(&mut self, e: &Event) {
+        let next = self.views.len() as u32;
         let view = self
             .views
             .entry(e.view_id.clone())
             .or_insert_with(|| ViewTruth {
                 latest: e.clone(),
                 seqs: Vec::new(),
+                index: next,
             });
-        let (word, bit) = (e.seq as usize / 64, e.seq % 64);
-        if view.seqs.len() <= word {
-            view.seqs.resize(word + 1, 0);
-        }
-        view.seqs[word] |= 1 << bit;
+        set_bit(&mut view.seqs, e.seq as usize);
         if e.seq > view.latest.seq {
             view.latest = e.clone();
+        }
+        if live::is_concurrent(e) {
+            for b in live::buckets_of(e) {
+                set_bit(self.concurrent.entry(b).or_default(), view.index as usize);
+            }
         }
     }
 
@@ -71,8 +89,15 @@ impl Truth {
             .iter()
             .map(|e| BREAKDOWNS.iter().map(|(_, of)| of(e).to_owned()).collect())
             .collect();
+        let concurrent = self
+            .concurrent
+            .iter()
+            .filter(|(b, _)| range.contains(**b))
+            .map(|(b, bits)| (*b, bits.iter().map(|w| u64::from(w.count_ones())).sum()))
+            .collect();
         Saved {
             dimensions,
+            concurrent,
             property: property.to_owned(),
             view_prefix: view_prefix.to_owned(),
             from: range.from,
@@ -101,6 +126,9 @@ pub struct Saved {
     /// order.
     #[serde(default)]
     pub dimensions: Vec<Vec<String>>,
+    /// Concurrent viewers per live bucket in the range (with any).
+    #[serde(default)]
+    pub concurrent: Vec<(u32, u64)>,
 }
 
 /// How a dimension's value is read from an event.
@@ -304,8 +332,63 @@ pub async fn verify(
             lines.push(check_breakdown(api, saved, i, dimension, range, now).await?);
         }
     }
+    if !saved.concurrent.is_empty() {
+        lines.push(check_concurrent(api, saved).await?);
+    }
     let ok = missing == 0 && lines.iter().all(|l| l.ok);
     Ok(Verification { lines, missing, ok })
+}
+
+/// The live concurrent-viewers series against the truth: one line, how
+/// many of the run's buckets with viewers match (each within
+/// `unique_viewers`' tolerance: both count distinct views with `uniq`).
+async fn check_concurrent(api: &ApiClient, saved: &Saved) -> Result<MetricCheck, VerifyError> {
+    let path = format!(
+        "/v1/monitoring/metrics/current-concurrent-viewers/timeseries?timeframe[]={}&timeframe[]={}",
+        saved.from, saved.to
+    );
+    // The processor's live job settles a bucket a few seconds after its
+    // window ends: wait (up to 30 s) for the run's last one.
+    let last = saved.concurrent.last().map_or(0, |(b, _)| u64::from(*b));
+    let started = std::time::Instant::now();
+    let answer = loop {
+        let answer = api.get(&path).await.map_err(VerifyError::Api)?;
+        let settled = answer["data"]
+            .as_array()
+            .and_then(|points| points.last())
+            .and_then(|p| p[0].as_u64())
+            .unwrap_or(0);
+        if settled >= last || started.elapsed() > std::time::Duration::from_secs(30) {
+            break answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    };
+    let got: HashMap<u64, f64> = answer["data"]
+        .as_array()
+        .map(|points| {
+            points
+                .iter()
+                .filter_map(|p| Some((p[0].as_u64()?, p[1].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let tolerance = Tolerance::of("unique_viewers");
+    let mut matched = 0;
+    for (bucket, want) in &saved.concurrent {
+        let got = got.get(&u64::from(*bucket)).copied().unwrap_or(0.0);
+        if tolerance.allows(got, *want as f64) {
+            matched += 1;
+        } else {
+            eprintln!("verify: live concurrent viewers at {bucket}: api {got}, definition {want}");
+        }
+    }
+    Ok(MetricCheck {
+        metric: "live concurrent viewers (5 s buckets)".into(),
+        expected: saved.concurrent.len() as f64,
+        got: f64::from(matched),
+        tolerance: format!("each bucket, {tolerance}"),
+        ok: matched as usize == saved.concurrent.len(),
+    })
 }
 
 /// Every value of one dimension, for each of [`BREAKDOWN_METRICS`]: the
@@ -410,5 +493,9 @@ mod tests {
             },
         );
         assert_eq!(saved.views[0].watch_time_ms, 99);
+        // Both events are at the same second: one view in each of the
+        // three buckets that counts them.
+        let counts: Vec<u64> = saved.concurrent.iter().map(|(_, n)| *n).collect();
+        assert_eq!(counts, [1, 1, 1]);
     }
 }

@@ -95,6 +95,14 @@ async fn a_short_run_verifies_and_records() {
             .unwrap_or_else(|| panic!("no breakdown line for {dimension}"));
         assert!(line.ok && line.expected >= 3.0, "{dimension}: {line:?}");
     }
+    // The live concurrent viewers, bucket by bucket, as the processor's
+    // live job settled them.
+    let live = verify
+        .lines
+        .iter()
+        .find(|l| l.metric.starts_with("live concurrent viewers"))
+        .expect("a live line");
+    assert!(live.ok && live.expected >= 2.0, "{live:?}");
     assert_eq!(r.verdict, "pass", "{:?}", r.steps);
     let step = &r.steps[0];
     assert_eq!(step.viewers, 40);

@@ -116,6 +116,25 @@ pub fn bucket_of(t: u32) -> u32 {
     t / BUCKET_S * BUCKET_S
 }
 
+/// The buckets event `e` counts in: its own and the next ones up to the
+/// window.
+pub fn buckets_of(e: &Event) -> impl Iterator<Item = u32> {
+    let first = bucket_of((e.ts_ms.max(0) / 1000) as u32);
+    (first..first + WINDOW_S).step_by(BUCKET_S as usize)
+}
+
+/// Whether event `e` makes its view a concurrent viewer: starting, playing,
+/// rebuffering (for at most [`LONG_REBUFFER_MS`]) or seeking.
+pub fn is_concurrent(e: &Event) -> bool {
+    matches!(
+        e.state,
+        PlayerState::Starting
+            | PlayerState::Playing
+            | PlayerState::Rebuffering
+            | PlayerState::Seeking
+    ) && e.current_rebuffer_ms <= LONG_REBUFFER_MS
+}
+
 /// The definition: each bucket of `range` with views, from `events` (one
 /// property's, already narrowed to the dimension value wanted; duplicates
 /// are harmless).
@@ -134,46 +153,33 @@ pub fn live_counts<'a>(
     }
     let mut buckets: BTreeMap<u32, Sets<'a>> = BTreeMap::new();
     for e in events {
-        let t = (e.ts_ms.max(0) / 1000) as u32;
         let view = &*e.view_id;
         let stalled_long = e.current_rebuffer_ms > LONG_REBUFFER_MS;
-        let active = matches!(
-            e.state,
-            PlayerState::Starting
-                | PlayerState::Playing
-                | PlayerState::Rebuffering
-                | PlayerState::Seeking
-        ) && !stalled_long;
         let fatal = e.event == EventType::Error && e.error_fatal;
-        let ends = e.event == EventType::Viewend || fatal;
         let exits = e.event == EventType::Viewend
             && e.play_requested
             && e.startup_time_ms.is_none()
             && !e.error_fatal;
-        let mut b = bucket_of(t);
-        while b < bucket_of(t) + WINDOW_S {
-            if range.contains(b) {
-                let s = buckets.entry(b).or_default();
-                if active {
-                    s.concurrent.insert(view);
-                }
-                if e.state == PlayerState::Rebuffering && !stalled_long {
-                    s.rebuffering.insert(view);
-                }
-                if e.state == PlayerState::Playing {
-                    s.playing.insert((view, e.bitrate_kbps));
-                }
-                if ends {
-                    s.ended.insert(view);
-                }
-                if fatal {
-                    s.failed.insert(view);
-                }
-                if exits {
-                    s.exited.insert(view);
-                }
+        for b in buckets_of(e).filter(|b| range.contains(*b)) {
+            let s = buckets.entry(b).or_default();
+            if is_concurrent(e) {
+                s.concurrent.insert(view);
             }
-            b += BUCKET_S;
+            if e.state == PlayerState::Rebuffering && !stalled_long {
+                s.rebuffering.insert(view);
+            }
+            if e.state == PlayerState::Playing {
+                s.playing.insert((view, e.bitrate_kbps));
+            }
+            if e.event == EventType::Viewend || fatal {
+                s.ended.insert(view);
+            }
+            if fatal {
+                s.failed.insert(view);
+            }
+            if exits {
+                s.exited.insert(view);
+            }
         }
     }
     buckets

@@ -110,7 +110,8 @@ pub struct Range {
 }
 
 impl Range {
-    fn contains(&self, t: u32) -> bool {
+    /// Whether second `t` is in `[from, to)`.
+    pub fn contains(&self, t: u32) -> bool {
         self.from <= t && t < self.to
     }
 }
