@@ -348,9 +348,12 @@ async fn check_concurrent(api: &ApiClient, saved: &Saved) -> Result<MetricCheck,
         saved.from, saved.to
     );
     // The processor's live job settles a bucket a few seconds after its
-    // window ends: wait (up to 30 s) for the run's last one.
+    // window ends and recomputes it at each interval for a minute: read
+    // once the run's last bucket is settled and two intervals have passed
+    // since every event was stored (up to 40 s).
     let last = saved.concurrent.last().map_or(0, |(b, _)| u64::from(*b));
     let started = std::time::Instant::now();
+    let recomputed = started + std::time::Duration::from_secs(10);
     let answer = loop {
         let answer = api.get(&path).await.map_err(VerifyError::Api)?;
         let settled = answer["data"]
@@ -358,7 +361,10 @@ async fn check_concurrent(api: &ApiClient, saved: &Saved) -> Result<MetricCheck,
             .and_then(|points| points.last())
             .and_then(|p| p[0].as_u64())
             .unwrap_or(0);
-        if settled >= last || started.elapsed() > std::time::Duration::from_secs(30) {
+        let now = std::time::Instant::now();
+        if (settled >= last && now >= recomputed)
+            || now - started > std::time::Duration::from_secs(40)
+        {
             break answer;
         }
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;

@@ -1,6 +1,6 @@
 //! Writes a batch to the shards: each shard's rows in one insert into its
 //! `heartbeats_local` (ClickHouse's materialized views derive `views_local`
-//! and `minute_dims_local` from the same block). The rows arrive already
+//! and `live_local` from the same block). The rows arrive already
 //! RowBinary-encoded by the workers; the insert streams their chunks as one
 //! body. A shard already written is not written again when another shard's
 //! failure makes the batch retry. Shards are written concurrently.

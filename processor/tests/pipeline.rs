@@ -7,7 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use qoe_schema::metrics;
+use qoe_schema::metrics::live;
+use qoe_schema::metrics::Range;
 use qoe_schema::record::DEAD_LETTER_REASON_HEADER;
 use qoe_schema::sample;
 use qoe_testkit::{consume, unique};
@@ -46,10 +47,13 @@ async fn exact_metrics_then_a_full_replay_changes_nothing() {
         shards.iter().all(|&n| n > 0),
         "views on both shards: {shards:?}"
     );
-    assert_eq!(
-        setup.concurrent(range).await,
-        metrics::concurrent_per_minute(&events)
-    );
+    let live_range = Range {
+        from: live::bucket_of(range.from),
+        to: live::bucket_of(range.to),
+    };
+    let want_live: Vec<_> = live::live_counts(&events, live_range).into_iter().collect();
+    assert!(want_live.len() > 100);
+    assert_eq!(setup.live(live_range).await, want_live);
     // Out of order and duplicated: each view ends at its highest seq.
     let client = qoe_common::clickhouse::server_client(
         &setup.stack.clickhouse(&setup.db),
@@ -80,10 +84,7 @@ async fn exact_metrics_then_a_full_replay_changes_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let again = setup.overview(range, now).await;
     assert_eq!(again, got, "a replay changes no metric");
-    assert_eq!(
-        setup.concurrent(range).await,
-        metrics::concurrent_per_minute(&events)
-    );
+    assert_eq!(setup.live(live_range).await, want_live, "nor a live count");
     setup.drop_database().await;
 }
 

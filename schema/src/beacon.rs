@@ -238,8 +238,8 @@ impl PlayerState {
     }
 
     /// Whether a viewer in this state counts as concurrent: waiting for
-    /// start, playing, rebuffering, seeking or just failed — not paused,
-    /// idle or ended. (The SQL twin is in `0003_minute_dims.sql`.)
+    /// start, playing, rebuffering or seeking — not idle, paused, failed or
+    /// ended (`metrics::live`; the SQL twin is in `0005_live.sql`).
     pub fn is_concurrent(self) -> bool {
         matches!(
             self,
@@ -247,7 +247,6 @@ impl PlayerState {
                 | PlayerState::Playing
                 | PlayerState::Rebuffering
                 | PlayerState::Seeking
-                | PlayerState::Errored
         )
     }
 

@@ -30,4 +30,9 @@ pub const ALL: &[Migration] = &[
         name: "live",
         sql: Sql::Any(include_str!("../migrations/0005_live.sql")),
     },
+    Migration {
+        version: 6,
+        name: "drop_minute_dims",
+        sql: Sql::Any(include_str!("../migrations/0006_drop_minute_dims.sql")),
+    },
 ];

@@ -73,23 +73,6 @@ fn assert_same_row(got: &Value, want: &metrics::Overview, what: &str) {
     }
 }
 
-/// A `DateTime` as the runner prints it (`2026-11-01 00:03:00`) back to
-/// epoch seconds.
-fn minute_of(v: &Value) -> u32 {
-    if let Some(n) = v.as_u64() {
-        return n as u32;
-    }
-    let s = v.as_str().unwrap_or_else(|| panic!("minute: {v}"));
-    let out = Command::new("date")
-        .args(["-u", "-d", s, "+%s"])
-        .output()
-        .expect("date(1)");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("minute {s}"))
-}
-
 #[test]
 fn current_ddl_and_metric_queries() {
     let mut statements = Vec::new();
@@ -161,7 +144,6 @@ fn current_ddl_and_metric_queries() {
         ],
         "queries": {
             "overview": metrics::overview_query(&client, &metrics::Scope { database: "qoe", property: "prop-1", range, now, inactivity_timeout_s: 3600, max_view_s: 86_400, filters: &[], select: metrics::Select::All }).sql_display().to_string(),
-            "concurrent": metrics::concurrent_per_minute_query(&client, "qoe", "prop-1", range).sql_display().to_string(),
             "timeseries": metrics::timeseries_query(&client, &scope, 600).sql_display().to_string(),
             "by_cdn": metrics::breakdown_query(&client, &scope, "cdn").sql_display().to_string(),
             "live": metrics::live::series_query(&client, "qoe", "prop-1", "all", "", live_range).sql_display().to_string(),
@@ -210,16 +192,6 @@ fn current_ddl_and_metric_queries() {
     let want = metrics::overview(&of(&|c| c != "cdn-c"), range, now, 3600);
     assert_same_row(&out["results"]["not_cdn_c"][0], &want, "!cdn:cdn-c");
     assert_eq!(want.views, 47);
-
-    let got: Vec<(u32, u64)> = out["results"]["concurrent"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (minute_of(&r["minute"]), f(&r["concurrent"]) as u64))
-        .collect();
-    let want = metrics::concurrent_per_minute(&events);
-    assert!(want.len() > 10);
-    assert_eq!(got, want);
 
     // The live series equals its definition, bucket by bucket.
     let got: Vec<(u32, metrics::live::LiveCounts)> = out["results"]["live"]

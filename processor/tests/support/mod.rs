@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use qoe_common::clickhouse::server_client;
 use qoe_schema::beacon::Event;
+use qoe_schema::metrics::live::{self, LiveCounts};
 use qoe_schema::metrics::{self, Overview, Range, ViewFacts};
 use qoe_schema::record::{Enrichment, Heartbeat};
 use qoe_testkit::{unique, Service, Stack};
@@ -148,13 +149,26 @@ impl Setup {
             .expect("overview")
     }
 
-    /// Concurrent viewers per minute, through the per-minute aggregate.
-    pub async fn concurrent(&self, range: Range) -> Vec<(u32, u64)> {
-        let client = server_client(&self.stack.clickhouse(&self.db), &self.stack.shards[0]);
-        metrics::concurrent_per_minute_query(&client, &self.db, PROPERTY, range)
-            .fetch_all()
-            .await
-            .expect("concurrent")
+    /// The live counts of every view per 5-second bucket of `range`,
+    /// each shard's buckets settled first (as the processor's live job
+    /// does for recent ones; these samples are older).
+    pub async fn live(&self, range: Range) -> Vec<(u32, LiveCounts)> {
+        let cfg = self.stack.clickhouse(&self.db);
+        for url in &self.stack.shards {
+            live::settle_query(&server_client(&cfg, url), &self.db, range)
+                .execute()
+                .await
+                .expect("settle");
+        }
+        let client = server_client(&cfg, &self.stack.shards[0]);
+        let rows = live::fetch_live(live::series_query(
+            &client, &self.db, PROPERTY, "all", "", range,
+        ))
+        .await
+        .expect("live series");
+        rows.into_iter()
+            .map(|g| (g.value.parse().expect("a bucket"), g.counts))
+            .collect()
     }
 
     /// Rows of `table_local` on each shard.

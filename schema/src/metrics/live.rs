@@ -126,13 +126,7 @@ pub fn buckets_of(e: &Event) -> impl Iterator<Item = u32> {
 /// Whether event `e` makes its view a concurrent viewer: starting, playing,
 /// rebuffering (for at most [`LONG_REBUFFER_MS`]) or seeking.
 pub fn is_concurrent(e: &Event) -> bool {
-    matches!(
-        e.state,
-        PlayerState::Starting
-            | PlayerState::Playing
-            | PlayerState::Rebuffering
-            | PlayerState::Seeking
-    ) && e.current_rebuffer_ms <= LONG_REBUFFER_MS
+    e.state.is_concurrent() && e.current_rebuffer_ms <= LONG_REBUFFER_MS
 }
 
 /// The definition: each bucket of `range` with views, from `events` (one

@@ -16,11 +16,11 @@
 //!   heartbeats never move a view into another bucket of history it already
 //!   left.
 //!
-//! Here: the vocabulary and the Rust computation ([`overview`],
-//! [`concurrent_per_minute`]). [`sql`] has the same metrics as ClickHouse
-//! queries, over a per-view subquery with every value bound as a query
-//! parameter; [`check`] compares two overviews, each metric within its
-//! stated tolerance.
+//! Here: the vocabulary and the Rust computation ([`overview`]). [`sql`]
+//! has the same metrics as ClickHouse queries, over a per-view subquery
+//! with every value bound as a query parameter; [`check`] compares two
+//! overviews, each metric within its stated tolerance; [`live`] has the
+//! live 5-second numbers, in Rust and SQL.
 
 pub mod check;
 pub mod live;
@@ -28,8 +28,8 @@ pub mod sql;
 
 pub use check::{MetricCheck, Tolerance};
 pub use sql::{
-    breakdown_query, concurrent_per_minute_query, fetch_breakdown, fetch_overview, overview_query,
-    timeseries_query, Filter, FilterValue, Group, MetricSql, Scope, Select, OVERVIEW_METRICS,
+    breakdown_query, fetch_breakdown, fetch_overview, overview_query, timeseries_query, Filter,
+    FilterValue, Group, MetricSql, Scope, Select, OVERVIEW_METRICS,
 };
 
 use serde::{Deserialize, Serialize};
@@ -229,23 +229,6 @@ pub fn overview(
         rebuffer_duration_ms_per_view: ratio(rebuf_ms as f64, n_end),
         avg_bitrate_kbps: ratio(bitrate_weighted as f64, playing_end as f64),
     }
-}
-
-/// [`concurrent_per_minute_query`] in Rust: for each minute with events,
-/// the number of distinct views with an event in an active state in it.
-pub fn concurrent_per_minute<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<(u32, u64)> {
-    let mut minutes: std::collections::BTreeMap<u32, std::collections::BTreeSet<&str>> =
-        Default::default();
-    for e in events {
-        let views = minutes.entry((e.ts_ms / 60_000 * 60) as u32).or_default();
-        if e.state.is_concurrent() {
-            views.insert(&e.view_id);
-        }
-    }
-    minutes
-        .into_iter()
-        .map(|(minute, views)| (minute, views.len() as u64))
-        .collect()
 }
 
 #[cfg(test)]

@@ -318,30 +318,6 @@ fn overview_columns(select: Select<'_>) -> String {
     columns.join(", ")
 }
 
-/// **Concurrent viewers** per minute: distinct views with an event in the
-/// minute whose state was starting, playing, rebuffering, seeking or just
-/// failed (paused, idle and ended views excluded), from the `minute_dims`
-/// aggregate (`uniq`: exact below ~65 k per minute, within ~2 % above).
-/// Known gap: views rebuffering for more than 5 minutes are still counted.
-/// Returns `(minute, concurrent)` rows for `dim = 'all'`.
-pub fn concurrent_per_minute_query(
-    client: &Client,
-    database: &str,
-    property: &str,
-    range: Range,
-) -> Query {
-    client
-        .query(
-            "SELECT minute, uniqMerge(concurrent) AS concurrent FROM ?.minute_dims \
-             WHERE property_id = ? AND dim = 'all' AND minute >= toDateTime(?) AND minute < toDateTime(?) \
-             GROUP BY minute ORDER BY minute",
-        )
-        .bind(Identifier(database))
-        .bind(property)
-        .bind(range.from)
-        .bind(range.to)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
