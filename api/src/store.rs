@@ -48,6 +48,7 @@ impl Store {
                         limits.max_execution_time.as_secs().max(1).to_string(),
                     )
                     .with_setting("max_rows_to_read", limits.max_rows_to_read.to_string())
+                    .with_setting("priority", qoe_common::clickhouse::READ_PRIORITY)
             });
         Store {
             client,

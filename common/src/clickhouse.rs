@@ -32,6 +32,14 @@ pub fn shards(cfg: &ClickHouseConfig) -> Vec<Shard> {
         .collect()
 }
 
+/// ClickHouse query priorities (`priority`: 1 is the highest; a query
+/// waits while one of higher priority runs). Customers' reads have the
+/// tight SLO (p90 < 750 ms), writes a loose one (p99 < 30 s), so on a busy
+/// server the api's reads go first and the pipeline's writes yield.
+pub const READ_PRIORITY: &str = "1";
+/// See [`READ_PRIORITY`].
+pub const WRITE_PRIORITY: &str = "5";
+
 /// A client for the server at `url` with no database selected (for DDL that
 /// creates the database).
 pub fn server_client(cfg: &ClickHouseConfig, url: &str) -> Client {

@@ -63,7 +63,12 @@ pub async fn drive(cfg: &LoadgenConfig, steps: &[Step], stop_on_breach: bool) ->
     let (read_tx, read_rx) = flume::unbounded::<(i64, f64)>();
     let started_ms = now_ms();
     let watchers = [
-        tokio::spawn(watch_markers(cfg.clickhouse.clone(), marker_rx, write_tx)),
+        tokio::spawn(watch_markers(
+            cfg.clickhouse.clone(),
+            cfg.target.property_id.clone(),
+            marker_rx,
+            write_tx,
+        )),
         tokio::spawn(time_reads(
             cfg.target.api(),
             started_ms,

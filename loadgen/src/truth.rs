@@ -348,7 +348,7 @@ async fn check_concurrent(api: &ApiClient, saved: &Saved) -> Result<MetricCheck,
         saved.from, saved.to
     );
     // The processor's live job settles a bucket a few seconds after its
-    // window ends and recomputes it at each interval for a minute: read
+    // window ends and recomputes it at each interval while it settles: read
     // once the run's last bucket is settled and two intervals have passed
     // since every event was stored (up to 40 s).
     let last = saved.concurrent.last().map_or(0, |(b, _)| u64::from(*b));

@@ -16,10 +16,13 @@ use crate::api::ApiClient;
 
 use crate::config::LoadgenConfig;
 
-/// Polls the store for marker views; reports `(intended send, latency s)`
-/// as each appears.
+/// Polls the store for marker views of `property`; reports `(intended
+/// send, latency s)` as each appears. The poll reads only the property's
+/// rows received since the oldest pending marker (key prefix and hourly
+/// partitions), so it stays light however much history the store holds.
 pub async fn watch_markers(
     ch: ClickHouseConfig,
+    property: String,
     new: flume::Receiver<(String, i64)>,
     found: flume::Sender<(i64, f64)>,
 ) {
@@ -36,10 +39,16 @@ pub async fn watch_markers(
             continue;
         }
         let views: Vec<&str> = pending.keys().map(String::as_str).collect();
+        let oldest = pending.values().min().copied().unwrap_or_default();
         let query = shard
             .client
-            .query("SELECT DISTINCT view_id FROM ?.heartbeats WHERE has(?, view_id)")
+            .query(
+                "SELECT DISTINCT view_id FROM ?.heartbeats \
+                 WHERE property_id = ? AND received_at >= toDateTime(?) AND has(?, view_id)",
+            )
             .bind(Identifier(&ch.database))
+            .bind(&property)
+            .bind((oldest / 1000 - 60).max(0) as u32)
             .bind(views);
         let seen_at = now_ms();
         match query.fetch_all::<String>().await {

@@ -50,7 +50,7 @@ impl Default for LiveSettings {
         LiveSettings {
             enabled: true,
             interval: Duration::from_secs(5),
-            settle: Duration::from_secs(60),
+            settle: Duration::from_secs(30),
         }
     }
 }

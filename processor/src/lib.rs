@@ -62,10 +62,7 @@ pub async fn run(
     probes.extend(qoe_common::clickhouse::probes(&cfg.clickhouse));
     let admin = qoe_common::admin::start(&cfg.admin, probes).await?;
     let (consumer, dead_letters) = consume::clients(&cfg.kafka, &cfg.processor)?;
-    let writer = writer::Writer::new(
-        qoe_common::clickhouse::shards(&cfg.clickhouse),
-        Duration::from_secs(30),
-    );
+    let writer = writer::Writer::new(writing_shards(&cfg), Duration::from_secs(30));
     tracing::info!(
         group = %cfg.processor.group,
         topic = %cfg.kafka.topic,
@@ -76,7 +73,7 @@ pub async fn run(
     );
     let live = cfg.live.enabled.then(|| {
         tokio::spawn(live::run(
-            qoe_common::clickhouse::shards(&cfg.clickhouse),
+            writing_shards(&cfg),
             cfg.clickhouse.database.clone(),
             cfg.live.clone(),
         ))
@@ -102,4 +99,18 @@ pub async fn run(
     admin.stop().await;
     tracing::info!("processor stopped");
     Ok(())
+}
+
+/// The shards, their clients' queries yielding to customers' reads
+/// (`qoe_common::clickhouse::WRITE_PRIORITY`).
+fn writing_shards(cfg: &ProcessorConfig) -> Vec<qoe_common::clickhouse::Shard> {
+    qoe_common::clickhouse::shards(&cfg.clickhouse)
+        .into_iter()
+        .map(|mut shard| {
+            shard.client = shard
+                .client
+                .with_setting("priority", qoe_common::clickhouse::WRITE_PRIORITY);
+            shard
+        })
+        .collect()
 }
