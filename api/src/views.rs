@@ -7,7 +7,7 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use qoe_schema::metrics::{Filter, Range};
+use qoe_schema::metrics::{bind_view_source, view_source, Filter, Range};
 
 use crate::error::RequestError;
 use crate::params::Common;
@@ -62,20 +62,54 @@ pub struct EventRow {
 /// Most events a timeline returns.
 const MAX_EVENTS: u32 = 10_000;
 
-/// The per-view rows of `property` that started in `[from, to)` and match
-/// `{where}` (further ` AND …` conditions with their own placeholders),
-/// each view's latest row (`FINAL`, as in `schema::metrics`), newest first.
-const VIEWS: &str = "SELECT view_id, viewer_id, toUInt32(view_start) AS view_start, \
-        toUInt32(last_ts) AS last_event_at, last_event, video_id, video_title, player_name, \
-        cdn, country, device_type, watch_time_ms, playing_time_ms, startup_time_ms, started, \
-        rebuffer_count, rebuffer_duration_ms, avg_bitrate_kbps, error_fatal, error_code \
-    FROM ( \
-      SELECT view_id, viewer_id, view_start, last_ts, last_event, video_id, video_title, \
-             player_name, cdn, country, device_type, watch_time_ms, playing_time_ms, \
-             startup_time_ms, started, rebuffer_count, rebuffer_duration_ms, avg_bitrate_kbps, \
-             error_fatal, error_code \
-      FROM ?.views FINAL \
-      WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) {where})";
+/// The `views` columns a view's facts show.
+const FACT_COLUMNS: &[&str] = &[
+    "view_id",
+    "viewer_id",
+    "view_start",
+    "last_ts",
+    "last_event",
+    "video_id",
+    "video_title",
+    "player_name",
+    "cdn",
+    "country",
+    "device_type",
+    "watch_time_ms",
+    "playing_time_ms",
+    "startup_time_ms",
+    "started",
+    "rebuffer_count",
+    "rebuffer_duration_ms",
+    "avg_bitrate_kbps",
+    "error_fatal",
+    "error_code",
+];
+
+/// `columns` and the columns `filters` name, once each.
+fn with_filter_columns<'a>(columns: &[&'a str], filters: &[Filter<'_>]) -> Vec<&'a str> {
+    let mut all: Vec<&str> = columns.to_vec();
+    all.extend(filters.iter().map(|f| f.column));
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// The facts ([`ViewRow`]) of `property`'s views that started in a range
+/// (`schema::metrics::view_source`, bound by `bind_view_source`), as of
+/// each view's latest row, matching `condition` (further ` AND …` over
+/// `columns`, with its own placeholders).
+fn views_sql(columns: &[&str], condition: &str) -> String {
+    format!(
+        "SELECT view_id, viewer_id, toUInt32(view_start) AS view_start, \
+                toUInt32(last_ts) AS last_event_at, last_event, video_id, video_title, \
+                player_name, cdn, country, device_type, watch_time_ms, playing_time_ms, \
+                startup_time_ms, started, rebuffer_count, rebuffer_duration_ms, \
+                avg_bitrate_kbps, error_fatal, error_code \
+         FROM ({}) WHERE 1 {condition}",
+        view_source(columns)
+    )
+}
 
 /// The range of view starts `keys` cover, `None` when empty.
 fn span_of(keys: &[(String, u32)]) -> Option<Range> {
@@ -107,18 +141,16 @@ impl Store {
         // First the page's keys, reading only what the filters need (the
         // whole facts of every view in range would not fit in memory at
         // millions of views), then the facts of those views alone.
+        let mut key_columns = with_filter_columns(&["view_id", "view_start"], filters);
+        if viewer.is_some() {
+            key_columns.push("viewer_id");
+        }
         let keys = format!(
-            "SELECT view_id, view_start FROM ?.views FINAL \
-             WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
-             {conditions}"
+            "SELECT view_id, view_start FROM ({}) WHERE 1 {conditions}",
+            view_source(&key_columns)
         );
         let bind = |sql: &str| {
-            let q = client
-                .query(sql)
-                .bind(Identifier(self.database()))
-                .bind(property)
-                .bind(range.from)
-                .bind(range.to);
+            let q = bind_view_source(client.query(sql), self.database(), property, range);
             let q = Filter::bind_all(q, filters);
             match viewer {
                 Some(v) => q.bind(v),
@@ -146,7 +178,7 @@ impl Store {
 
     /// The facts of the views of `property` that started in `starts`
     /// and match `condition` (one placeholder, bound to `value`), newest
-    /// first. A narrow `starts` keeps `FINAL` to a few granules.
+    /// first. A narrow `starts` keeps the read to a few granules.
     async fn facts(
         &self,
         route: &str,
@@ -155,15 +187,11 @@ impl Store {
         condition: &str,
         value: impl serde::Serialize,
     ) -> Result<Vec<ViewRow>, RequestError> {
-        let facts = VIEWS.replace("{where}", condition);
+        let facts = views_sql(FACT_COLUMNS, condition);
         let query = self
             .client()?
-            .query(&format!("{facts} ORDER BY view_start DESC, view_id"))
-            .bind(Identifier(self.database()))
-            .bind(property)
-            .bind(starts.from)
-            .bind(starts.to)
-            .bind(value);
+            .query(&format!("{facts} ORDER BY view_start DESC, view_id"));
+        let query = bind_view_source(query, self.database(), property, starts).bind(value);
         self.timed(route, query.fetch_all::<ViewRow>()).await
     }
 
@@ -242,15 +270,17 @@ impl Store {
         filters: &[Filter<'_>],
     ) -> Result<(Vec<ErrorRow>, u64), RequestError> {
         let client = self.client()?;
-        let inner = VIEWS.replace("{where}", &Filter::conditions(filters));
+        let inner = views_sql(
+            &with_filter_columns(FACT_COLUMNS, filters),
+            &Filter::conditions(filters),
+        );
         let ended = "last_event_at >= ? AND last_event_at < ?";
+        let starts = Range {
+            from: range.from.saturating_sub(self.max_view_s()),
+            to: range.to,
+        };
         let bind = |sql: &str| {
-            let q = client
-                .query(sql)
-                .bind(Identifier(self.database()))
-                .bind(property)
-                .bind(range.from.saturating_sub(self.max_view_s()))
-                .bind(range.to);
+            let q = bind_view_source(client.query(sql), self.database(), property, starts);
             Filter::bind_all(q, filters).bind(range.from).bind(range.to)
         };
         let codes = bind(&format!(

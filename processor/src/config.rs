@@ -1,5 +1,5 @@
 //! The processor's configuration: `[log]`, `[admin]`, `[kafka]`, `[clickhouse]`,
-//! `[processor]` and `[live]`. See `qoe_common::config` for how layers merge.
+//! `[processor]`, `[live]` and `[seal]`. See `qoe_common::config` for how layers merge.
 
 use std::time::Duration;
 
@@ -26,6 +26,36 @@ pub struct ProcessorConfig {
     pub processor: ProcessorSettings,
     /// The live numbers' settling job.
     pub live: LiveSettings,
+    /// The seal job.
+    pub seal: SealSettings,
+}
+
+/// The seal job (`[seal]`): copies each settled day's views, collapsed,
+/// so long-range reads need not collapse them again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SealSettings {
+    /// Whether this processor runs the job (every processor may: it is
+    /// idempotent).
+    pub enabled: bool,
+    /// How often the shards are checked for days to seal.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long after a day's end it is sealed: keep it above the api's
+    /// `query.max_view` plus the inactivity timeout (1 h), so every view
+    /// that started that day has ended.
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+}
+
+impl Default for SealSettings {
+    fn default() -> Self {
+        SealSettings {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            after: Duration::from_secs(8 * 3600),
+        }
+    }
 }
 
 /// The live job (`[live]`): turns the live 5-second states into the counts
@@ -138,6 +168,7 @@ impl Default for ProcessorConfig {
             clickhouse: ClickHouseConfig::default(),
             processor: ProcessorSettings::default(),
             live: LiveSettings::default(),
+            seal: SealSettings::default(),
         }
     }
 }
@@ -188,6 +219,12 @@ impl Validate for ProcessorConfig {
             return Err(ConfigError::invalid(
                 "live.interval",
                 "must be greater than zero and at most live.settle",
+            ));
+        }
+        if self.seal.interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "seal.interval",
+                "must be greater than zero",
             ));
         }
         if p.retry_backoff.is_zero() || p.retry_max_backoff < p.retry_backoff {

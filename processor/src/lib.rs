@@ -20,7 +20,8 @@
 //!    tables); only when every shard acknowledged are the offsets committed.
 //!    While ClickHouse fails, consumption is paused and the insert retried.
 //! 5. Beside the loop, [`live`] turns ClickHouse's live 5-second states
-//!    into the counts the api's `/v1/monitoring` reads.
+//!    into the counts the api's `/v1/monitoring` reads, and [`seal`] copies
+//!    each settled day's views, collapsed, for long-range reads.
 //! 6. On SIGTERM the last batch is written and committed within
 //!    `processor.shutdown_flush_timeout`; past it the process exits without
 //!    committing, and the partitions' next owner reads those records again.
@@ -30,6 +31,7 @@ pub mod config;
 pub mod consume;
 pub mod live;
 pub mod metrics;
+pub mod seal;
 pub mod views;
 pub mod workers;
 pub mod writer;
@@ -78,6 +80,13 @@ pub async fn run(
             cfg.live.clone(),
         ))
     });
+    let seal = cfg.seal.enabled.then(|| {
+        tokio::spawn(seal::run(
+            writing_shards(&cfg),
+            cfg.clickhouse.database.clone(),
+            cfg.seal.clone(),
+        ))
+    });
     let health = admin.health.clone();
     let on_signal = async move {
         shutdown.await;
@@ -93,8 +102,8 @@ pub async fn run(
     }
     .run(on_signal)
     .await;
-    if let Some(live) = live {
-        live.abort();
+    for job in [live, seal].into_iter().flatten() {
+        job.abort();
     }
     admin.stop().await;
     tracing::info!("processor stopped");

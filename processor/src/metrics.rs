@@ -40,6 +40,10 @@ pub struct Metrics {
     pub live_settle_seconds: Histogram,
     /// Live settles that failed (retried at the next interval).
     pub live_settle_failures: IntCounter,
+    /// Time to seal one day on one shard.
+    pub seal_seconds: Histogram,
+    /// Seal runs that failed (retried at the next interval).
+    pub seal_failures: IntCounter,
 }
 
 /// The process-wide metrics.
@@ -130,6 +134,17 @@ pub fn metrics() -> &'static Metrics {
             live_settle_failures: register_int_counter!(
                 "qoe_processor_live_settle_failures_total",
                 "Live settles that failed (retried at the next interval)"
+            )
+            .expect("metric"),
+            seal_seconds: register_histogram!(
+                "qoe_processor_seal_seconds",
+                "Time to seal one day on one shard",
+                seconds.clone()
+            )
+            .expect("metric"),
+            seal_failures: register_int_counter!(
+                "qoe_processor_seal_failures_total",
+                "Seal runs that failed (retried at the next interval)"
             )
             .expect("metric"),
         }

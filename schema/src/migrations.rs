@@ -35,4 +35,9 @@ pub const ALL: &[Migration] = &[
         name: "drop_minute_dims",
         sql: Sql::Any(include_str!("../migrations/0006_drop_minute_dims.sql")),
     },
+    Migration {
+        version: 7,
+        name: "sealed",
+        sql: Sql::Any(include_str!("../migrations/0007_sealed.sql")),
+    },
 ];

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use qoe_schema::metrics::{self, Range, ViewFacts};
+use qoe_schema::metrics::{self, seal, Range, ViewFacts};
 use qoe_schema::migrate::Variant;
 use qoe_schema::record::{Enrichment, Heartbeat};
 use qoe_schema::rows::HeartbeatRow;
@@ -133,8 +133,31 @@ fn current_ddl_and_metric_queries() {
     let settle = metrics::live::settle_query(&client, "qoe", live_range)
         .sql_display()
         .to_string();
+    // Every day of the sample sealed (as of an hour from now, so no part
+    // is newer: fresh), so the metric queries read `views_sealed`.
+    let mut after = vec![settle.clone(), settle];
+    let mut days: Vec<u32> = events
+        .iter()
+        .map(|e| (e.view_start_ms / 1000) as u32 / seal::DAY_S * seal::DAY_S)
+        .collect();
+    days.dedup();
+    for day in days {
+        after.push(
+            seal::copy_query(&client, "qoe", day, 7)
+                .sql_display()
+                .to_string(),
+        );
+        after.push(
+            seal::record_query(&client, "qoe", day, 7, now + 3600)
+                .sql_display()
+                .to_string(),
+        );
+    }
+    after.push(
+        "SELECT throwIf(count() = 0, 'nothing sealed') FROM qoe.views_sealed_local".to_owned(),
+    );
     let job = json!({
-        "after": [settle, settle],
+        "after": after,
         "config": CONFIG,
         "statements": statements,
         // The same rows twice: a replay must not change any metric.
@@ -145,6 +168,7 @@ fn current_ddl_and_metric_queries() {
         "queries": {
             "overview": metrics::overview_query(&client, &metrics::Scope { database: "qoe", property: "prop-1", range, now, inactivity_timeout_s: 3600, max_view_s: 86_400, filters: &[], select: metrics::Select::All }).sql_display().to_string(),
             "timeseries": metrics::timeseries_query(&client, &scope, 600).sql_display().to_string(),
+            "fresh": metrics::sql::fresh_seals_query(&client, "qoe").sql_display().to_string(),
             "by_cdn": metrics::breakdown_query(&client, &scope, "cdn").sql_display().to_string(),
             "live": metrics::live::series_query(&client, "qoe", "prop-1", "all", "", live_range).sql_display().to_string(),
             "not_cdn_c": metrics::overview_query(&client, &metrics::Scope { filters: &not_cdn_c, ..scope }).sql_display().to_string(),
@@ -158,6 +182,10 @@ fn current_ddl_and_metric_queries() {
         "engine {version}"
     );
 
+    assert!(
+        !out["results"]["fresh"].as_array().unwrap().is_empty(),
+        "the metric queries read sealed days"
+    );
     let facts = ViewFacts::latest_per_view(&events);
     let want = metrics::overview(&facts, range, now, 3600);
     assert_same_row(&out["results"]["overview"][0], &want, "overview");

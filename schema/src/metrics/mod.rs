@@ -24,12 +24,14 @@
 
 pub mod check;
 pub mod live;
+pub mod seal;
 pub mod sql;
 
 pub use check::{MetricCheck, Tolerance};
 pub use sql::{
-    breakdown_query, fetch_breakdown, fetch_overview, overview_query, timeseries_query, Filter,
-    FilterValue, Group, MetricSql, Scope, Select, OVERVIEW_METRICS,
+    bind_view_source, breakdown_query, fetch_breakdown, fetch_overview, overview_query,
+    timeseries_query, view_source, Filter, FilterValue, Group, MetricSql, Scope, Select,
+    OVERVIEW_METRICS,
 };
 
 use serde::{Deserialize, Serialize};

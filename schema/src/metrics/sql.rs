@@ -62,35 +62,115 @@ pub const OVERVIEW_METRICS: &[MetricSql] = &[
     },
 ];
 
+/// Where each view's latest row comes from: a sealed day's collapsed
+/// rows (`views_sealed`, migration 0007) while the seal is fresh, else
+/// `views FINAL`, which collapses a view's rows as the
+/// `ReplacingMergeTree(seq)` merge would (correct before merges, a plain
+/// scan after them). Its columns are `{columns}`; its `?` placeholders are
+/// bound by [`bind_view_source`]. Conditions on it belong outside: a
+/// `WHERE` over it runs after `FINAL`, so a filter sees each view's latest
+/// value (`schema/tests/clickhouse.rs` holds both servers to that).
+const VIEW_SOURCE: &str = "SELECT {columns} FROM ?.views_sealed \
+      WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
+        AND (toDate(view_start), generation) IN ({fresh}) \
+    UNION ALL \
+    SELECT {columns} FROM ?.views FINAL \
+      WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
+        AND toDate(view_start) NOT IN (SELECT day FROM ({fresh}))";
+
+/// A shard's fresh seals, `(day, generation)`: each day's latest seal,
+/// when no part of the day's `views_local` partition was written in or
+/// after the second the seal began (a later heartbeat, a replay or a merge
+/// makes it stale until the seal job seals the day again). Runs on each
+/// shard against its own tables.
+const FRESH_SEALS: &str = "SELECT day, latest FROM ( \
+        SELECT day, max(generation) AS latest, argMax(sealed_at, generation) AS began \
+        FROM ?.sealed_days_local GROUP BY day) AS seals \
+      ANY LEFT JOIN ( \
+        SELECT toDate(concat(substring(partition, 1, 4), '-', substring(partition, 5, 2), '-', \
+                             substring(partition, 7, 2))) AS day, \
+               max(modification_time) AS modified \
+        FROM system.parts WHERE database = ? AND table = 'views_local' AND active \
+        GROUP BY day) AS parts USING day \
+      WHERE modified < began";
+
+/// A shard's fresh seals, `(day start, generation)` ([`FRESH_SEALS`], to
+/// run on one shard).
+pub fn fresh_seals_query(client: &Client, database: &str) -> Query {
+    client
+        .query(&format!(
+            "SELECT toUInt32(toDateTime(day)), latest FROM ({FRESH_SEALS}) ORDER BY day"
+        ))
+        .bind(Identifier(database))
+        .bind(database)
+}
+
+/// [`VIEW_SOURCE`] reading `columns` (`views` columns, from fixed tables,
+/// never user text).
+pub fn view_source(columns: &[&str]) -> String {
+    VIEW_SOURCE
+        .replace("{fresh}", FRESH_SEALS)
+        .replace("{columns}", &columns.join(", "))
+}
+
+/// Binds [`view_source`]'s values: `property`'s views that started in
+/// `starts`.
+pub fn bind_view_source(query: Query, database: &str, property: &str, starts: Range) -> Query {
+    let branch = |query: Query, table_db: Identifier<'_>| {
+        query
+            .bind(table_db)
+            .bind(property)
+            .bind(starts.from)
+            .bind(starts.to)
+            .bind(Identifier(database))
+            .bind(database)
+    };
+    let query = branch(query, Identifier(database));
+    branch(query, Identifier(database))
+}
+
+/// The `views` columns the per-view subquery reads, before a breakdown's
+/// and the filters' own.
+const VIEW_COLUMNS_READ: &[&str] = &[
+    "view_start",
+    "viewer_id",
+    "last_ts",
+    "last_event",
+    "play_requested",
+    "started",
+    "startup_time_ms",
+    "error_fatal",
+    "watch_time_ms",
+    "playing_time_ms",
+    "rebuffer_count",
+    "rebuffer_duration_ms",
+    "avg_bitrate_kbps",
+];
+
 /// The per-view subquery: one row per view of `property` that may matter
 /// for `range` (started in it, or started up to `max_view_s` before it and
-/// possibly ending in it), each its highest-`seq` row. `FINAL` collapses a
-/// view's rows as the `ReplacingMergeTree(seq)` merge would, so it is
-/// correct before merges; on merged parts it is a plain scan, several times
-/// faster than grouping by view. ClickHouse applies `WHERE` after `FINAL`
-/// (only `PREWHERE` runs before it, and conditions on non-key columns are
-/// not moved there with `FINAL`), so a filter sees each view's latest value
-/// — `schema/tests/clickhouse.rs` holds both servers to that.
+/// possibly ending in it), each its latest ([`VIEW_SOURCE`]).
 ///
 /// Its columns (named apart from the table's, as ClickHouse resolves
-/// aliases before columns): `view_id`, `start`, `viewer`, `last`,
-/// `final_event`, `requested`, `has_startup`, `startup_ms`, `fatal`,
-/// `watch_ms`, `playing_ms`, `rebuffers`, `rebuffer_ms`, `bitrate_kbps`, and
-/// the flags `in_start`, `in_end`, `ended`. Its `?` placeholders are bound
-/// by [`bind_views`], in order; `{filters}` is where [`Scope::filters`] go,
-/// and `{group}` a breakdown's `group_value` column.
+/// aliases before columns): `start`, `viewer`, `last`, `final_event`,
+/// `requested`, `has_startup`, `startup_ms`, `fatal`, `watch_ms`,
+/// `playing_ms`, `rebuffers`, `rebuffer_ms`, `bitrate_kbps`, and the flags
+/// `in_start`, `in_end`, `ended`. Its `?` placeholders are bound by
+/// [`bind_views`], in order; `{source}` is the [`view_source`],
+/// `{filters}` where [`Scope::filters`] go, and `{group}` a breakdown's
+/// `group_value` column.
 const VIEWS_SUBQUERY: &str = "SELECT *, \
         (start >= toDateTime(?) AND start < toDateTime(?)) AS in_start, \
         (last >= toDateTime(?) AND last < toDateTime(?)) AS in_end, \
         (final_event = 'viewend' OR fatal = 1 OR toDateTime(?) - last >= ?) AS ended \
     FROM ( \
-      SELECT view_id, view_start AS start, viewer_id AS viewer, last_ts AS last, \
+      SELECT view_start AS start, viewer_id AS viewer, last_ts AS last, \
              last_event AS final_event, play_requested AS requested, started AS has_startup, \
              startup_time_ms AS startup_ms, error_fatal AS fatal, watch_time_ms AS watch_ms, \
              playing_time_ms AS playing_ms, rebuffer_count AS rebuffers, \
              rebuffer_duration_ms AS rebuffer_ms, avg_bitrate_kbps AS bitrate_kbps {group} \
-      FROM ?.views FINAL \
-      WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) {filters})";
+      FROM ({source}) \
+      WHERE 1 {filters})";
 
 /// Binds [`VIEWS_SUBQUERY`]'s values (the client escapes them).
 fn bind_views(query: Query, scope: &Scope<'_>) -> Query {
@@ -101,21 +181,28 @@ fn bind_views(query: Query, scope: &Scope<'_>) -> Query {
         .bind(from)
         .bind(to)
         .bind(scope.now)
-        .bind(scope.inactivity_timeout_s)
-        .bind(Identifier(scope.database))
-        .bind(scope.property)
-        .bind(from.saturating_sub(scope.max_view_s))
-        .bind(to);
+        .bind(scope.inactivity_timeout_s);
+    let starts = Range {
+        from: from.saturating_sub(scope.max_view_s),
+        to,
+    };
+    let query = bind_view_source(query, scope.database, scope.property, starts);
     Filter::bind_all(query, scope.filters)
 }
 
 /// The per-view subquery with `scope`'s filters in place and, for a
 /// breakdown, each view's latest value of `group` as `group_value`.
-fn views_subquery(scope: &Scope<'_>, group: Option<&str>) -> String {
+fn views_subquery(scope: &Scope<'_>, group: Option<&'static str>) -> String {
+    let mut columns: Vec<&str> = VIEW_COLUMNS_READ.to_vec();
+    columns.extend(group);
+    columns.extend(scope.filters.iter().map(|f| f.column));
+    columns.sort_unstable();
+    columns.dedup();
     let group = group
         .map(|column| format!(", {column} AS group_value"))
         .unwrap_or_default();
     VIEWS_SUBQUERY
+        .replace("{source}", &view_source(&columns))
         .replace("{filters}", &Filter::conditions(scope.filters))
         .replace("{group}", &group)
 }
@@ -138,8 +225,8 @@ pub enum FilterValue<'a> {
 }
 
 impl Filter<'_> {
-    /// ` AND …` of `filters`, to follow a `WHERE` over `views FINAL` (so
-    /// each condition sees a view's latest value), or nothing; bind its
+    /// ` AND …` of `filters`, to follow a `WHERE` over a [`view_source`]
+    /// (so each condition sees a view's latest value), or nothing; bind its
     /// values with [`Filter::bind_all`].
     pub fn conditions(filters: &[Filter<'_>]) -> String {
         filters
@@ -358,11 +445,12 @@ mod tests {
             "only what is selected: {sql}"
         );
         assert!(sql.contains("FROM `qoe`.views FINAL"), "{sql}");
+        assert!(sql.contains("FROM `qoe`.views_sealed WHERE"), "{sql}");
         assert!(sql.contains(r"property_id = 'it\'s \\ here'"), "{sql}");
         assert!(sql.contains("view_start >= toDateTime(50)"), "{sql}");
         assert!(sql.contains("toDateTime(300) - last >= 3600"), "{sql}");
         assert!(
-            sql.contains(r"AND country = 'US\' OR 1=1 --' AND asn != 3320)"),
+            sql.contains(r"WHERE 1  AND country = 'US\' OR 1=1 --' AND asn != 3320)"),
             "{sql}"
         );
     }
