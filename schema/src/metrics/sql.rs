@@ -66,7 +66,9 @@ pub const OVERVIEW_METRICS: &[MetricSql] = &[
 /// rows (`views_sealed`, migration 0007) while the seal is fresh, else
 /// `views FINAL`, which collapses a view's rows as the
 /// `ReplacingMergeTree(seq)` merge would (correct before merges, a plain
-/// scan after them). Its columns are `{columns}`; its `?` placeholders are
+/// scan after them); its `PREWHERE` skips the sealed days' rows before
+/// `FINAL` reads them, safely, as a view's rows share one `view_start`.
+/// Its columns are `{columns}`; its `?` placeholders are
 /// bound by [`bind_view_source`]. Conditions on it belong outside: a
 /// `WHERE` over it runs after `FINAL`, so a filter sees each view's latest
 /// value (`schema/tests/clickhouse.rs` holds both servers to that).
@@ -75,8 +77,8 @@ const VIEW_SOURCE: &str = "SELECT {columns} FROM ?.views_sealed \
         AND (toDate(view_start), generation) IN ({fresh}) \
     UNION ALL \
     SELECT {columns} FROM ?.views FINAL \
-      WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
-        AND toDate(view_start) NOT IN (SELECT day FROM ({fresh}))";
+      PREWHERE toDate(view_start) NOT IN (SELECT day FROM ({fresh})) \
+      WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?)";
 
 /// A shard's fresh seals, `(day, generation)`: each day's latest seal,
 /// when no part of the day's `views_local` partition was written in or
@@ -116,17 +118,10 @@ pub fn view_source(columns: &[&str]) -> String {
 /// Binds [`view_source`]'s values: `property`'s views that started in
 /// `starts`.
 pub fn bind_view_source(query: Query, database: &str, property: &str, starts: Range) -> Query {
-    let branch = |query: Query, table_db: Identifier<'_>| {
-        query
-            .bind(table_db)
-            .bind(property)
-            .bind(starts.from)
-            .bind(starts.to)
-            .bind(Identifier(database))
-            .bind(database)
-    };
-    let query = branch(query, Identifier(database));
-    branch(query, Identifier(database))
+    let range = |query: Query| query.bind(property).bind(starts.from).bind(starts.to);
+    let fresh = |query: Query| query.bind(Identifier(database)).bind(database);
+    let sealed = fresh(range(query.bind(Identifier(database))));
+    range(fresh(sealed.bind(Identifier(database))))
 }
 
 /// The `views` columns the per-view subquery reads, before a breakdown's
