@@ -16,7 +16,7 @@
 //!    flushed every `processor.batch_interval` or `processor.batch_rows`
 //!    events.
 //! 4. [`writer`] inserts each shard's rows into its `heartbeats_local` (the
-//!    database's materialized views derive the per-view and per-minute
+//!    database's materialized views derive the per-view and live 5-second
 //!    tables); only when every shard acknowledged are the offsets committed.
 //!    While ClickHouse fails, consumption is paused and the insert retried.
 //! 5. Beside the loop, [`live`] turns ClickHouse's live 5-second states

@@ -16,6 +16,9 @@ use qoe_schema::metrics::Range;
 use crate::config::LiveSettings;
 use crate::metrics::metrics;
 
+/// Longest one shard's settle may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Runs until the task is dropped.
 pub async fn run(shards: Vec<Shard>, database: String, settings: LiveSettings) {
     let mut tick = tokio::time::interval(settings.interval);
@@ -43,16 +46,22 @@ pub fn settling(now: u32, settle: Duration) -> Range {
 
 async fn settle(shard: &Shard, database: &str, buckets: Range) {
     let started = Instant::now();
-    let result = live::settle_query(&shard.client, database, buckets)
-        .execute()
-        .await;
+    // A shard that does not answer must not hold the others' buckets.
+    let result = tokio::time::timeout(
+        TIMEOUT,
+        live::settle_query(&shard.client, database, buckets).execute(),
+    )
+    .await;
     let m = metrics();
     m.live_settle_seconds
         .observe(started.elapsed().as_secs_f64());
-    if let Err(err) = result {
-        m.live_settle_failures.inc();
-        tracing::warn!(shard = shard.number, error = %err, "live buckets not settled; retried next interval");
-    }
+    let err = match result {
+        Ok(Ok(())) => return,
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => format!("no answer within {TIMEOUT:?}"),
+    };
+    m.live_settle_failures.inc();
+    tracing::warn!(shard = shard.number, error = %err, "live buckets not settled; retried next interval");
 }
 
 #[cfg(test)]

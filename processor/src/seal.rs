@@ -7,7 +7,7 @@
 //! one generation; so every processor runs it and none coordinates.
 
 use std::hash::{BuildHasher, Hasher};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use qoe_common::clickhouse::Shard;
 use qoe_schema::metrics::seal;
@@ -19,6 +19,9 @@ use crate::metrics::metrics;
 /// does not hold the job for long.
 const MAX_DAYS_PER_RUN: usize = 8;
 
+/// Longest one shard's run may take (up to [`MAX_DAYS_PER_RUN`] days).
+const TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Runs until the task is dropped.
 pub async fn run(shards: Vec<Shard>, database: String, settings: SealSettings) {
     let mut tick = tokio::time::interval(settings.interval);
@@ -27,10 +30,15 @@ pub async fn run(shards: Vec<Shard>, database: String, settings: SealSettings) {
     loop {
         tick.tick().await;
         for shard in &shards {
-            if let Err(err) = seal_shard(shard, &database, after_s).await {
-                metrics().seal_failures.inc();
-                tracing::warn!(shard = shard.number, error = %err, "days not sealed; retried next interval");
-            }
+            // A shard that does not answer must not hold the others' seals.
+            let err =
+                match tokio::time::timeout(TIMEOUT, seal_shard(shard, &database, after_s)).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(err)) => err.to_string(),
+                    Err(_) => format!("no answer within {TIMEOUT:?}"),
+                };
+            metrics().seal_failures.inc();
+            tracing::warn!(shard = shard.number, error = %err, "days not sealed; retried next interval");
         }
     }
 }
