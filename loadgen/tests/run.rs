@@ -87,7 +87,15 @@ async fn a_short_run_verifies_and_records() {
         stored.expected
     );
     // Breakdowns by the SDK's dimensions were checked, row by row.
-    for dimension in ["cdn", "player_name", "stream_type"] {
+    for dimension in [
+        "cdn",
+        "player_name",
+        "stream_type",
+        "player_version",
+        "video_id",
+        "video_title",
+        "error_code",
+    ] {
         let line = verify
             .lines
             .iter()
