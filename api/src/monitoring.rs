@@ -148,11 +148,14 @@ pub async fn timeseries(
         ));
     }
     range.from = live::bucket_of(range.from);
-    let latest = store.live_latest(property, range.from).await?;
+    // Both at once: the series is cut at the latest settled bucket after.
+    let (latest, rows) = tokio::try_join!(
+        store.live_latest(property, range.from),
+        store.live_series(property, dim, value, range),
+    )?;
     if latest > 0 {
         range.to = range.to.min(latest + live::BUCKET_S);
     }
-    let rows = store.live_series(property, dim, value, range).await?;
     let by_time: std::collections::BTreeMap<u32, LiveCounts> = rows
         .into_iter()
         .filter_map(|g| Some((g.value.parse().ok()?, g.counts)))
