@@ -86,15 +86,6 @@ const FACT_COLUMNS: &[&str] = &[
     "error_code",
 ];
 
-/// `columns` and the columns `filters` name, once each.
-fn with_filter_columns<'a>(columns: &[&'a str], filters: &[Filter<'_>]) -> Vec<&'a str> {
-    let mut all: Vec<&str> = columns.to_vec();
-    all.extend(filters.iter().map(|f| f.column));
-    all.sort_unstable();
-    all.dedup();
-    all
-}
-
 /// The facts ([`ViewRow`]) of `property`'s views that started in a range
 /// (`schema::metrics::view_source`, bound by `bind_view_source`), as of
 /// each view's latest row, matching `condition` (further ` AND …` over
@@ -141,7 +132,7 @@ impl Store {
         // First the page's keys, reading only what the filters need (the
         // whole facts of every view in range would not fit in memory at
         // millions of views), then the facts of those views alone.
-        let mut key_columns = with_filter_columns(&["view_id", "view_start"], filters);
+        let mut key_columns = Filter::with_columns(&["view_id", "view_start"], filters);
         if viewer.is_some() {
             key_columns.push("viewer_id");
         }
@@ -271,7 +262,7 @@ impl Store {
     ) -> Result<(Vec<ErrorRow>, u64), RequestError> {
         let client = self.client()?;
         let inner = views_sql(
-            &with_filter_columns(FACT_COLUMNS, filters),
+            &Filter::with_columns(FACT_COLUMNS, filters),
             &Filter::conditions(filters),
         );
         let ended = "last_event_at >= ? AND last_event_at < ?";

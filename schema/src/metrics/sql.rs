@@ -80,7 +80,7 @@ const VIEW_SOURCE: &str = "SELECT {columns} FROM ?.views_sealed \
       PREWHERE toDate(view_start) NOT IN (SELECT day FROM ({fresh})) \
       WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?)";
 
-/// A shard's fresh seals, `(day, generation)`: each day's latest seal,
+/// A shard's fresh seals, `(day, latest generation)`: each day's latest seal,
 /// when no part of the day's `views_local` partition was written in or
 /// after the second the seal began (a later heartbeat, a replay or a merge
 /// makes it stale until the seal job seals the day again). Runs on each
@@ -190,9 +190,7 @@ fn bind_views(query: Query, scope: &Scope<'_>) -> Query {
 fn views_subquery(scope: &Scope<'_>, group: Option<&'static str>) -> String {
     let mut columns: Vec<&str> = VIEW_COLUMNS_READ.to_vec();
     columns.extend(group);
-    columns.extend(scope.filters.iter().map(|f| f.column));
-    columns.sort_unstable();
-    columns.dedup();
+    let columns = Filter::with_columns(&columns, scope.filters);
     let group = group
         .map(|column| format!(", {column} AS group_value"))
         .unwrap_or_default();
@@ -231,6 +229,16 @@ impl Filter<'_> {
                 format!(" AND {} {op} ?", f.column)
             })
             .collect()
+    }
+
+    /// `columns` and the columns `filters` name, once each: what a
+    /// [`view_source`] must read for them.
+    pub fn with_columns<'c>(columns: &[&'c str], filters: &[Filter<'_>]) -> Vec<&'c str> {
+        let mut all: Vec<&str> = columns.to_vec();
+        all.extend(filters.iter().map(|f| f.column));
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     /// Binds the values of [`Filter::conditions`]' placeholders, in order.
