@@ -74,10 +74,59 @@ pub async fn serve(
     qoe_common::serve::serve("api", listener, header_timeout, handle, shutdown).await;
 }
 
+/// The dashboard's files, built into the binary: `(path, content type,
+/// body)`. The page reads the api's own endpoints with the token its user
+/// signs in with; nothing is fetched from elsewhere.
+const DASHBOARD: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../dashboard/index.html"),
+    ),
+    (
+        "/dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../dashboard/dashboard.js"),
+    ),
+    (
+        "/dashboard.css",
+        "text/css; charset=utf-8",
+        include_str!("../dashboard/dashboard.css"),
+    ),
+];
+
+/// Only this origin's files and endpoints; no inline script.
+const DASHBOARD_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+                                img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
+
+/// One of the dashboard's files, for a `GET` of its path.
+fn dashboard_file(req: &Request<Incoming>, path: &str) -> Option<Response<Full<Bytes>>> {
+    if req.method() != Method::GET {
+        return None;
+    }
+    let (_, content_type, body) = DASHBOARD.iter().find(|(p, _, _)| *p == path)?;
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(DASHBOARD_POLICY),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    Some(resp)
+}
+
 /// Answers one request, counting it by route and status.
 async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let path = req.uri().path().to_owned();
+    if let Some(file) = dashboard_file(&req, &path) {
+        metrics()
+            .responses
+            .with_label_values(&["dashboard", file.status().as_str()])
+            .inc();
+        return file;
+    }
     let route = route_name(&path);
     let answer = match answer(app, &req, &path).await {
         Ok(body) => respond(

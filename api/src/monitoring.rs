@@ -120,8 +120,8 @@ fn scope(c: &Common) -> Result<(&'static str, &str), RequestError> {
 }
 
 /// `/v1/monitoring/metrics/{id}/timeseries`: `[time, value, views]` per
-/// bucket up to the latest settled one (empty buckets as `[t, 0, 0]`), and
-/// the range it covers.
+/// bucket up to the latest settled one ([`live::last_settled`]; empty
+/// buckets as `[t, 0, 0]`), and the range it covers.
 pub async fn timeseries(
     store: &Store,
     property: &str,
@@ -148,14 +148,8 @@ pub async fn timeseries(
         ));
     }
     range.from = live::bucket_of(range.from);
-    // Both at once: the series is cut at the latest settled bucket after.
-    let (latest, rows) = tokio::try_join!(
-        store.live_latest(property, range.from),
-        store.live_series(property, dim, value, range),
-    )?;
-    if latest > 0 {
-        range.to = range.to.min(latest + live::BUCKET_S);
-    }
+    range.to = range.to.min(live::last_settled(now) + live::BUCKET_S);
+    let rows = store.live_series(property, dim, value, range).await?;
     let by_time: std::collections::BTreeMap<u32, LiveCounts> = rows
         .into_iter()
         .filter_map(|g| Some((g.value.parse().ok()?, g.counts)))
@@ -212,7 +206,7 @@ pub async fn breakdown(
                     "`timestamp` is epoch seconds within the last 24 hours",
                 )
             })?,
-        None => store.live_latest(property, now - MAX_SPAN_S).await?,
+        None => live::last_settled(now),
     };
     let (groups, all) = tokio::try_join!(
         store.live_breakdown(property, listing.group_by, bucket),

@@ -107,13 +107,6 @@ impl Store {
             .await
     }
 
-    /// The latest settled live bucket of `property` at or after `since`
-    /// (0 when none).
-    pub async fn live_latest(&self, property: &str, since: u32) -> Result<u32, RequestError> {
-        let query = live::latest_bucket_query(self.client()?, &self.database, property, since);
-        self.timed("monitoring", query.fetch_one::<u32>()).await
-    }
-
     /// The live counts of `property`'s views whose `dim` is `value` (`all`
     /// and empty: every view), per bucket of `range`.
     pub async fn live_series(

@@ -27,10 +27,21 @@ pub struct Api {
 
 impl Api {
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let reply = self.send(path, token).await;
+        let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        (reply.status.as_u16(), body)
+    }
+
+    /// The whole reply to a `GET` without a token.
+    pub async fn raw(&self, path: &str) -> qoe_common::httpc::Reply {
+        self.send(path, None).await
+    }
+
+    async fn send(&self, path: &str, token: Option<&str>) -> qoe_common::httpc::Reply {
         let auth = token.map(|t| format!("Bearer {t}"));
         let headers: Vec<(&str, &str)> =
             auth.iter().map(|a| ("authorization", a.as_str())).collect();
-        let reply = qoe_common::httpc::send(
+        qoe_common::httpc::send(
             hyper::Method::GET,
             &format!("{}{path}", self.url),
             &headers,
@@ -38,9 +49,7 @@ impl Api {
             Duration::from_secs(10),
         )
         .await
-        .expect("the api answers");
-        let body = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        (reply.status.as_u16(), body)
+        .expect("the api answers")
     }
 }
 

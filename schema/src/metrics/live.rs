@@ -307,17 +307,16 @@ pub async fn fetch_live(query: Query) -> Result<Vec<LiveGroup>, clickhouse::erro
     super::sql::fetch_json_rows(query).await
 }
 
-/// The latest bucket of `property` with counts, at or after `since`
-/// (0 when none).
-pub fn latest_bucket_query(client: &Client, database: &str, property: &str, since: u32) -> Query {
-    client
-        .query(
-            "SELECT toUInt32(max(bucket)) FROM ?.live_counts \
-             WHERE property_id = ? AND dim = 'all' AND value = '' AND bucket >= toDateTime(?)",
-        )
-        .bind(Identifier(database))
-        .bind(property)
-        .bind(since)
+/// How far behind now the live counts are settled: a bucket's window
+/// ends `BUCKET_S` after its start and the processor's live job settles it
+/// within one interval (5 s) after that, plus the time the query takes.
+pub const SETTLED_LAG_S: u32 = 15;
+
+/// The latest bucket settled by `now`: where a live series ends, and the
+/// bucket a live breakdown shows by default. Later buckets read as empty,
+/// so a property whose views stopped reads 0, not its last busy bucket.
+pub fn last_settled(now: u32) -> u32 {
+    bucket_of(now.saturating_sub(SETTLED_LAG_S))
 }
 
 #[cfg(test)]
