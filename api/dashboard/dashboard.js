@@ -140,16 +140,20 @@ function renderBreakdown() {
   body.replaceChildren(
     ...rows.map((r) => {
       const tr = document.createElement("tr");
-      const pick = document.createElement("button");
-      pick.type = "button";
-      pick.textContent = r.value === "" ? "(none)" : r.value;
-      pick.addEventListener("click", () => {
-        const s = state();
-        setState(s.range, [...s.filters, `${dimension}:${r.value}`]);
-      });
-      const cells = [format(r.metric_value, m.unit), r.views.toLocaleString(), r.negative_impact.toFixed(3)];
       const first = document.createElement("td");
-      first.appendChild(pick);
+      if (r.value === "") {
+        first.textContent = "(none)"; // no filter can name an empty value
+      } else {
+        const pick = document.createElement("button");
+        pick.type = "button";
+        pick.textContent = r.value;
+        pick.addEventListener("click", () => {
+          const s = state();
+          setState(s.range, [...s.filters, `${dimension}:${r.value}`]);
+        });
+        first.appendChild(pick);
+      }
+      const cells = [format(r.metric_value, m.unit), r.views.toLocaleString(), r.negative_impact.toFixed(3)];
       tr.appendChild(first);
       cells.forEach((text) => {
         const td = document.createElement("td");

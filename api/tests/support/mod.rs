@@ -32,6 +32,11 @@ impl Api {
         (reply.status.as_u16(), body)
     }
 
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The whole reply to a `GET` without a token.
     pub async fn raw(&self, path: &str) -> qoe_common::httpc::Reply {
         self.send(path, None).await

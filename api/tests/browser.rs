@@ -1,0 +1,298 @@
+//! The dashboard in a real browser: Debian's Chromium, driven over
+//! WebDriver by `chromedriver` (both installed by `deploy/local/stack
+//! install`). Signed in with a read token, its tiles show the api's own
+//! answers; choosing a breakdown value filters the page (address and
+//! numbers). Screenshots, normal and wall-screen sized, go to
+//! `target/dashboard-screenshots/`.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{events, setup, TOKEN_A};
+
+/// `chromedriver` on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = qoe_testkit::free_port();
+        let child = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "/usr/bin/chromedriver: run `deploy/local/stack install` (Debian chromium-driver)",
+            );
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// One WebDriver command; its `value`.
+    async fn call(&self, method: hyper::Method, path: &str, body: Value) -> Value {
+        let reply = qoe_common::httpc::send(
+            method,
+            &format!("{}{path}", self.url),
+            &[("content-type", "application/json")],
+            // A GET has no body; a POST always sends an object.
+            if body.is_null() {
+                Vec::new().into()
+            } else {
+                serde_json::to_vec(&body).unwrap().into()
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("webdriver {path}: {e}"));
+        let v: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        assert!(reply.status.is_success(), "webdriver {path}: {v}");
+        v["value"].clone()
+    }
+}
+
+/// A browser session's commands.
+struct Browser<'d> {
+    driver: &'d Driver,
+    session: String,
+}
+
+impl Browser<'_> {
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        self.driver.call(hyper::Method::POST, &path, body).await
+    }
+
+    async fn script(&self, js: &str) -> Value {
+        self.post("/execute/sync", json!({ "script": js, "args": [] }))
+            .await
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let found = self
+            .post("/element", json!({ "using": "css selector", "value": css }))
+            .await;
+        let id = found.as_object().and_then(|o| o.values().next()).cloned();
+        id.and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no element {css}"))
+    }
+
+    /// Waits until the page has (re)loaded its data after `since`.
+    async fn loaded_after(&self, since: u64) {
+        let started = Instant::now();
+        loop {
+            let loaded = self
+                .script("return Number(document.body.dataset.loaded || 0)")
+                .await;
+            if loaded.as_u64().unwrap_or(0) > since {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the page did not load its data"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self
+            .driver
+            .call(
+                hyper::Method::GET,
+                &format!("/session/{}/screenshot", self.session),
+                Value::Null,
+            )
+            .await;
+        let bytes = base64_decode(png.as_str().unwrap());
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/dashboard-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+
+    /// Each tile's metric and its raw value.
+    async fn tiles(&self) -> Vec<(String, f64)> {
+        let got = self
+            .script("return [...document.querySelectorAll('.tile')].map(t => [t.dataset.metric, Number(t.querySelector('.value').dataset.raw)])")
+            .await;
+        got.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_str().unwrap().to_owned(), p[1].as_f64().unwrap()))
+            .collect()
+    }
+}
+
+/// Standard base64, as WebDriver sends screenshots.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            _ => 63,
+        }
+    };
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let n = chunk.iter().fold(0u32, |acc, c| (acc << 6) | value(*c)) << (6 * (4 - chunk.len()));
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+/// The api's value of `metric` over the last 24 hours, with `filter`.
+async fn api_value(api: &support::Api, metric: &str, filter: Option<&str>) -> f64 {
+    let measurement = match metric {
+        "video_startup_time" => "median",
+        "views" | "unique_viewers" => "count",
+        "weighted_average_bitrate" => "avg",
+        _ => "percentage",
+    };
+    let filter = filter
+        .map(|f| format!("&filters[]={f}"))
+        .unwrap_or_default();
+    let (status, body) = api
+        .get(
+            &format!("/v1/metrics/{metric}/overall?timeframe[]=24:hours&measurement={measurement}{filter}"),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert_eq!(status, 200, "{metric}: {body}");
+    body["data"]["value"].as_f64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_in_the_page_shows_the_apis_numbers_and_filters_by_a_click() {
+    let events = events();
+    let api = setup(&events).await;
+    let driver = Driver::start();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+        "binary": "/usr/bin/chromium",
+        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1800"]}}}});
+    let session = driver.call(hyper::Method::POST, "/session", caps).await;
+    let browser = Browser {
+        driver: &driver,
+        session: session["sessionId"].as_str().unwrap().to_owned(),
+    };
+
+    browser
+        .post(
+            "/url",
+            json!({ "url": format!("{}/?range=24:hours", api.url()) }),
+        )
+        .await;
+    let token = browser.element("#token").await;
+    browser
+        .post(
+            &format!("/element/{token}/value"),
+            json!({ "text": TOKEN_A }),
+        )
+        .await;
+    let submit = browser.element("#signin-form button").await;
+    browser
+        .post(&format!("/element/{submit}/click"), json!({}))
+        .await;
+    browser.loaded_after(0).await;
+    let stored = browser
+        .script("return sessionStorage.getItem('qoe-read-token')")
+        .await;
+    assert_eq!(stored, TOKEN_A);
+    let address = browser.script("return location.href").await;
+    assert!(
+        !address.as_str().unwrap().contains(TOKEN_A),
+        "the token stays out of the address"
+    );
+
+    let tiles = browser.tiles().await;
+    assert_eq!(tiles.len(), 7);
+    for (metric, shown) in &tiles {
+        let want = api_value(&api, metric, None).await;
+        assert!(
+            (shown - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{metric}: page {shown}, api {want}"
+        );
+    }
+    assert!(tiles.iter().any(|(m, v)| m == "views" && *v == 60.0));
+    browser.screenshot("overview.png").await;
+
+    // Choosing a breakdown value filters the page by it: by CDN (the
+    // sample views carry no country).
+    browser
+        .script(
+            "const s = document.getElementById('breakdown-dimension'); \
+             s.value = 'cdn'; s.dispatchEvent(new Event('change'))",
+        )
+        .await;
+    let started = Instant::now();
+    let by_cdn = "const b = document.querySelector('#breakdown tbody button'); \
+                  return !!b && b.textContent.startsWith('cdn-')";
+    while !browser.script(by_cdn).await.as_bool().unwrap_or(false) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no breakdown by cdn"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before = browser
+        .script("return Number(document.body.dataset.loaded)")
+        .await;
+    let value = browser
+        .script("return document.querySelector('#breakdown tbody button').textContent")
+        .await;
+    let value = value.as_str().unwrap().to_owned();
+    let first = browser.element("#breakdown tbody button").await;
+    browser
+        .post(&format!("/element/{first}/click"), json!({}))
+        .await;
+    browser.loaded_after(before.as_u64().unwrap()).await;
+    let filter = format!("cdn:{value}");
+    let address = browser
+        .script("return decodeURIComponent(location.search)")
+        .await;
+    assert!(address.as_str().unwrap().contains(&filter), "{address}");
+    let views = browser
+        .tiles()
+        .await
+        .into_iter()
+        .find(|(m, _)| m == "views")
+        .unwrap()
+        .1;
+    assert_eq!(views, api_value(&api, "views", Some(&filter)).await);
+
+    browser
+        .post("/window/rect", json!({ "width": 2560, "height": 1440 }))
+        .await;
+    browser.screenshot("wall-screen.png").await;
+    let _ = driver
+        .call(
+            hyper::Method::DELETE,
+            &format!("/session/{}", browser.session),
+            Value::Null,
+        )
+        .await;
+}
