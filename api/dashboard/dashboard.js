@@ -28,6 +28,9 @@ function setState(range, filters) {
   const q = new URLSearchParams();
   q.set("range", range);
   filters.forEach((f) => q.append("filter", f));
+  const open = new URLSearchParams(location.search).get("view");
+  if (open) q.set("view", open);
+  viewsPage = 1;
   history.pushState(null, "", "?" + q.toString());
   refresh();
 }
@@ -60,34 +63,33 @@ function format(value, unit) {
   if (unit === "ms" && value >= 10000) return (value / 1000).toFixed(1) + " s";
   if (unit === "ms") return Math.round(value) + " ms";
   if (unit === "kbps") return Math.round(value).toLocaleString() + " kbps";
+  if (!Number.isInteger(value) && Math.abs(value) < 10) return value.toFixed(1);
   return Math.round(value).toLocaleString();
+}
+
+// A table body's rows, or one row saying there is nothing (`columns` wide).
+function fillRows(table, rows, columns, nothing) {
+  if (rows.length === 0) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = columns;
+    td.className = "empty";
+    td.textContent = nothing;
+    tr.appendChild(td);
+    rows = [tr];
+  }
+  table.querySelector("tbody").replaceChildren(...rows);
 }
 
 function metricOf(id) {
   return catalog.metrics.find((m) => m.id === id) || { id, name: id, unit: "" };
 }
 
-function drawLine(svg, points) {
-  svg.replaceChildren();
-  if (points.length < 2) return;
-  const ys = points.map((p) => p[1]);
-  const max = Math.max(...ys, 1);
-  const t0 = points[0][0];
-  const span = Math.max(points[points.length - 1][0] - t0, 1);
-  const coords = points
-    .map((p) => `${((p[0] - t0) / span) * 720},${160 - (p[1] / max) * 150}`)
-    .join(" ");
-  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-  line.setAttribute("points", coords);
-  svg.appendChild(line);
-  svg.setAttribute("data-max", String(max));
-}
-
 async function live() {
   const body = await api("/v1/monitoring/metrics/current-concurrent-viewers/timeseries");
   const points = body.data;
   $("live-now").textContent = points.length ? format(points[points.length - 1][1], "") : "–";
-  drawLine($("live-chart"), points);
+  drawLine($("live-chart"), points, (v) => format(v, ""));
 }
 
 async function tiles() {
@@ -125,7 +127,7 @@ async function tiles() {
 async function series() {
   const id = $("series-metric").value;
   const body = await api(`/v1/metrics/${id}/timeseries?` + query());
-  drawLine($("series-chart"), body.data);
+  drawLine($("series-chart"), body.data, (v) => format(v, metricOf(id).unit));
 }
 
 function renderBreakdown() {
@@ -189,7 +191,7 @@ async function errors() {
     });
     return tr;
   });
-  $("errors").querySelector("tbody").replaceChildren(...rows);
+  fillRows($("errors"), rows, 5, "No errors in this range.");
 }
 
 function renderFilters() {
@@ -213,7 +215,7 @@ function renderFilters() {
 
 async function refresh() {
   renderFilters();
-  const results = await Promise.allSettled([tiles(), series(), breakdown(), errors()]);
+  const results = await Promise.allSettled([tiles(), series(), breakdown(), errors(), views(), timeline()]);
   results
     .filter((r) => r.status === "rejected")
     .forEach((r) => console.warn("dashboard:", r.reason));
@@ -274,6 +276,9 @@ document.addEventListener("DOMContentLoaded", () => {
       renderBreakdown();
     })
   );
+  $("views-prev").addEventListener("click", () => turnViewsPage(-1));
+  $("views-next").addEventListener("click", () => turnViewsPage(1));
+  $("timeline-close").addEventListener("click", closeView);
   window.addEventListener("popstate", () => refresh());
   if (sessionStorage.getItem(TOKEN_KEY)) {
     start().catch(() => signOut("Sign in again."));

@@ -89,6 +89,16 @@ const DASHBOARD: &[(&str, &str, &str)] = &[
         include_str!("../dashboard/dashboard.js"),
     ),
     (
+        "/chart.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../dashboard/chart.js"),
+    ),
+    (
+        "/views.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../dashboard/views.js"),
+    ),
+    (
         "/dashboard.css",
         "text/css; charset=utf-8",
         include_str!("../dashboard/dashboard.css"),

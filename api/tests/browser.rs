@@ -2,7 +2,8 @@
 //! WebDriver by `chromedriver` (both installed by `deploy/local/stack
 //! install`). Signed in with a read token, its tiles show the api's own
 //! answers; choosing a breakdown value filters the page (address and
-//! numbers). Screenshots, normal and wall-screen sized, go to
+//! numbers) and its views list; choosing a view opens its timeline.
+//! Screenshots (overview, timeline, wall screen) go to
 //! `target/dashboard-screenshots/`.
 
 mod support;
@@ -283,6 +284,87 @@ async fn signed_in_the_page_shows_the_apis_numbers_and_filters_by_a_click() {
         .unwrap()
         .1;
     assert_eq!(views, api_value(&api, "views", Some(&filter)).await);
+
+    // The views list shows the api's views for the filter, newest first;
+    // choosing one opens its timeline: every event, marks on the axis.
+    let (status, listed) = api
+        .get(
+            &format!("/v1/video-views?timeframe[]=24:hours&filters[]={filter}&limit=20"),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let want: Vec<Value> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["view_id"].clone())
+        .collect();
+    assert!(!want.is_empty());
+    let shown = browser
+        .script("return [...document.querySelectorAll('#views button.open-view')].map(b => b.dataset.view)")
+        .await;
+    assert_eq!(shown.as_array().unwrap(), &want);
+    let view_id = want[0].as_str().unwrap().to_owned();
+    let open = browser.element("#views button.open-view").await;
+    browser
+        .post(&format!("/element/{open}/click"), json!({}))
+        .await;
+    let started = Instant::now();
+    let opened =
+        format!("return document.getElementById('timeline-panel').dataset.view === '{view_id}'");
+    while !browser.script(&opened).await.as_bool().unwrap_or(false) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the timeline did not open"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, one) = api
+        .get(&format!("/v1/video-views/{view_id}"), Some(TOKEN_A))
+        .await;
+    assert_eq!(status, 200, "{one}");
+    let events = one["data"]["events"].as_array().unwrap();
+    let rows = browser
+        .script("return [...document.querySelectorAll('#timeline-events tbody tr')].map(r => r.dataset.event)")
+        .await;
+    let want: Vec<&Value> = events.iter().map(|e| &e["event"]).collect();
+    assert_eq!(rows.as_array().unwrap().iter().collect::<Vec<_>>(), want);
+    let marks = browser
+        .script("return [...document.querySelectorAll('#timeline-chart .mark')].map(m => m.dataset.event)")
+        .await;
+    let marks: Vec<&str> = marks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    if one["data"]["view"]["started"] == 1 {
+        assert_eq!(marks.first(), Some(&"startup"), "{marks:?}");
+    }
+    let rebuffers = events
+        .iter()
+        .filter(|e| e["event"] == "rebufferstart")
+        .count();
+    assert_eq!(
+        marks.iter().filter(|m| **m == "rebufferstart").count(),
+        rebuffers
+    );
+    let address = browser
+        .script("return decodeURIComponent(location.search)")
+        .await;
+    assert!(
+        address
+            .as_str()
+            .unwrap()
+            .contains(&format!("view={view_id}")),
+        "{address}"
+    );
+    browser
+        .script("document.getElementById('timeline-panel').scrollIntoView()")
+        .await;
+    browser.screenshot("timeline.png").await;
+    browser.script("window.scrollTo(0, 0)").await;
 
     browser
         .post("/window/rect", json!({ "width": 2560, "height": 1440 }))
