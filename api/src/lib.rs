@@ -9,12 +9,14 @@
 //! time and row limits ([`views`] for single views and errors,
 //! [`monitoring`] for the live 5-second numbers); the answer goes back in the `{data, total_row_count, timeframe, meta}`
 //! envelope. [`metrics`] counts it. The admin listener (`/readyz`: ready
-//! only while every shard answers) is separate.
+//! only while every shard answers) is separate. [`grafana`] writes the
+//! same queries out as a Grafana dashboard.
 
 pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod grafana;
 pub mod http;
 pub mod metrics;
 pub mod monitoring;
