@@ -72,6 +72,29 @@ struct ErrorBody<'a> {
 }
 
 /// A refusal: status, stable code, human message.
+/// Why a gzip body was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GunzipError {
+    #[error("it inflates to more than the limit")]
+    TooLarge,
+    #[error("{0}")]
+    Invalid(std::io::Error),
+}
+
+/// `body` inflated, refusing more than `limit` bytes out: a gzip bomb
+/// stops after `limit` + 1 bytes, whatever it claims.
+pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit + 1));
+    flate2::read::GzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(GunzipError::Invalid)?;
+    if out.len() > limit {
+        return Err(GunzipError::TooLarge);
+    }
+    Ok(out)
+}
+
 struct Refusal {
     status: StatusCode,
     code: &'static str,
@@ -349,14 +372,10 @@ impl Ingest {
             return Ok(body);
         }
         let limit = http.max_decompressed_bytes;
-        let mut out = Vec::with_capacity(body.len() * 4);
-        let read = flate2::read::GzDecoder::new(&body[..])
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out);
-        match read {
-            Ok(_) if out.len() > limit => Err(too_large("decompressed body", limit)),
-            Ok(_) => Ok(Bytes::from(out)),
-            Err(err) => Err(refuse(
+        match gunzip(&body, limit) {
+            Ok(out) => Ok(Bytes::from(out)),
+            Err(GunzipError::TooLarge) => Err(too_large("decompressed body", limit)),
+            Err(GunzipError::Invalid(err)) => Err(refuse(
                 StatusCode::BAD_REQUEST,
                 "invalid_gzip",
                 format!("Content-Encoding is gzip but the body is not: {err}"),
