@@ -84,6 +84,14 @@ async fn refusals_have_a_status_a_code_and_the_parameter() {
     let (_, body) = api.get("/v1/metrics?limitt=3", Some(TOKEN_A)).await;
     assert_eq!(body["error"]["parameter"], "limitt");
 
+    // A query string over `http.max_query_bytes` (4096) is refused unread.
+    let long = format!("/v1/metrics?video_id={}", "a".repeat(5000));
+    let (status, body) = api.get(&long, Some(TOKEN_A)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (414, Some("query_too_long"))
+    );
+
     // Injection attempts are values like any other: no match, no error,
     // and the data is intact afterwards.
     for attempt in [

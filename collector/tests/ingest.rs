@@ -112,6 +112,11 @@ async fn every_accepted_event_reaches_the_topic_enriched() {
             assert_eq!(hb.property_id, PROPERTY);
             assert!(hb.received_at_ms > 0);
             if hb.event.view_id.starts_with("single-") {
+                let payload = msg.payload().unwrap();
+                assert!(
+                    !payload.windows(7).any(|w| w == b"8.8.8.8"),
+                    "the client IP is used for enrichment, never stored"
+                );
                 assert_eq!(hb.enrichment.browser, "Chrome");
                 assert_eq!(hb.enrichment.device_type, "desktop");
                 assert_eq!(
@@ -140,6 +145,50 @@ async fn every_accepted_event_reaches_the_topic_enriched() {
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
+}
+
+#[tokio::test]
+async fn a_property_over_its_rate_is_told_when_to_retry() {
+    let stack = Stack::from_env();
+    let topic = unique("ratelimit");
+    stack.create_topic(&topic, 1).await;
+    let collector = Collector::start(
+        &stack.brokers,
+        &topic,
+        &[
+            ("QOE_INGEST__RATE_LIMIT_PER_PROPERTY", "1".into()),
+            ("QOE_INGEST__RATE_LIMIT_BURST", "5".into()),
+        ],
+    );
+    collector
+        .svc
+        .wait_ready(true, Duration::from_secs(30))
+        .await;
+    let batch = |from: u32| {
+        let events: Vec<_> = (from..from + 5)
+            .map(|i| event(&format!("limited-{i}"), 1))
+            .collect();
+        serde_json::to_vec(&events).unwrap()
+    };
+    let r = collector.post(batch(0), &[]).await;
+    assert_eq!(r.status, 202, "the burst is allowed: {}", r.text());
+    let r = collector.post(batch(5), &[]).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(json_of(&r)["error"]["code"], "rate_limited");
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&wait), "Retry-After {wait}");
+    // Only the allowed batch reaches the topic.
+    let records = consume_events(&stack.brokers, &topic, 5, Duration::from_secs(30)).await;
+    assert_eq!(records.len(), 5);
+    assert!(records
+        .iter()
+        .flat_map(|(_, hbs)| hbs)
+        .all(|hb| hb.event.view_id.as_ref() < "limited-5"));
+    let metrics = collector.svc.metrics().await;
+    assert!(
+        metrics.contains("qoe_collector_drops_total{reason=\"rate_limited\"} 1"),
+        "{metrics}"
+    );
 }
 
 /// `(what, body, headers, path, status, reason code)` of a request the
