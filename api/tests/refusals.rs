@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{events, range_of, setup, TOKEN_A};
+use support::{events, range_of, setup, setup_with, TOKEN_A};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_have_a_status_a_code_and_the_parameter() {
@@ -187,4 +187,25 @@ async fn refusals_have_a_status_a_code_and_the_parameter() {
         .get(&format!("/v1/metrics/views/overall?{tf}"), Some(TOKEN_A))
         .await;
     assert!(all["data"]["value"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_its_row_limit_is_refused_not_hung() {
+    let events = events();
+    let api = setup_with(&events, &[("QOE_QUERY__MAX_ROWS_TO_READ", "1".into())]).await;
+    let r = range_of(&events);
+    let (status, body) = api
+        .get(
+            &format!(
+                "/v1/metrics/views/overall?timeframe[]={}&timeframe[]={}",
+                r.from, r.to
+            ),
+            Some(TOKEN_A),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("query_too_large")),
+        "{body}"
+    );
 }

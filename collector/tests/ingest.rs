@@ -455,3 +455,32 @@ async fn connection_cap_and_slow_headers_are_refused_cheaply() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_body_that_never_arrives_is_timed_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = Stack::from_env();
+    let topic = unique("bodytimeout");
+    stack.create_topic(&topic, 1).await;
+    let collector = Collector::start(
+        &stack.brokers,
+        &topic,
+        &[("QOE_HTTP__BODY_TIMEOUT", "1s".into())],
+    );
+    collector.wait_listening().await;
+    let addr = collector.url.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        b"POST /v1/beacon/testkey HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 1000\r\n\r\n{\"view_id\":",
+    )
+    .await
+    .unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut reply))
+        .await
+        .expect("answered after the body timeout")
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("body_timeout"), "{reply}");
+}

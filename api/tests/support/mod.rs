@@ -61,6 +61,11 @@ impl Api {
 /// `events` of property `prop-a` written through the `Distributed` table
 /// (so both shards hold some), and an api reading that database.
 pub async fn setup(events: &[qoe_schema::beacon::Event]) -> Api {
+    setup_with(events, &[]).await
+}
+
+/// [`setup`], the api also given the configuration variables `extra`.
+pub async fn setup_with(events: &[qoe_schema::beacon::Event], extra: &[(&str, String)]) -> Api {
     let stack = Stack::from_env();
     let db = unique("api");
     let cfg = stack.clickhouse(&db);
@@ -91,7 +96,10 @@ pub async fn setup(events: &[qoe_schema::beacon::Event]) -> Api {
             (&format!("QOE_READ_TOKENS__{TOKEN_A}"), "prop-a".into()),
             (&format!("QOE_READ_TOKENS__{TOKEN_A2}"), "prop-a".into()),
             (&format!("QOE_READ_TOKENS__{TOKEN_B}"), "prop-b".into()),
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|(k, v)| (*k, v.clone())))
+        .collect::<Vec<_>>(),
     );
     svc.wait_ready(true, Duration::from_secs(20)).await;
     Api {
