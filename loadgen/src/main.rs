@@ -140,9 +140,9 @@ fn report(done: &qoe_loadgen::Finished) {
     let r = &done.record;
     for (i, s) in r.steps.iter().enumerate() {
         println!(
-            "step {}: {} viewers, {:.0} s, {:.0} events/s, request p50/p99 {:.1}/{:.1} ms, write p50/p99 {:.1}/{:.1} s ({} markers), read p90 {:.0} ms, errors {:.3}/s, backlog {:?} -> {:?}{}",
+            "step {}: {} viewers, {:.0} s, {:.0} events/s, request p50/p99 {:.1}/{:.1} ms, write p50/p99 {:.1}/{:.1} s ({} markers), read p90 {}, errors {:.3}/s, backlog {:?} -> {:?}{}",
             i + 1, s.viewers, s.seconds, s.sent_per_s, s.request_p50_ms, s.request_p99_ms,
-            s.write_latency_p50_s, s.write_latency_p99_s, s.markers, s.read_latency_p90_ms,
+            s.write_latency_p50_s, s.write_latency_p99_s, s.markers, qoe_loadgen::step::read_p90_text(s.read_latency_p90_ms),
             s.errors_per_s, s.backlog_start, s.backlog_end,
             if s.broken.is_empty() { String::new() } else { format!(" BROKE {}", s.broken.join(", ")) },
         );

@@ -148,13 +148,17 @@ pub async fn drive(cfg: &LoadgenConfig, steps: &[Step], stop_on_breach: bool) ->
         result.backlog_end = backlog_end;
         result.broken = breaches(cfg, &result);
         eprintln!(
-            "run: step {} viewers: {} ({} sent/s, errors {:.3}/s, write p99 {:.1}s, read p90 {:.0}ms)",
+            "run: step {} viewers: {} ({} sent/s, errors {:.3}/s, write p99 {:.1}s, read p90 {})",
             step.viewers,
-            if result.broken.is_empty() { "passed".to_string() } else { format!("BROKE {}", result.broken.join(", ")) },
+            if result.broken.is_empty() {
+                "passed".to_string()
+            } else {
+                format!("BROKE {}", result.broken.join(", "))
+            },
             result.sent_per_s as u64,
             result.errors_per_s,
             result.write_latency_p99_s,
-            result.read_latency_p90_ms,
+            crate::step::read_p90_text(result.read_latency_p90_ms),
         );
         let broke = !result.broken.is_empty();
         results.push(result);

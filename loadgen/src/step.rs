@@ -118,6 +118,19 @@ impl Window {
     }
 }
 
+/// What a failed read probe counts as (milliseconds): slower than any
+/// SLO, so a p90 at it means the reads failed.
+pub const READ_FAILED_MS: f64 = u32::MAX as f64;
+
+/// A read p90 for people: milliseconds, or "failed" when the reads did.
+pub fn read_p90_text(ms: f64) -> String {
+    if ms >= READ_FAILED_MS {
+        "failed".to_owned()
+    } else {
+        format!("{ms:.0}ms")
+    }
+}
+
 /// The element at ⌊q·n⌋ of sorted samples (0 when there are none).
 pub fn pick(sorted: &[f32], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -137,7 +150,10 @@ pub fn breaches(cfg: &LoadgenConfig, r: &StepResult) -> Vec<String> {
         broken.push(format!("error_rate {:.3}/s", r.errors_per_s));
     }
     if r.read_latency_p90_ms >= slo.read_latency_p90_ms || r.reads == 0 {
-        broken.push(format!("read_latency_p90 {:.0}ms", r.read_latency_p90_ms));
+        broken.push(format!(
+            "read_latency_p90 {}",
+            read_p90_text(r.read_latency_p90_ms)
+        ));
     }
     broken
 }
@@ -154,4 +170,16 @@ pub fn backlog_grew(r: &StepResult) -> Option<String> {
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(name, _, end)| format!("{name} (backlog {end:.0})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_reads_read_as_failed_not_as_a_number() {
+        assert_eq!(read_p90_text(412.4), "412ms");
+        let samples = [12.0, READ_FAILED_MS as f32];
+        assert_eq!(read_p90_text(pick(&samples, 0.9)), "failed");
+    }
 }

@@ -89,7 +89,7 @@ pub async fn time_reads(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "read probe failed");
-                let _ = out.send((now, f64::from(u32::MAX)));
+                let _ = out.send((now, crate::step::READ_FAILED_MS));
             }
         }
     }
