@@ -5,6 +5,7 @@
 
 mod support;
 
+use qoe_schema::metrics::sql::fetch_json_rows;
 use serde_json::Value;
 use support::{events, setup, TOKEN_A};
 
@@ -31,21 +32,9 @@ async fn run(api: &support::Api, sql: &str, vars: &[(&str, String)]) -> Vec<Valu
         sql = sql.replace(name, value);
     }
     assert!(!sql.contains('$'), "a variable is left: {sql}");
-    let mut cursor = api.shards[0]
-        .client
-        .query(&sql)
-        .with_setting("output_format_json_quote_64bit_integers", "0")
-        .fetch_bytes("JSONEachRow")
-        .unwrap();
-    let bytes = cursor
-        .collect()
+    fetch_json_rows(api.shards[0].client.query(&sql))
         .await
-        .unwrap_or_else(|e| panic!("{e}: {sql}"));
-    bytes
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect()
+        .unwrap_or_else(|e| panic!("{e}: {sql}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -331,8 +331,9 @@ pub async fn fetch_breakdown(query: Query) -> Result<Vec<Group>, clickhouse::err
     fetch_json_rows(query).await
 }
 
-/// The rows of `query`, read as JSON lines.
-pub(super) async fn fetch_json_rows<T: serde::de::DeserializeOwned>(
+/// The rows of `query`, read as JSON lines (for rows RowBinary cannot
+/// read: flattened or of columns known only at run time).
+pub async fn fetch_json_rows<T: serde::de::DeserializeOwned>(
     query: Query,
 ) -> Result<Vec<T>, clickhouse::error::Error> {
     let mut cursor = query
