@@ -102,14 +102,17 @@ function drawTimeline(svg, view, events) {
   });
   const top = roundUp(Math.max(1, ...events.map((e) => e.bitrate_kbps)));
   const rate = (kbps) => 60 - (kbps / top) * 50;
+  // A step line: each reported bitrate holds until the next one.
   const steps = [];
+  let level = null;
   events.forEach((e) => {
     if (e.bitrate_kbps === 0) return;
-    if (steps.length) steps.push(`${x(e.ts)},${steps[steps.length - 1].split(",")[1]}`);
-    steps.push(`${x(e.ts)},${rate(e.bitrate_kbps)}`);
+    if (level !== null) steps.push(`${x(e.ts)},${level}`);
+    level = rate(e.bitrate_kbps);
+    steps.push(`${x(e.ts)},${level}`);
   });
-  if (steps.length) {
-    steps.push(`${CHART_W},${steps[steps.length - 1].split(",")[1]}`);
+  if (level !== null) {
+    steps.push(`${CHART_W},${level}`);
     svg.appendChild(svgElement("polyline", { class: "bitrate", points: steps.join(" ") }));
   }
   let started = false;

@@ -14,10 +14,6 @@ function cells(tr, values, numeric) {
   });
 }
 
-function seconds(ms) {
-  return (ms / 1000).toFixed(ms < 10000 ? 2 : 0) + " s";
-}
-
 async function views() {
   const body = await api("/v1/video-views?" + query({ limit: String(VIEWS_PER_PAGE), page: String(viewsPage) }));
   const rows = body.data.map((v) => {
@@ -34,7 +30,7 @@ async function views() {
     tr.appendChild(first);
     cells(tr, [
       v.viewer_id, v.video_title || v.video_id, v.player_name, v.country || "–",
-      seconds(v.watch_time_ms), v.started ? seconds(v.startup_time_ms) : "never started",
+      format(v.watch_time_ms, "ms"), v.started ? format(v.startup_time_ms, "ms") : "never started",
       String(v.rebuffer_count), v.error_code ? v.error_code + (v.error_fatal ? " (fatal)" : "") : "",
     ], [4, 5, 6]);
     return tr;
@@ -81,9 +77,9 @@ async function timeline() {
   const facts = [
     ["Viewer", view.viewer_id], ["Video", view.video_title || view.video_id],
     ["Player", view.player_name], ["CDN", view.cdn], ["Country", view.country || "–"],
-    ["Device", view.device_type], ["Watch time", seconds(view.watch_time_ms)],
-    ["Startup", view.started ? seconds(view.startup_time_ms) : "never started"],
-    ["Rebuffers", `${view.rebuffer_count} (${seconds(view.rebuffer_duration_ms)})`],
+    ["Device", view.device_type], ["Watch time", format(view.watch_time_ms, "ms")],
+    ["Startup", view.started ? format(view.startup_time_ms, "ms") : "never started"],
+    ["Rebuffers", `${view.rebuffer_count} (${format(view.rebuffer_duration_ms, "ms")})`],
     ["Average bitrate", `${view.avg_bitrate_kbps.toLocaleString()} kbps`],
     ["Error", view.error_code ? view.error_code + (view.error_fatal ? " (fatal)" : "") : "none"],
   ];
@@ -102,7 +98,7 @@ async function timeline() {
     tr.dataset.event = e.event;
     cells(tr, [
       `+${e.ts - view.view_start} s`, e.event, e.state, e.bitrate_kbps ? e.bitrate_kbps.toLocaleString() : "",
-      seconds(e.playhead_ms), seconds(e.buffer_length_ms), e.error_code,
+      format(e.playhead_ms, "ms"), format(e.buffer_length_ms, "ms"), e.error_code,
     ], [0, 3, 4, 5]);
     return tr;
   });
