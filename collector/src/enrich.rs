@@ -100,6 +100,7 @@ impl Enricher {
             os: ua.os.to_string(),
             browser: ua.browser.to_string(),
             device_type: ua.device_type.to_owned(),
+            ..Enrichment::default()
         }
     }
 

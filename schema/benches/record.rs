@@ -15,6 +15,7 @@ fn heartbeat() -> Heartbeat {
         os: "Windows 10".into(),
         browser: "Chrome".into(),
         device_type: "desktop".into(),
+        ..Enrichment::default()
     };
     let event = sample::event("0b5c2f1e-7d3a-4c41-9e2b-000000000001", 7);
     Heartbeat::new("property-1".into(), sample::NOW_MS, enrichment, event)

@@ -4,6 +4,8 @@
 //! Data moves through these modules in order:
 //! - [`beacon`]: the wire types an SDK posts (one event or an envelope);
 //!   [`fields`]: the table their integer fields are generated from.
+//! - [`cmcd`]: CMCD v2 event-mode reports, decoded into the same events
+//!   (sparse: the processor sessionizes them).
 //! - [`validate`]: decoding and checking a body, with a stable reason code
 //!   per refused body or event.
 //! - [`record`]: the Kafka record — the validated event plus the collector's
@@ -19,6 +21,7 @@
 //! `schema/README.md` documents the beacon format for SDK authors.
 
 pub mod beacon;
+pub mod cmcd;
 pub mod fields;
 pub mod golden;
 pub mod metrics;

@@ -40,4 +40,9 @@ pub const ALL: &[Migration] = &[
         name: "sealed",
         sql: Sql::Any(include_str!("../migrations/0007_sealed.sql")),
     },
+    Migration {
+        version: 8,
+        name: "source",
+        sql: Sql::Any(include_str!("../migrations/0008_source.sql")),
+    },
 ];

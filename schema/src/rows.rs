@@ -56,6 +56,10 @@ macro_rules! heartbeat_row {
             pub error_code: String,
             pub error_message: String,
             pub error_fatal: u8,
+            /// The wire format (`Source`): `beacon` or `cmcd`.
+            pub source: String,
+            /// The milliseconds of `ts` (0-999).
+            pub ts_millis: u16,
             $(pub $name: $ty,)*
         }
 
@@ -91,6 +95,8 @@ macro_rules! heartbeat_row {
                     error_code: e.error_code.to_string(),
                     error_message: e.error_message.to_string(),
                     error_fatal: u8::from(e.error_fatal),
+                    source: x.source.as_str().to_owned(),
+                    ts_millis: millis(e.ts_ms),
                     $($name: e.$name,)*
                 }
             }
@@ -131,6 +137,8 @@ macro_rules! heartbeat_row {
             put_str(buf, &e.error_code);
             put_str(buf, &e.error_message);
             u8_(buf, e.error_fatal);
+            put_str(buf, x.source.as_str());
+            buf.extend_from_slice(&millis(e.ts_ms).to_le_bytes());
             $(buf.extend_from_slice(&e.$name.to_le_bytes());)*
         }
     };
@@ -139,6 +147,11 @@ integer_fields!(heartbeat_row! {});
 
 fn seconds(ms: i64) -> u32 {
     (ms.max(0) / 1000).min(i64::from(u32::MAX)) as u32
+}
+
+/// The part of `ms` below a whole second, as `seconds` leaves it.
+fn millis(ms: i64) -> u16 {
+    ms.max(0).rem_euclid(1000) as u16
 }
 
 /// `INSERT INTO {table} (...) FORMAT RowBinary` with the columns in the
@@ -179,6 +192,7 @@ mod tests {
             os: "iOS".into(),
             browser: "Safari".into(),
             device_type: "mobile".into(),
+            ..Enrichment::default()
         };
         let plain = sample::event("view-a", 3);
         let mut failed = sample::event("view-b", 70_000);

@@ -1,4 +1,4 @@
-//! The record's binary encoding (format version 3): the events one request
+//! The record's binary encoding (format version 4): the events one request
 //! carried for one view, after what the collector added to all of them.
 //! Integers are LEB128 varints (signed ones zigzagged), strings a varint
 //! byte length then UTF-8, enums one byte. It costs a few hundred
@@ -6,9 +6,9 @@
 //! fields a request shares are written once.
 //!
 //! ```text
-//! u8 version (= 3; a JSON record starts with `{`)    var event count (1..=MAX_EVENTS)
+//! u8 version (= 4; a JSON record starts with `{`)    var event count (1..=MAX_EVENTS)
 //! str property_id   zig received_at_ms
-//! str country   var asn   str os   str browser   str device_type
+//! str country   var asn   str os   str browser   str device_type   u8 source
 //! str view_id
 //! then per event:
 //!   var seq   u8 event   zig ts_ms   zig view_start_ms
@@ -28,19 +28,21 @@
 //! for its field, invalid UTF-8, a truncated record or trailing bytes are
 //! errors. Any other layout change means a new format version.
 //!
-//! Version 2 (the integers at fixed places among the other fields) is still
-//! read, so a rolling upgrade loses nothing.
+//! Versions 3 (no `source` byte: the events are beacons) and 2 (also the
+//! integers at fixed places among the other fields) are still read, so a
+//! rolling upgrade loses nothing.
 
 use std::sync::Arc;
 
 use crate::beacon::{Event, EventType, PlayerState, StreamType};
 use crate::fields::{integer_fields, INTEGER_FIELDS};
 
-use super::{Enrichment, Record};
+use super::{Enrichment, Record, Source};
 
 /// The version byte that opens a binary record written today.
-pub const VERSION: u8 = 3;
-/// The previous version, still read.
+pub const VERSION: u8 = 4;
+/// Earlier versions, still read.
+const VERSION_3: u8 = 3;
 const VERSION_2: u8 = 2;
 /// Most events in one record (keeps a record far below Kafka's 1 MB default
 /// even with every string at its limit).
@@ -104,6 +106,7 @@ pub fn encode(
     put_str(buf, &x.os);
     put_str(buf, &x.browser);
     put_str(buf, &x.device_type);
+    buf.push(x.source as u8);
     put_str(buf, events.first().map_or("", |e| &e.view_id));
     let mut prev: Option<&Event> = None;
     for e in events {
@@ -181,7 +184,7 @@ pub struct BinaryError {
 pub fn event_count(bytes: &[u8]) -> Option<usize> {
     let mut r = Reader { bytes, at: 0 };
     match r.u8() {
-        Ok(VERSION | VERSION_2) => r.varint().ok().map(|n| n as usize),
+        Ok(VERSION | VERSION_3 | VERSION_2) => r.varint().ok().map(|n| n as usize),
         _ => None,
     }
 }
@@ -190,8 +193,8 @@ pub fn event_count(bytes: &[u8]) -> Option<usize> {
 pub fn decode(bytes: &[u8]) -> Result<Record, BinaryError> {
     let mut r = Reader { bytes, at: 0 };
     let version = r.u8()?;
-    if version != VERSION && version != VERSION_2 {
-        return Err(r.error("not a version 2 or 3 record"));
+    if !matches!(version, VERSION | VERSION_3 | VERSION_2) {
+        return Err(r.error("not a version 2, 3 or 4 record"));
     }
     let count: usize = r.int("event count")?;
     if !(1..=MAX_EVENTS).contains(&count) {
@@ -205,11 +208,16 @@ pub fn decode(bytes: &[u8]) -> Result<Record, BinaryError> {
         os: r.str()?.to_owned(),
         browser: r.str()?.to_owned(),
         device_type: r.str()?.to_owned(),
+        source: if version == VERSION {
+            r.enumerated(&Source::ALL, "source")?
+        } else {
+            Source::Beacon
+        },
     };
     let view_id: Arc<str> = r.str()?.into();
     let mut events: Vec<Event> = Vec::with_capacity(count);
     for _ in 0..count {
-        let e = if version == VERSION {
+        let e = if version != VERSION_2 {
             r.event(&view_id, events.last())?
         } else {
             r.event_v2(&view_id, events.last())?
@@ -321,7 +329,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// One version 3 event.
+    /// One version 3 or 4 event (their events are the same).
     fn event(&mut self, view_id: &Arc<str>, prev: Option<&Event>) -> Result<Event, BinaryError> {
         let p = |field: fn(&Event) -> &Arc<str>| prev.map(field);
         let seq = self.int("seq")?;

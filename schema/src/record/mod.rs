@@ -44,6 +44,42 @@ pub struct Enrichment {
     pub browser: String,
     /// `desktop`, `mobile`, `tablet`, `tv`, `console`, `bot` or `other`.
     pub device_type: String,
+    /// The wire format the request came in (which endpoint took it).
+    #[serde(default)]
+    pub source: Source,
+}
+
+/// The wire format a view's events arrived in: the `source` dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Source {
+    /// This pipeline's beacon format (`schema::beacon`); every event carries
+    /// the view's state so far.
+    #[default]
+    #[serde(rename = "beacon")]
+    Beacon,
+    /// CMCD v2 event-mode reports (`schema::cmcd`): sparse state changes
+    /// the processor sessionizes into the view's state.
+    #[serde(rename = "cmcd")]
+    Cmcd,
+}
+
+impl Source {
+    /// Every source, in encoding order (the binary record's byte).
+    pub const ALL: [Source; 2] = [Source::Beacon, Source::Cmcd];
+
+    /// The dimension value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Beacon => "beacon",
+            Source::Cmcd => "cmcd",
+        }
+    }
+
+    /// Whether the events are sparse reports the processor must
+    /// sessionize before they carry the view's state.
+    pub fn is_sparse(self) -> bool {
+        self != Source::Beacon
+    }
 }
 
 /// One Kafka record: events of one view from one request, and what the
@@ -118,9 +154,14 @@ impl Record {
         records
     }
 
-    /// The Kafka key: the events' `view_id`.
+    /// The Kafka key: the events' `view_id`, or for CMCD reports their
+    /// session, so one worker sees all of a session's views in order.
     pub fn key(&self) -> &str {
-        self.events.first().map_or("", |e| &e.view_id)
+        let view = self.events.first().map_or("", |e| &e.view_id);
+        match self.enrichment.source {
+            Source::Beacon => view,
+            Source::Cmcd => crate::cmcd::session_of(view),
+        }
     }
 
     /// Appends the Kafka value (current format) to `buf`.

@@ -60,6 +60,10 @@ pub enum Reason {
     Stale,
     /// `view_start` is after `ts`, or more than 31 days before it.
     InvalidViewStart,
+    /// A CMCD report line is not an RFC 8941 dictionary.
+    InvalidCmcd,
+    /// A CMCD report line is longer than [`MAX_LINE_BYTES`](crate::cmcd::MAX_LINE_BYTES).
+    LineTooLong,
 }
 
 impl Reason {
@@ -82,11 +86,13 @@ impl Reason {
             Reason::TsInFuture => "ts_in_future",
             Reason::Stale => "stale",
             Reason::InvalidViewStart => "invalid_view_start",
+            Reason::InvalidCmcd => "invalid_cmcd",
+            Reason::LineTooLong => "line_too_long",
         }
     }
 
     /// Every reason, for metrics and documentation.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 18] = [
         Reason::InvalidUtf8,
         Reason::InvalidJson,
         Reason::NotABeacon,
@@ -103,6 +109,8 @@ impl Reason {
         Reason::TsInFuture,
         Reason::Stale,
         Reason::InvalidViewStart,
+        Reason::InvalidCmcd,
+        Reason::LineTooLong,
     ];
 }
 

@@ -11,6 +11,7 @@ fn record(events: Vec<Event>) -> Record {
             os: "Android".into(),
             browser: "Chrome".into(),
             device_type: "mobile".into(),
+            source: Source::Beacon,
         },
         events,
     }
@@ -187,6 +188,29 @@ fn version_2_records_are_still_read() {
     let buf = version_2_record(&e);
     assert_eq!(event_count(&buf), Some(1));
     assert_eq!(decode(&buf), Ok(record(vec![e])));
+}
+
+#[test]
+fn version_3_records_are_read_as_beacons_and_the_source_round_trips() {
+    let mut r = record(varied(3));
+    r.enrichment.source = Source::Cmcd;
+    let v4 = encoded(&r);
+    assert_eq!(decode(&v4), Ok(r.clone()));
+    // Version 3 is version 4 without the source byte after device_type.
+    let at = v4
+        .windows(7)
+        .position(|w| w == b"\x06mobile")
+        .expect("device_type is encoded")
+        + 7;
+    assert_eq!(v4[at], Source::Cmcd as u8);
+    let mut v3 = v4.clone();
+    v3[0] = VERSION_3;
+    v3.remove(at);
+    r.enrichment.source = Source::Beacon;
+    assert_eq!(decode(&v3), Ok(r));
+    let mut bad = v4;
+    bad[at] = Source::ALL.len() as u8;
+    assert_eq!(decode(&bad).map_err(|e| e.what), Err("source"));
 }
 
 #[test]

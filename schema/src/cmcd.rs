@@ -1,0 +1,386 @@
+//! CMCD v2 event-mode reports (CTA-5004-B), as hls.js, dash.js and Shaka
+//! post them to an event target.
+//!
+//! ```text
+//! POST /v1/cmcd/{key}   Content-Type: application/cmcd (or text/cmcd)
+//! bl=(31900),br=(4500),cid="clip-1",e=ps,sf=h,sid="1113…",sn=6,st=v,sta=p,ts=1795951800694,v=2
+//! ```
+//!
+//! One report per line; each line is an RFC 8941 structured-field
+//! dictionary, parsed by the `sfv` crate. Keys this pipeline does not use
+//! are ignored, as the specification asks of receivers (custom keys, `rr`
+//! timings, ...). A report is a *sparse* state change: unlike a beacon it
+//! carries no totals, so [`decode`] turns each into an [`Event`] holding
+//! what the report said (its state, bitrate, buffer, error) and the
+//! processor's sessionizer (`processor/src/sessions.rs`) derives the
+//! view's totals from the reports in `sn` order.
+//!
+//! A view is one session (`sid`) and content (`cid`): its `view_id` is the
+//! session's id, plus `:` and a hash of `cid` when there is one
+//! ([`view_id`]). The Kafka key is the session ([`session_of`]), so one
+//! worker sees a session's views in order.
+//!
+//! Refusals reuse the beacon's [`Reason`] codes (`invalid_cmcd` and
+//! `line_too_long` are CMCD's own): a body that is not CMCD fails whole, a
+//! bad line is refused by index while the others are accepted.
+
+use std::sync::Arc;
+
+use sfv::{BareItem, Dictionary, ListEntry, Parser};
+
+use crate::beacon::{limits, Event, EventType, PlayerState, StreamType};
+use crate::validate::{BodyError, Checks, Decoded, Reason, Rejection};
+
+/// Most reports one body may carry (a player batches a handful).
+pub const MAX_REPORTS: usize = crate::beacon::MAX_EVENTS_PER_BATCH;
+/// Longest report line, bytes (a full report is a few hundred).
+pub const MAX_LINE_BYTES: usize = 4096;
+/// Longest `sid` kept as it is (CTA-5004 allows 64 characters); longer or
+/// odd ones are hashed.
+const MAX_SID: usize = 64;
+/// `cid` limit (CTA-5004: 128 characters).
+const MAX_CID: usize = 128;
+
+/// The content types a CMCD event target receives (`text/cmcd` from older
+/// libraries).
+pub const CONTENT_TYPES: [&str; 2] = ["application/cmcd", "text/cmcd"];
+
+/// The CMCD event (`e`), as far as the view's state is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmcdEvent {
+    /// `ps`: play state change (`sta` says which).
+    PlayState,
+    /// `t`: time interval (every 10 s by default).
+    Interval,
+    /// `bc`: bitrate change.
+    BitrateChange,
+    /// `c`: content change (a new view of the session).
+    ContentChange,
+    /// `e`: error (`ec` says which).
+    Error,
+    /// Anything else (`sk`, `b`, `m`, `um`, `pe`, `pc`, `rr`, ad events,
+    /// `ce`, and events of later versions): no change to the view.
+    Other,
+}
+
+impl CmcdEvent {
+    fn parse(token: &str) -> CmcdEvent {
+        match token {
+            "ps" => CmcdEvent::PlayState,
+            "t" => CmcdEvent::Interval,
+            "bc" => CmcdEvent::BitrateChange,
+            "c" => CmcdEvent::ContentChange,
+            "e" => CmcdEvent::Error,
+            _ => CmcdEvent::Other,
+        }
+    }
+}
+
+/// The player state (`sta`) as this pipeline's [`PlayerState`]. `w`
+/// (waiting, neither playing nor stalled for media) counts as paused, and
+/// `q` (quit) as ended.
+pub fn player_state(sta: &str) -> Option<PlayerState> {
+    Some(match sta {
+        "d" => PlayerState::Idle,
+        "s" => PlayerState::Starting,
+        "p" => PlayerState::Playing,
+        "k" => PlayerState::Seeking,
+        "r" => PlayerState::Rebuffering,
+        "a" | "w" => PlayerState::Paused,
+        "e" | "q" => PlayerState::Ended,
+        "f" => PlayerState::Errored,
+        _ => return None,
+    })
+}
+
+/// The event type a report stands for in the heartbeats table.
+fn event_type(e: CmcdEvent, state: Option<PlayerState>) -> EventType {
+    match (e, state) {
+        (CmcdEvent::PlayState, Some(s)) => match s {
+            PlayerState::Idle => EventType::Viewstart,
+            PlayerState::Starting => EventType::Play,
+            PlayerState::Playing => EventType::Playing,
+            PlayerState::Seeking => EventType::Seeking,
+            PlayerState::Rebuffering => EventType::Rebufferstart,
+            PlayerState::Paused => EventType::Pause,
+            PlayerState::Ended => EventType::Viewend,
+            PlayerState::Errored => EventType::Error,
+        },
+        (CmcdEvent::BitrateChange, _) => EventType::Renditionchange,
+        (CmcdEvent::ContentChange, _) => EventType::Viewstart,
+        (CmcdEvent::Error, _) => EventType::Error,
+        _ => EventType::Heartbeat,
+    }
+}
+
+/// The `view_id` of content `cid` in session `sid`: the session id when it
+/// is a valid view id of at most 64 characters (else its hash), then `:`
+/// and the hash of `cid` when `cid` is not empty.
+pub fn view_id(sid: &str, cid: &str) -> String {
+    let plain = !sid.is_empty()
+        && sid.len() <= MAX_SID
+        && sid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let mut id = if plain {
+        sid.to_owned()
+    } else {
+        format!("s{:016x}", crate::rows::view_hash(sid))
+    };
+    if !cid.is_empty() {
+        id.push_str(&format!(":{:016x}", crate::rows::view_hash(cid)));
+    }
+    id
+}
+
+/// The session part of a CMCD `view_id` (its Kafka key).
+pub fn session_of(view_id: &str) -> &str {
+    view_id.split(':').next().unwrap_or(view_id)
+}
+
+/// Decodes a body of CMCD reports at `checks.now_ms`.
+pub fn decode(body: &[u8], checks: &Checks) -> Result<Decoded, BodyError> {
+    let text = std::str::from_utf8(body).map_err(|e| BodyError {
+        reason: Reason::InvalidUtf8,
+        message: format!("body is not UTF-8 (first bad byte at {})", e.valid_up_to()),
+    })?;
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.trim_matches([' ', '\t', '\r']))
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return Err(BodyError {
+            reason: Reason::EmptyBatch,
+            message: "the body has no CMCD report (one report per line)".into(),
+        });
+    }
+    if lines.len() > MAX_REPORTS {
+        return Err(BodyError {
+            reason: Reason::TooManyEvents,
+            message: format!(
+                "{} reports in one body; at most {MAX_REPORTS}",
+                lines.len()
+            ),
+        });
+    }
+    let mut out = Decoded::default();
+    let mut strings = Shared::default();
+    for (index, line) in lines.into_iter().enumerate() {
+        match report(line, checks, &mut strings) {
+            Ok(e) => out.accepted.push(e),
+            Err(mut r) => {
+                r.index = index;
+                out.rejected.push(r);
+            }
+        }
+    }
+    // Nothing in the body was CMCD: the sender is misconfigured.
+    if out.accepted.is_empty() && out.rejected.iter().all(|r| r.reason == Reason::InvalidCmcd) {
+        let first = &out.rejected[0];
+        return Err(BodyError {
+            reason: Reason::InvalidCmcd,
+            message: first.message.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The strings a body's reports repeat (session, content, CDN), shared.
+#[derive(Default)]
+struct Shared {
+    last: [Option<Arc<str>>; 3],
+}
+
+impl Shared {
+    fn get(&mut self, slot: usize, text: &str) -> Arc<str> {
+        match &self.last[slot] {
+            Some(s) if **s == *text => s.clone(),
+            _ => {
+                let s: Arc<str> = text.into();
+                self.last[slot] = Some(s.clone());
+                s
+            }
+        }
+    }
+}
+
+fn refuse(reason: Reason, field: &str, message: impl Into<String>) -> Rejection {
+    Rejection {
+        index: 0,
+        reason,
+        field: Some(field.to_owned()).filter(|f| !f.is_empty()),
+        message: message.into(),
+    }
+}
+
+/// One report line as an event holding what it said.
+fn report(line: &str, checks: &Checks, strings: &mut Shared) -> Result<Event, Rejection> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(refuse(
+            Reason::LineTooLong,
+            "",
+            format!(
+                "a report line has {} bytes; at most {MAX_LINE_BYTES}",
+                line.len()
+            ),
+        ));
+    }
+    let dict: Dictionary = Parser::new(line).parse().map_err(|e| {
+        refuse(
+            Reason::InvalidCmcd,
+            "",
+            format!("not an RFC 8941 dictionary of CMCD keys: {e}"),
+        )
+    })?;
+    let r = Keys(&dict);
+    let sid = r.string("sid")?.ok_or_else(|| missing("sid"))?;
+    let cid = r.string("cid")?.unwrap_or("");
+    if cid.len() > MAX_CID {
+        return Err(refuse(
+            Reason::FieldTooLong,
+            "cid",
+            format!("`cid` is longer than {MAX_CID} bytes"),
+        ));
+    }
+    let e = CmcdEvent::parse(r.token("e")?.ok_or_else(|| missing("e"))?);
+    let seq = r.integer("sn", limits::MAX_SEQ)?.ok_or_else(|| missing("sn"))? as u32;
+    let ts_ms = r.integer("ts", i64::MAX as u64)?.ok_or_else(|| missing("ts"))? as i64;
+    if ts_ms > checks.now_ms + checks.max_future_ms {
+        return Err(refuse(
+            Reason::TsInFuture,
+            "ts",
+            format!(
+                "`ts` is {} s ahead of the server clock (at most {} s allowed)",
+                (ts_ms - checks.now_ms) / 1000,
+                checks.max_future_ms / 1000
+            ),
+        ));
+    }
+    if ts_ms < checks.now_ms - checks.max_age_ms {
+        return Err(refuse(
+            Reason::Stale,
+            "ts",
+            format!(
+                "report is {} s old; reports older than {} s are dropped",
+                (checks.now_ms - ts_ms) / 1000,
+                checks.max_age_ms / 1000
+            ),
+        ));
+    }
+    let state = match r.token("sta")? {
+        None => None,
+        Some(sta) => Some(player_state(sta).ok_or_else(|| {
+            refuse(
+                Reason::InvalidEnum,
+                "sta",
+                "`sta` must be one of d s p k r a w e f q",
+            )
+        })?),
+    };
+    let stream_type = match r.token("st")? {
+        Some("l" | "ll") => StreamType::Live,
+        _ => StreamType::OnDemand,
+    };
+    let cdn = r.string("cdn")?.unwrap_or("");
+    if cdn.len() > limits::SHORT {
+        return Err(refuse(Reason::FieldTooLong, "cdn", "`cdn` is too long"));
+    }
+    let error_code = r.string("ec")?.unwrap_or("");
+    let view = view_id(sid, cid);
+    let event = event_type(e, state);
+    Ok(Event {
+        view_id: view.into(),
+        seq,
+        event,
+        ts_ms,
+        view_start_ms: ts_ms,
+        viewer_id: strings.get(0, sid),
+        video_id: strings.get(1, cid),
+        stream_type,
+        cdn: strings.get(2, cdn),
+        // A report without `sta` keeps the view's state: idle stands for
+        // "not said" (the sessionizer knows).
+        state: state.unwrap_or(PlayerState::Idle),
+        startup_time_ms: r
+            .integer("msd", limits::MAX_DURATION_MS)?
+            .map(|v| v.min(u64::from(u32::MAX)) as u32),
+        error_code: truncate(error_code, limits::ERROR_CODE).into(),
+        error_fatal: state == Some(PlayerState::Errored),
+        bitrate_kbps: r.integer("br", limits::MAX_BITRATE_KBPS)?.unwrap_or(0) as u32,
+        buffer_length_ms: r.integer("bl", limits::MAX_DURATION_MS)?.unwrap_or(0),
+        ..Event::default()
+    })
+}
+
+fn missing(key: &str) -> Rejection {
+    refuse(
+        Reason::MissingField,
+        key,
+        format!("event-mode reports need `{key}`"),
+    )
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Typed access to a report's keys. CMCD v2 sends some keys as inner lists
+/// (`br=(4500)`, `ec=("E1")`, one value per media type); the first value
+/// is the one used.
+struct Keys<'a>(&'a Dictionary);
+
+impl<'a> Keys<'a> {
+    fn first(&self, key: &str) -> Option<&'a BareItem> {
+        match self.0.get(key)? {
+            ListEntry::Item(item) => Some(&item.bare_item),
+            ListEntry::InnerList(list) => list.items.first().map(|i| &i.bare_item),
+        }
+    }
+
+    fn wrong(key: &str, what: &str) -> Rejection {
+        refuse(Reason::InvalidType, key, format!("`{key}` must be {what}"))
+    }
+
+    fn string(&self, key: &str) -> Result<Option<&'a str>, Rejection> {
+        match self.first(key) {
+            None => Ok(None),
+            Some(BareItem::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(Keys::wrong(key, "a string")),
+        }
+    }
+
+    fn token(&self, key: &str) -> Result<Option<&'a str>, Rejection> {
+        match self.first(key) {
+            None => Ok(None),
+            Some(BareItem::Token(t)) => Ok(Some(t.as_str())),
+            Some(_) => Err(Keys::wrong(key, "a token")),
+        }
+    }
+
+    /// A non-negative integer up to `max` (decimals are rounded: some
+    /// players send fractional milliseconds).
+    fn integer(&self, key: &str, max: u64) -> Result<Option<u64>, Rejection> {
+        let v = match self.first(key) {
+            None => return Ok(None),
+            Some(BareItem::Integer(i)) => i64::from(*i) as f64,
+            Some(BareItem::Decimal(d)) => f64::from(*d),
+            Some(_) => return Err(Keys::wrong(key, "a number")),
+        };
+        if v < 0.0 || v.round() > max as f64 {
+            return Err(refuse(
+                Reason::OutOfRange,
+                key,
+                format!("`{key}` must be between 0 and {max}"),
+            ));
+        }
+        Ok(Some(v.round() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests;
