@@ -1,14 +1,21 @@
-//! One beacon request, top to bottom: route → property key → content type
+//! One ingest request, top to bottom: route → property key → content type
 //! and encoding → bounded body → decode and validate → rate limit → enrich →
 //! enqueue → answer. Every refusal has its status and a machine-readable
 //! code; nothing a request does can disturb another.
 //!
-//! Routes (the property key is public, from the SDK snippet):
-//! - `POST /v1/beacon/{key}` — what `sendBeacon` uses (it cannot set headers);
+//! Routes (the property key is public, from the SDK snippet or the player's
+//! configuration):
+//! - `POST /v1/beacon/{key}` — beacons; what `sendBeacon` uses (it cannot
+//!   set headers);
 //! - `POST /v1/beacon` with header `X-QOE-Key: {key}` or `?key={key}`;
-//! - `OPTIONS` on either — CORS preflight.
+//! - `POST /v1/cmcd/{key}` (or `/v1/cmcd?key={key}`) — CMCD v2 event-mode
+//!   reports (`application/cmcd` or `text/cmcd`), which players send
+//!   natively. An unknown key answers `410 Gone`, which makes a player stop
+//!   reporting to this target; success is `204` (`202` with the refused
+//!   lines when some were refused).
+//! - `OPTIONS` on any — CORS preflight.
 //!
-//! A `202` means every accepted event is in the channel to Kafka.
+//! A `202` or `204` means every accepted event is in the channel to Kafka.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -24,7 +31,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use qoe_schema::beacon::MAX_EVENTS_PER_BATCH;
-use qoe_schema::record::Record;
+use qoe_schema::cmcd;
+use qoe_schema::record::{Record, Source};
 use qoe_schema::validate::{self, Checks};
 
 use crate::channel::{Channel, EnqueueError};
@@ -154,7 +162,7 @@ impl Ingest {
     /// Answers one request.
     pub async fn handle(&self, req: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
         let started = Instant::now();
-        let route = route_label(req.uri().path());
+        let route = Route::of(req.uri().path()).map_or("other", |r| r.format.label());
         let response = match self.handle_inner(req, peer).await {
             Ok(resp) => resp,
             Err(refusal) => self.refusal(refusal),
@@ -180,17 +188,16 @@ impl Ingest {
         req: Request<Incoming>,
         peer: IpAddr,
     ) -> Result<Response<Full<Bytes>>, Refusal> {
-        let path = req.uri().path();
-        let path_key = match path.strip_prefix("/v1/beacon") {
-            Some("") | Some("/") => None,
-            Some(rest) if rest.starts_with('/') && !rest[1..].contains('/') => Some(&rest[1..]),
-            _ => {
-                return Err(refuse(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "POST beacons to /v1/beacon/{property_key}",
-                ))
-            }
+        let Some(Route {
+            format,
+            key: path_key,
+        }) = Route::of(req.uri().path())
+        else {
+            return Err(refuse(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "POST beacons to /v1/beacon/{property_key}, CMCD reports to /v1/cmcd/{property_key}",
+            ));
         };
         if req.method() == Method::OPTIONS {
             return Ok(self.preflight());
@@ -205,21 +212,27 @@ impl Ingest {
         let key = path_key
             .or_else(|| header_str(req.headers(), KEY_HEADER_NAME))
             .or_else(|| query_key(req.uri().query()));
+        // A player answered 410 stops reporting to that target: what a
+        // misconfigured CMCD target should do rather than retry forever.
+        let (missing, unknown) = match format {
+            Format::Beacon => (StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN),
+            Format::Cmcd => (StatusCode::GONE, StatusCode::GONE),
+        };
         let Some(key) = key else {
             return Err(refuse(
-                StatusCode::UNAUTHORIZED,
+                missing,
                 "missing_key",
-                "no property key: POST to /v1/beacon/{key} or send X-QOE-Key",
+                "no property key: POST to /v1/beacon/{key} (or /v1/cmcd/{key}) or send X-QOE-Key",
             ));
         };
         let Some(property) = self.properties.get(key) else {
             return Err(refuse(
-                StatusCode::FORBIDDEN,
+                unknown,
                 "unknown_key",
-                "unknown property key; check the key in your SDK configuration",
+                "unknown property key; check the key in your SDK or player configuration",
             ));
         };
-        check_content_type(req.headers())?;
+        check_content_type(req.headers(), format)?;
         let gzip = content_encoding_is_gzip(req.headers())?;
         let client_ip = self
             .enricher
@@ -229,8 +242,11 @@ impl Ingest {
         let body = self.read_body(req, gzip).await?;
 
         let checks = self.checks();
-        let decoded = validate::decode(&body, &checks)
-            .map_err(|err| refuse(StatusCode::BAD_REQUEST, err.reason.code(), err.message))?;
+        let decoded = match format {
+            Format::Beacon => validate::decode(&body, &checks),
+            Format::Cmcd => cmcd::decode(&body, &checks),
+        }
+        .map_err(|err| refuse(StatusCode::BAD_REQUEST, err.reason.code(), err.message))?;
         let m = metrics();
         for r in &decoded.rejected {
             m.events_rejected
@@ -269,10 +285,12 @@ impl Ingest {
 
         let accepted = decoded.accepted.len();
         let user_agent = user_agent.as_ref().and_then(|v| v.to_str().ok());
+        let mut enrichment = self.enricher.enrich(client_ip, user_agent);
+        enrichment.source = format.source();
         let records = Record::group(
             property.id.clone(),
             checks.now_ms,
-            self.enricher.enrich(client_ip, user_agent),
+            enrichment,
             decoded.accepted,
         );
         let result = match &*self.channel.read().unwrap_or_else(|e| e.into_inner()) {
@@ -282,6 +300,9 @@ impl Ingest {
         match result {
             Ok(()) => {
                 m.events_accepted.inc_by(accepted as u64);
+                if decoded.rejected.is_empty() && format == Format::Cmcd {
+                    return Ok(self.respond(StatusCode::NO_CONTENT, Bytes::new(), None));
+                }
                 if decoded.rejected.is_empty() {
                     return Ok(self.respond(StatusCode::ACCEPTED, all_accepted(accepted), None));
                 }
@@ -456,11 +477,49 @@ impl Ingest {
     }
 }
 
-fn route_label(path: &str) -> &'static str {
-    if path.starts_with("/v1/beacon") {
-        "beacon"
-    } else {
-        "other"
+/// The wire format a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Beacon,
+    Cmcd,
+}
+
+impl Format {
+    /// The `route` label of the request metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Format::Beacon => "beacon",
+            Format::Cmcd => "cmcd",
+        }
+    }
+
+    fn source(self) -> Source {
+        match self {
+            Format::Beacon => Source::Beacon,
+            Format::Cmcd => Source::Cmcd,
+        }
+    }
+}
+
+/// An ingest route: its format and the key in its path, if any.
+struct Route<'a> {
+    format: Format,
+    key: Option<&'a str>,
+}
+
+impl<'a> Route<'a> {
+    fn of(path: &'a str) -> Option<Route<'a>> {
+        let (format, rest) = if let Some(rest) = path.strip_prefix("/v1/beacon") {
+            (Format::Beacon, rest)
+        } else {
+            (Format::Cmcd, path.strip_prefix("/v1/cmcd")?)
+        };
+        let key = match rest {
+            "" | "/" => None,
+            _ if rest.starts_with('/') && !rest[1..].contains('/') => Some(&rest[1..]),
+            _ => return None,
+        };
+        Some(Route { format, key })
     }
 }
 
@@ -499,9 +558,9 @@ fn query_key(query: Option<&str>) -> Option<&str> {
         .filter(|k| !k.is_empty())
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
+fn check_content_type(headers: &HeaderMap, format: Format) -> Result<(), Refusal> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(()); // curl and some SDK transports send none: try JSON.
+        return Ok(()); // curl and some SDK transports send none: try the route's format.
     };
     let mime = value
         .to_str()
@@ -510,13 +569,20 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
         .next()
         .unwrap_or("")
         .trim();
-    if mime.eq_ignore_ascii_case("application/json") || mime.eq_ignore_ascii_case("text/plain") {
+    let accepted: &[&str] = match format {
+        Format::Beacon => &["application/json", "text/plain"],
+        Format::Cmcd => &["application/cmcd", "text/cmcd", "text/plain"],
+    };
+    if accepted.iter().any(|a| mime.eq_ignore_ascii_case(a)) {
         Ok(())
     } else {
         Err(refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!("Content-Type `{mime}` is not accepted; use application/json or text/plain"),
+            format!(
+                "Content-Type `{mime}` is not accepted here; use {}",
+                accepted.join(" or ")
+            ),
         ))
     }
 }

@@ -41,10 +41,6 @@ const MAX_SID: usize = 64;
 /// `cid` limit (CTA-5004: 128 characters).
 const MAX_CID: usize = 128;
 
-/// The content types a CMCD event target receives (`text/cmcd` from older
-/// libraries).
-pub const CONTENT_TYPES: [&str; 2] = ["application/cmcd", "text/cmcd"];
-
 /// The CMCD event (`e`), as far as the view's state is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmcdEvent {
@@ -158,10 +154,7 @@ pub fn decode(body: &[u8], checks: &Checks) -> Result<Decoded, BodyError> {
     if lines.len() > MAX_REPORTS {
         return Err(BodyError {
             reason: Reason::TooManyEvents,
-            message: format!(
-                "{} reports in one body; at most {MAX_REPORTS}",
-                lines.len()
-            ),
+            message: format!("{} reports in one body; at most {MAX_REPORTS}", lines.len()),
         });
     }
     let mut out = Decoded::default();
@@ -244,8 +237,12 @@ fn report(line: &str, checks: &Checks, strings: &mut Shared) -> Result<Event, Re
         ));
     }
     let e = CmcdEvent::parse(r.token("e")?.ok_or_else(|| missing("e"))?);
-    let seq = r.integer("sn", limits::MAX_SEQ)?.ok_or_else(|| missing("sn"))? as u32;
-    let ts_ms = r.integer("ts", i64::MAX as u64)?.ok_or_else(|| missing("ts"))? as i64;
+    let seq = r
+        .integer("sn", limits::MAX_SEQ)?
+        .ok_or_else(|| missing("sn"))? as u32;
+    let ts_ms = r
+        .integer("ts", i64::MAX as u64)?
+        .ok_or_else(|| missing("ts"))? as i64;
     if ts_ms > checks.now_ms + checks.max_future_ms {
         return Err(refuse(
             Reason::TsInFuture,

@@ -45,7 +45,10 @@ fn the_captured_hls_js_report() {
             crate::rows::view_hash("clip-1")
         )
     );
-    assert_eq!(session_of(&e.view_id), "11130f20-5b3e-4c5e-a1b6-7f0f3b2d9c11");
+    assert_eq!(
+        session_of(&e.view_id),
+        "11130f20-5b3e-4c5e-a1b6-7f0f3b2d9c11"
+    );
 }
 
 /// Every value type RFC 8941 has, in the keys where CMCD puts them;
@@ -76,7 +79,11 @@ fn events_and_states_map_to_the_heartbeat_types() {
         ("e=ps,sta=s", EventType::Play, PlayerState::Starting),
         ("e=ps,sta=p", EventType::Playing, PlayerState::Playing),
         ("e=ps,sta=k", EventType::Seeking, PlayerState::Seeking),
-        ("e=ps,sta=r", EventType::Rebufferstart, PlayerState::Rebuffering),
+        (
+            "e=ps,sta=r",
+            EventType::Rebufferstart,
+            PlayerState::Rebuffering,
+        ),
         ("e=ps,sta=a", EventType::Pause, PlayerState::Paused),
         ("e=ps,sta=w", EventType::Pause, PlayerState::Paused),
         ("e=ps,sta=e", EventType::Viewend, PlayerState::Ended),
@@ -84,7 +91,11 @@ fn events_and_states_map_to_the_heartbeat_types() {
         ("e=ps,sta=f", EventType::Error, PlayerState::Errored),
         ("e=t,sta=p", EventType::Heartbeat, PlayerState::Playing),
         ("e=t", EventType::Heartbeat, PlayerState::Idle),
-        ("e=bc,sta=p", EventType::Renditionchange, PlayerState::Playing),
+        (
+            "e=bc,sta=p",
+            EventType::Renditionchange,
+            PlayerState::Playing,
+        ),
         ("e=c,sta=s", EventType::Viewstart, PlayerState::Starting),
         ("e=e,sta=p", EventType::Error, PlayerState::Playing),
         ("e=rr,sta=p", EventType::Heartbeat, PlayerState::Playing),
@@ -102,19 +113,59 @@ fn bad_reports_name_the_key() {
     assert!(one(&ok).is_ok());
     let cases = [
         (format!("e=t,sn=1,ts={NOW}"), "missing_field", Some("sid")),
-        (format!("sid=\"s\",sn=1,ts={NOW}"), "missing_field", Some("e")),
-        (format!("sid=\"s\",e=t,ts={NOW}"), "missing_field", Some("sn")),
+        (
+            format!("sid=\"s\",sn=1,ts={NOW}"),
+            "missing_field",
+            Some("e"),
+        ),
+        (
+            format!("sid=\"s\",e=t,ts={NOW}"),
+            "missing_field",
+            Some("sn"),
+        ),
         ("sid=\"s\",e=t,sn=1".to_owned(), "missing_field", Some("ts")),
-        (format!("sid=s,e=t,sn=1,ts={NOW}"), "invalid_type", Some("sid")),
-        (format!("sid=\"s\",e=\"t\",sn=1,ts={NOW}"), "invalid_type", Some("e")),
-        (format!("sid=\"s\",e=t,sn=-1,ts={NOW}"), "out_of_range", Some("sn")),
-        (format!("sid=\"s\",e=t,sn=4294967296,ts={NOW}"), "out_of_range", Some("sn")),
+        (
+            format!("sid=s,e=t,sn=1,ts={NOW}"),
+            "invalid_type",
+            Some("sid"),
+        ),
+        (
+            format!("sid=\"s\",e=\"t\",sn=1,ts={NOW}"),
+            "invalid_type",
+            Some("e"),
+        ),
+        (
+            format!("sid=\"s\",e=t,sn=-1,ts={NOW}"),
+            "out_of_range",
+            Some("sn"),
+        ),
+        (
+            format!("sid=\"s\",e=t,sn=4294967296,ts={NOW}"),
+            "out_of_range",
+            Some("sn"),
+        ),
         (format!("{ok},sta=x"), "invalid_enum", Some("sta")),
         (format!("{ok},br=(2000000)"), "out_of_range", Some("br")),
-        (format!("{ok},cid=\"{}\"", "c".repeat(129)), "field_too_long", Some("cid")),
-        (format!("sid=\"s\",e=t,sn=1,ts={}", NOW + 3_600_000), "ts_in_future", Some("ts")),
-        (format!("sid=\"s\",e=t,sn=1,ts={}", NOW - 7_200_000), "stale", Some("ts")),
-        (format!("{ok},x=\"{}\"", "y".repeat(MAX_LINE_BYTES)), "line_too_long", None),
+        (
+            format!("{ok},cid=\"{}\"", "c".repeat(129)),
+            "field_too_long",
+            Some("cid"),
+        ),
+        (
+            format!("sid=\"s\",e=t,sn=1,ts={}", NOW + 3_600_000),
+            "ts_in_future",
+            Some("ts"),
+        ),
+        (
+            format!("sid=\"s\",e=t,sn=1,ts={}", NOW - 7_200_000),
+            "stale",
+            Some("ts"),
+        ),
+        (
+            format!("{ok},x=\"{}\"", "y".repeat(MAX_LINE_BYTES)),
+            "line_too_long",
+            None,
+        ),
     ];
     for (line, reason, field) in cases {
         assert_eq!(
@@ -132,7 +183,11 @@ fn a_body_is_refused_whole_only_when_nothing_in_it_is_cmcd() {
     let body = format!("{ok}\r\n\nnot cmcd at all\n{ok},sta=x\n");
     let d = decode(body.as_bytes(), &checks()).expect("partly accepted");
     assert_eq!(d.accepted.len(), 1);
-    let refused: Vec<(usize, &str)> = d.rejected.iter().map(|r| (r.index, r.reason.code())).collect();
+    let refused: Vec<(usize, &str)> = d
+        .rejected
+        .iter()
+        .map(|r| (r.index, r.reason.code()))
+        .collect();
     assert_eq!(refused, [(1, "invalid_cmcd"), (2, "invalid_enum")]);
 
     let whole = |body: &[u8]| decode(body, &checks()).expect_err("refused").reason.code();
@@ -150,14 +205,28 @@ fn a_body_is_refused_whole_only_when_nothing_in_it_is_cmcd() {
 fn view_ids_are_valid_and_stable() {
     assert_eq!(view_id("abc-1", ""), "abc-1");
     let odd = view_id("a b/c", "x");
-    assert!(odd.starts_with('s') && odd.len() == 1 + 16 + 1 + 16, "{odd}");
-    assert_eq!(view_id(&"a".repeat(65), ""), format!("s{:016x}", crate::rows::view_hash(&"a".repeat(65))));
+    assert!(
+        odd.starts_with('s') && odd.len() == 1 + 16 + 1 + 16,
+        "{odd}"
+    );
+    assert_eq!(
+        view_id(&"a".repeat(65), ""),
+        format!("s{:016x}", crate::rows::view_hash(&"a".repeat(65)))
+    );
     for id in [view_id("abc-1", "clip"), odd, view_id("a:b", "")] {
         assert!(id.len() <= limits::VIEW_ID);
-        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)), "{id}");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)),
+            "{id}"
+        );
         assert!(!session_of(&id).contains(':'));
     }
-    assert_ne!(view_id("s", "a"), view_id("s", "b"), "a content change is a new view");
+    assert_ne!(
+        view_id("s", "a"),
+        view_id("s", "b"),
+        "a content change is a new view"
+    );
 }
 
 /// A report as a player would serialize it, with `sfv`'s own serializer.
@@ -186,7 +255,17 @@ fn spec() -> impl Strategy<Value = Spec> {
         0..=3_600_000u64,
         "[a-z]{0,10}",
     )
-        .prop_map(|(sid, cid, sn, ts, sta, e, br, bl, cdn)| Spec { sid, cid, sn, ts, sta, e, br, bl, cdn })
+        .prop_map(|(sid, cid, sn, ts, sta, e, br, bl, cdn)| Spec {
+            sid,
+            cid,
+            sn,
+            ts,
+            sta,
+            e,
+            br,
+            bl,
+            cdn,
+        })
 }
 
 fn int(v: i64) -> Integer {
@@ -204,7 +283,10 @@ fn serialize(s: &Spec) -> String {
         d.bare_item(key_ref("cdn"), StringRef::from_str(&s.cdn).expect("ASCII"));
     }
     if !s.cid.is_empty() {
-        d.bare_item(key_ref("cid"), StringRef::from_str(&s.cid).expect("printable ASCII"));
+        d.bare_item(
+            key_ref("cid"),
+            StringRef::from_str(&s.cid).expect("printable ASCII"),
+        );
     }
     d.bare_item(key_ref("e"), token_ref(s.e));
     d.bare_item(key_ref("sid"), StringRef::from_str(&s.sid).expect("ASCII"));
