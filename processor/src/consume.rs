@@ -73,6 +73,8 @@ pub struct Loop {
     /// The topic consumed (the origin named in dead letters).
     pub topic: String,
     pub writer: Writer,
+    /// Reads back CMCD sessions the workers do not know.
+    pub resume: std::sync::Arc<dyn crate::sessions::Resume>,
     pub settings: ProcessorSettings,
 }
 
@@ -96,6 +98,7 @@ impl Loop {
             shards,
             self.settings.max_open_views,
             self.settings.view_timeout.as_millis() as i64,
+            self.resume.clone(),
         );
         let mut ticker = tokio::time::interval(self.settings.batch_interval / 4);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

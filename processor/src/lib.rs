@@ -9,7 +9,10 @@
 //!    for the dead-letter topic.
 //! 2. Each worker's [`views`] keep its open views' latest `seq`: exact
 //!    duplicates are skipped; views close on `viewend` or inactivity;
-//!    memory is capped.
+//!    memory is capped. CMCD reports (sparse state changes) first go
+//!    through the worker's [`sessions`], which derive each view's totals
+//!    from them (reading a session it does not know back from ClickHouse,
+//!    [`resume`]) and make the rows a beacon would.
 //! 3. Each worker encodes every event that is not a duplicate as a
 //!    RowBinary row of its view's shard (`schema::rows`); [`batch`] gathers
 //!    the workers' rows by shard and tracks the offsets they cover; it is
@@ -31,7 +34,9 @@ pub mod config;
 pub mod consume;
 pub mod live;
 pub mod metrics;
+pub mod resume;
 pub mod seal;
+pub mod sessions;
 pub mod views;
 pub mod workers;
 pub mod writer;
@@ -92,12 +97,18 @@ pub async fn run(
         shutdown.await;
         health.set_draining();
     };
+    let resume = resume::ClickHouseResume::new(
+        writing_shards(&cfg),
+        tokio::runtime::Handle::current(),
+        Duration::from_secs(10),
+    );
     consume::Loop {
         consumer,
         dead_letters,
         dead_letter_topic: cfg.kafka.dead_letter_topic.clone(),
         topic: cfg.kafka.topic.clone(),
         writer,
+        resume: std::sync::Arc::new(resume),
         settings: cfg.processor.clone(),
     }
     .run(on_signal)

@@ -34,6 +34,13 @@ pub struct Metrics {
     pub open_views: IntGauge,
     /// Views closed (viewend or timeout) and evicted (over the cap), by reason.
     pub views_closed: IntCounterVec,
+    /// CMCD sessions held in memory.
+    pub open_sessions: IntGauge,
+    /// CMCD reports, by outcome (applied, late_or_repeated).
+    pub cmcd_reports: IntCounterVec,
+    /// Unknown CMCD sessions read back from ClickHouse, by outcome (found,
+    /// empty, failed).
+    pub sessions_resumed: IntCounterVec,
     /// Offset commits, by result.
     pub commits: IntCounterVec,
     /// Time to settle one shard's live buckets.
@@ -117,6 +124,23 @@ pub fn metrics() -> &'static Metrics {
                 "qoe_processor_views_closed_total",
                 "Views forgotten, by reason (viewend, timeout, evicted)",
                 &["reason"]
+            )
+            .expect("metric"),
+            open_sessions: register_int_gauge!(
+                "qoe_processor_open_sessions",
+                "CMCD sessions held in memory"
+            )
+            .expect("metric"),
+            cmcd_reports: register_int_counter_vec!(
+                "qoe_processor_cmcd_reports_total",
+                "CMCD reports, by outcome (applied, late_or_repeated)",
+                &["outcome"]
+            )
+            .expect("metric"),
+            sessions_resumed: register_int_counter_vec!(
+                "qoe_processor_sessions_resumed_total",
+                "Unknown CMCD sessions read back from ClickHouse, by outcome (found, empty, failed)",
+                &["outcome"]
             )
             .expect("metric"),
             commits: register_int_counter_vec!(

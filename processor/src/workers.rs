@@ -1,11 +1,13 @@
 //! The worker pool: records are spread over `processor.workers` threads by
-//! `hash(view_id)`, so every update of a view is decoded, deduplicated and
-//! encoded into its shard's RowBinary rows by the same worker, which owns its
-//! views outright — no lock on the hot path.
+//! the hash of their Kafka key, so every update of a view is decoded,
+//! deduplicated and encoded into its shard's RowBinary rows by the same
+//! worker, which owns its views outright — no lock on the hot path.
 //!
-//! The Kafka key *is* the `view_id` (the collector's contract), so the
-//! consume loop routes a record by hashing its key without decoding it; the
-//! decoding, the CPU-heavy part, happens on the workers. Records travel in
+//! The Kafka key is the `view_id` of beacons and the session of CMCD
+//! reports (the collector's contract), so the consume loop routes a record
+//! by hashing its key without decoding it; the decoding, the CPU-heavy
+//! part, happens on the workers. CMCD reports go through the worker's
+//! [`Sessions`] first, which turn them into the rows beacons would make. Records travel in
 //! chunks to keep channel wake-ups rare, over bounded channels so a slow
 //! worker slows the consumer instead of growing a queue.
 //!
@@ -13,12 +15,15 @@
 //! each channel is FIFO, the answer covers every record routed before it, so
 //! the offsets the loop tracked are exactly the ones the rows cover.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use qoe_schema::beacon::Event;
 use qoe_schema::record::Record as Decoded;
 use qoe_schema::rows::{shard_for, view_hash, write_row_binary};
 
 use crate::batch::ShardRows;
+use crate::sessions::{Resume, Sessions};
 use crate::views::{Seen, ViewTable};
 
 /// Records per chunk sent to a worker.
@@ -71,12 +76,15 @@ pub struct Pool {
 
 impl Pool {
     /// Starts `workers` threads (at least one) writing rows for `shards`
-    /// shards, sharing `max_open_views` between them.
+    /// shards, sharing `max_open_views` between them (and as many CMCD
+    /// sessions, which `resume` reads back when a worker meets one it does
+    /// not know).
     pub fn start(
         workers: usize,
         shards: usize,
         max_open_views: usize,
         view_timeout_ms: i64,
+        resume: Arc<dyn Resume>,
     ) -> Pool {
         let workers = workers.max(1);
         let mut senders = Vec::with_capacity(workers);
@@ -84,8 +92,11 @@ impl Pool {
         for i in 0..workers {
             let (tx, rx) = flume::bounded(QUEUE_CHUNKS);
             let views = ViewTable::new(max_open_views / workers, view_timeout_ms);
+            let sessions = Sessions::new(max_open_views / workers, view_timeout_ms, resume.clone());
             let worker = Worker {
                 views,
+                sessions,
+                sessioned: Vec::new(),
                 rows: vec![Encoded::default(); shards],
                 dead_letters: Vec::new(),
             };
@@ -104,7 +115,7 @@ impl Pool {
         }
     }
 
-    /// The worker that owns the view `key` names.
+    /// The worker that owns the view or session `key` names.
     pub fn worker_for(&self, key: &[u8]) -> usize {
         // Not the bits that pick the shard, so workers stay balanced
         // whatever the shard count.
@@ -112,7 +123,7 @@ impl Pool {
         ((hash >> 32) % self.senders.len() as u64) as usize
     }
 
-    /// Hands `record` to the worker of its view.
+    /// Hands `record` to the worker of its view or session.
     pub async fn push(&mut self, record: Record) {
         let worker = self.worker_for(record.key.as_deref().unwrap_or_default());
         self.pending[worker].push(record);
@@ -194,6 +205,9 @@ impl Drop for Pool {
 /// collect.
 struct Worker {
     views: ViewTable,
+    sessions: Sessions,
+    /// Rows a CMCD record made (reused from record to record).
+    sessioned: Vec<Event>,
     rows: Vec<Encoded>,
     dead_letters: Vec<DeadLetter>,
 }
@@ -232,9 +246,13 @@ impl Worker {
                         dead_letters: std::mem::take(&mut self.dead_letters),
                     });
                 }
-                Command::Expire(now_ms) => self.views.expire(now_ms),
+                Command::Expire(now_ms) => {
+                    self.views.expire(now_ms);
+                    self.sessions.expire(now_ms);
+                }
                 Command::Clear => {
                     self.views.clear();
+                    self.sessions.clear();
                     self.rows.iter_mut().for_each(|shard| {
                         shard.bytes.clear();
                         shard.count = 0;
@@ -250,9 +268,23 @@ impl Worker {
             Ok(decoded) => decoded,
             Err(reason) => return self.dead_letters.push(DeadLetter { record, reason }),
         };
-        // Every event of a record belongs to one view, hence one shard.
         let shards = self.rows.len();
-        let shard = &mut self.rows[shard_for(decoded.key(), shards)];
+        if decoded.enrichment.source.is_sparse() {
+            let mut rows = std::mem::take(&mut self.sessioned);
+            for report in &decoded.events {
+                self.sessions.apply(&decoded.property_id, report, &mut rows);
+            }
+            // A content change writes a row of another view: shard each.
+            for row in rows.drain(..) {
+                let shard = &mut self.rows[shard_for(&row.view_id, shards)];
+                write_row_binary(&decoded, &row, &mut shard.bytes);
+                shard.count += 1;
+            }
+            self.sessioned = rows;
+            return;
+        }
+        // Every event of a record belongs to one view, hence one shard.
+        let shard = &mut self.rows[shard_for(&decoded.events[0].view_id, shards)];
         for event in &decoded.events {
             if self.views.observe(&decoded.property_id, event) != Seen::Duplicate {
                 write_row_binary(&decoded, event, &mut shard.bytes);
@@ -274,6 +306,7 @@ fn decode(payload: &[u8]) -> Result<Decoded, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sessions::Forgetful;
     use qoe_schema::record::Enrichment;
 
     /// A Kafka record of `view`'s events with these `seqs`.
@@ -325,7 +358,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_view_always_goes_to_the_same_worker() {
-        let pool = Pool::start(4, 2, 1000, 60_000);
+        let pool = Pool::start(4, 2, 1000, 60_000, Arc::new(Forgetful));
         let mut used = std::collections::HashSet::new();
         for i in 0..200 {
             let key = format!("view-{i}");
@@ -338,7 +371,7 @@ mod tests {
 
     #[tokio::test]
     async fn rows_dead_letters_and_duplicates_across_workers() {
-        let mut pool = Pool::start(3, 2, 1000, 60_000);
+        let mut pool = Pool::start(3, 2, 1000, 60_000, Arc::new(Forgetful));
         for i in 0..100 {
             pool.push(record(&format!("v{i}"), 1)).await;
             pool.push(record(&format!("v{i}"), 1)).await; // duplicate: skipped
@@ -377,7 +410,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_event_of_a_record_becomes_a_row_unless_a_duplicate() {
-        let mut pool = Pool::start(2, 2, 1000, 60_000);
+        let mut pool = Pool::start(2, 2, 1000, 60_000, Arc::new(Forgetful));
         pool.push(events("batched", &[1, 2, 2, 3])).await;
         pool.push(events("batched", &[3, 4])).await;
         let out = pool.collect().await;
