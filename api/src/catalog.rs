@@ -274,6 +274,8 @@ pub const DIMENSIONS: &[Dimension] = &[
     dim("video_id", "video_id"),
     dim("video_title", "video_title"),
     dim("error_code", "error_code"),
+    // `beacon` or `cmcd`: the wire format the view came in.
+    dim("source", "source"),
 ];
 
 /// The dimension called `id`.

@@ -8,90 +8,20 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use qoe_testkit::webdriver::{Browser, Driver};
 use serde_json::{json, Value};
 use support::{events, setup, TOKEN_A};
 
-/// `chromedriver` on a free port, killed when dropped.
-struct Driver {
-    child: Child,
-    url: String,
+/// What this test asks of the dashboard page.
+trait Dashboard {
+    async fn loaded_after(&self, since: u64);
+    async fn tiles(&self) -> Vec<(String, f64)>;
+    async fn shot(&self, name: &str);
 }
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Driver {
-    fn start() -> Driver {
-        let port = qoe_testkit::free_port();
-        let child = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "/usr/bin/chromedriver: run `deploy/local/stack install` (Debian chromium-driver)",
-            );
-        Driver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// One WebDriver command; its `value`.
-    async fn call(&self, method: hyper::Method, path: &str, body: Value) -> Value {
-        let reply = qoe_common::httpc::send(
-            method,
-            &format!("{}{path}", self.url),
-            &[("content-type", "application/json")],
-            // A GET has no body; a POST always sends an object.
-            if body.is_null() {
-                Vec::new().into()
-            } else {
-                serde_json::to_vec(&body).unwrap().into()
-            },
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("webdriver {path}: {e}"));
-        let v: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        assert!(reply.status.is_success(), "webdriver {path}: {v}");
-        v["value"].clone()
-    }
-}
-
-/// A browser session's commands.
-struct Browser<'d> {
-    driver: &'d Driver,
-    session: String,
-}
-
-impl Browser<'_> {
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let path = format!("/session/{}{path}", self.session);
-        self.driver.call(hyper::Method::POST, &path, body).await
-    }
-
-    async fn script(&self, js: &str) -> Value {
-        self.post("/execute/sync", json!({ "script": js, "args": [] }))
-            .await
-    }
-
-    async fn element(&self, css: &str) -> String {
-        let found = self
-            .post("/element", json!({ "using": "css selector", "value": css }))
-            .await;
-        let id = found.as_object().and_then(|o| o.values().next()).cloned();
-        id.and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| panic!("no element {css}"))
-    }
-
+impl Dashboard for Browser<'_> {
     /// Waits until the page has (re)loaded its data after `since`.
     async fn loaded_after(&self, since: u64) {
         let started = Instant::now();
@@ -110,22 +40,6 @@ impl Browser<'_> {
         }
     }
 
-    async fn screenshot(&self, name: &str) {
-        let png = self
-            .driver
-            .call(
-                hyper::Method::GET,
-                &format!("/session/{}/screenshot", self.session),
-                Value::Null,
-            )
-            .await;
-        let bytes = base64_decode(png.as_str().unwrap());
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/dashboard-screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), bytes).unwrap();
-    }
-
     /// Each tile's metric and its raw value.
     async fn tiles(&self) -> Vec<(String, f64)> {
         let got = self
@@ -137,30 +51,11 @@ impl Browser<'_> {
             .map(|p| (p[0].as_str().unwrap().to_owned(), p[1].as_f64().unwrap()))
             .collect()
     }
-}
 
-/// Standard base64, as WebDriver sends screenshots.
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            _ => 63,
-        }
-    };
-    let clean: Vec<u8> = text
-        .bytes()
-        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
-        .collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let n = chunk.iter().fold(0u32, |acc, c| (acc << 6) | value(*c)) << (6 * (4 - chunk.len()));
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
+    async fn shot(&self, name: &str) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-screenshots");
+        self.screenshot(&dir, name).await;
     }
-    out
 }
 
 /// The api's value of `metric` over the last 24 hours, with `filter`.
@@ -188,18 +83,8 @@ async fn api_value(api: &support::Api, metric: &str, filter: Option<&str>) -> f6
 async fn signed_in_the_page_shows_the_apis_numbers_and_filters_by_a_click() {
     let events = events();
     let api = setup(&events).await;
-    let driver = Driver::start();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
-        "binary": "/usr/bin/chromium",
-        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1800"]}}}});
-    let session = driver.call(hyper::Method::POST, "/session", caps).await;
-    let browser = Browser {
-        driver: &driver,
-        session: session["sessionId"].as_str().unwrap().to_owned(),
-    };
+    let driver = Driver::start().await;
+    let browser = driver.browser(&["--window-size=1400,1800"]).await;
 
     browser
         .post(
@@ -239,7 +124,7 @@ async fn signed_in_the_page_shows_the_apis_numbers_and_filters_by_a_click() {
         );
     }
     assert!(tiles.iter().any(|(m, v)| m == "views" && *v == 60.0));
-    browser.screenshot("overview.png").await;
+    browser.shot("overview.png").await;
 
     // Choosing a breakdown value filters the page by it: by CDN (the
     // sample views carry no country).
@@ -363,18 +248,12 @@ async fn signed_in_the_page_shows_the_apis_numbers_and_filters_by_a_click() {
     browser
         .script("document.getElementById('timeline-panel').scrollIntoView()")
         .await;
-    browser.screenshot("timeline.png").await;
+    browser.shot("timeline.png").await;
     browser.script("window.scrollTo(0, 0)").await;
 
     browser
         .post("/window/rect", json!({ "width": 2560, "height": 1440 }))
         .await;
-    browser.screenshot("wall-screen.png").await;
-    let _ = driver
-        .call(
-            hyper::Method::DELETE,
-            &format!("/session/{}", browser.session),
-            Value::Null,
-        )
-        .await;
+    browser.shot("wall-screen.png").await;
+    browser.close().await;
 }

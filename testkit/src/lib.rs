@@ -12,6 +12,7 @@
 //! switch it off — the servers behind are always the real ones.
 
 pub mod mmdb;
+pub mod webdriver;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
