@@ -53,7 +53,8 @@ impl Dashboard for Browser<'_> {
     }
 
     async fn shot(&self, name: &str) {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-screenshots");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/dashboard-screenshots");
         self.screenshot(&dir, name).await;
     }
 }

@@ -10,13 +10,15 @@
 //!
 //! - Time between two reports belongs to the state the first one set:
 //!   starting, seeking and rebuffering count as watch time; playing counts
-//!   as watch and playing time (and weighs the bitrate); paused, waiting,
-//!   preloading, ended and failed count as nothing.
+//!   as watch and playing time (and weighs the bitrate); paused,
+//!   preloading, ended and failed count as nothing. Waiting (`w`) is
+//!   rebuffering.
 //! - Startup time is the first `starting` report → the first `playing`
 //!   one (from the view's first report when no `starting` came).
 //!   Rebuffering before the first frame is startup, not a rebuffer.
-//! - Rebuffering right after a seek, before playing resumes, is seek
-//!   latency: the view stays `seeking`, and no rebuffer is counted.
+//! - Rebuffering (or waiting) right after a seek, before playing resumes,
+//!   is seek latency: the view stays `seeking`, and no rebuffer is
+//!   counted.
 //! - A rebuffer is each change into rebuffering; its time runs until the
 //!   next state.
 //! - A report without `sta` (the collector sends it as idle) keeps the

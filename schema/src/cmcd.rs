@@ -52,7 +52,10 @@ pub enum CmcdEvent {
     BitrateChange,
     /// `c`: content change (a new view of the session).
     ContentChange,
-    /// `e`: error (`ec` says which).
+    /// `e`: error (`ec` says which). Players send it for errors that stop
+    /// playback (hls.js only for fatal ones; dash.js for a segment it could
+    /// not load, while `sta` still says playing), so it is a playback
+    /// failure.
     Error,
     /// Anything else (`sk`, `b`, `m`, `um`, `pe`, `pc`, `rr`, ad events,
     /// `ce`, and events of later versions): no change to the view.
@@ -73,16 +76,17 @@ impl CmcdEvent {
 }
 
 /// The player state (`sta`) as this pipeline's [`PlayerState`]. `w`
-/// (waiting, neither playing nor stalled for media) counts as paused, and
-/// `q` (quit) as ended.
+/// (waiting) is the player waiting for data, as rebuffering is (dash.js
+/// sends it while a seek waits: the sessionizer's seek rule makes that seek
+/// latency), and `q` (quit) is ended.
 pub fn player_state(sta: &str) -> Option<PlayerState> {
     Some(match sta {
         "d" => PlayerState::Idle,
         "s" => PlayerState::Starting,
         "p" => PlayerState::Playing,
         "k" => PlayerState::Seeking,
-        "r" => PlayerState::Rebuffering,
-        "a" | "w" => PlayerState::Paused,
+        "r" | "w" => PlayerState::Rebuffering,
+        "a" => PlayerState::Paused,
         "e" | "q" => PlayerState::Ended,
         "f" => PlayerState::Errored,
         _ => return None,
@@ -283,7 +287,13 @@ fn report(line: &str, checks: &Checks, strings: &mut Shared) -> Result<Event, Re
     if cdn.len() > limits::SHORT {
         return Err(refuse(Reason::FieldTooLong, "cdn", "`cdn` is too long"));
     }
-    let error_code = r.string("ec")?.unwrap_or("");
+    let error_code = r.text("ec")?.unwrap_or_default();
+    // An error report ends playback whatever `sta` says (see `CmcdEvent::Error`).
+    let state = if e == CmcdEvent::Error {
+        Some(PlayerState::Errored)
+    } else {
+        state
+    };
     let view = view_id(sid, cid);
     let event = event_type(e, state);
     Ok(Event {
@@ -302,7 +312,7 @@ fn report(line: &str, checks: &Checks, strings: &mut Shared) -> Result<Event, Re
         startup_time_ms: r
             .integer("msd", limits::MAX_DURATION_MS)?
             .map(|v| v.min(u64::from(u32::MAX)) as u32),
-        error_code: truncate(error_code, limits::ERROR_CODE).into(),
+        error_code: truncate(&error_code, limits::ERROR_CODE).into(),
         error_fatal: state == Some(PlayerState::Errored),
         bitrate_kbps: r.integer("br", limits::MAX_BITRATE_KBPS)?.unwrap_or(0) as u32,
         buffer_length_ms: r.integer("bl", limits::MAX_DURATION_MS)?.unwrap_or(0),
@@ -348,6 +358,18 @@ impl<'a> Keys<'a> {
             None => Ok(None),
             Some(BareItem::String(s)) => Ok(Some(s.as_str())),
             Some(_) => Err(Keys::wrong(key, "a string")),
+        }
+    }
+
+    /// A string, token or number as text (`ec` is a string list in the
+    /// specification; dash.js sends its numeric error codes).
+    fn text(&self, key: &str) -> Result<Option<String>, Rejection> {
+        match self.first(key) {
+            None => Ok(None),
+            Some(BareItem::String(s)) => Ok(Some(s.as_str().to_owned())),
+            Some(BareItem::Token(t)) => Ok(Some(t.as_str().to_owned())),
+            Some(BareItem::Integer(i)) => Ok(Some(i.to_string())),
+            Some(_) => Err(Keys::wrong(key, "a string, token or integer")),
         }
     }
 

@@ -14,6 +14,8 @@ use qoe_testkit::{free_port, unique, wait_until};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod origin;
+
 /// The services' settings, for a test to adjust before [`Pipeline::start`].
 pub struct Settings {
     pub collector: qoe_collector::CollectorConfig,

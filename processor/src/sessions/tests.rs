@@ -143,13 +143,12 @@ fn rebuffering_right_after_a_seek_is_seek_latency() {
 }
 
 #[test]
-fn a_fatal_error_keeps_its_code_and_a_stall_before_start_is_startup() {
+fn an_error_report_is_a_playback_failure_and_a_stall_before_start_is_startup() {
     let rows = run(&steps(&[
         (0, "e=ps,sta=s"),
         (300, "e=ps,sta=r"),
         (1000, "e=ps,sta=p"),
-        (2000, "e=e,sta=p,ec=(\"E1\")"),
-        (3000, "e=ps,sta=f,ec=(\"MEDIA_ERR_NETWORK\")"),
+        (3000, "e=e,sta=p,ec=(\"MEDIA_ERR_NETWORK\")"),
         (9000, "e=t,sta=f"),
     ]));
     assert_eq!(
@@ -167,7 +166,10 @@ fn a_fatal_error_keeps_its_code_and_a_stall_before_start_is_startup() {
         }
     );
     assert_eq!(rows[1].state, PlayerState::Starting);
-    assert_eq!((&*rows[3].error_code, rows[3].error_fatal), ("E1", false));
+    assert_eq!(
+        (rows[3].event, rows[3].error_fatal),
+        (EventType::Error, true)
+    );
 }
 
 #[test]

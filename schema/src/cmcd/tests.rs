@@ -69,6 +69,12 @@ fn every_key_type() {
     assert_eq!(&*e.cdn, "fastly");
     assert_eq!(e.startup_time_ms, Some(812));
     assert_eq!(&*e.view_id, "s1", "no cid: the view is the session");
+    // dash.js sends its error codes as numbers.
+    let e = one(&format!("sid=\"s1\",e=e,sn=4,ts={NOW},sta=p,ec=27")).expect("accepted");
+    assert_eq!(
+        (&*e.error_code, e.state, e.error_fatal),
+        ("27", PlayerState::Errored, true)
+    );
     assert_eq!(&*e.video_id, "");
 }
 
@@ -85,7 +91,11 @@ fn events_and_states_map_to_the_heartbeat_types() {
             PlayerState::Rebuffering,
         ),
         ("e=ps,sta=a", EventType::Pause, PlayerState::Paused),
-        ("e=ps,sta=w", EventType::Pause, PlayerState::Paused),
+        (
+            "e=ps,sta=w",
+            EventType::Rebufferstart,
+            PlayerState::Rebuffering,
+        ),
         ("e=ps,sta=e", EventType::Viewend, PlayerState::Ended),
         ("e=ps,sta=q", EventType::Viewend, PlayerState::Ended),
         ("e=ps,sta=f", EventType::Error, PlayerState::Errored),
@@ -97,7 +107,7 @@ fn events_and_states_map_to_the_heartbeat_types() {
             PlayerState::Playing,
         ),
         ("e=c,sta=s", EventType::Viewstart, PlayerState::Starting),
-        ("e=e,sta=p", EventType::Error, PlayerState::Playing),
+        ("e=e,sta=p", EventType::Error, PlayerState::Errored),
         ("e=rr,sta=p", EventType::Heartbeat, PlayerState::Playing),
         ("e=zz,sta=p", EventType::Heartbeat, PlayerState::Playing),
     ];
@@ -303,7 +313,8 @@ proptest! {
         let e = one(&serialize(&s)).expect("accepted");
         prop_assert_eq!(e.seq, s.sn);
         prop_assert_eq!(e.ts_ms, s.ts);
-        prop_assert_eq!(e.state, player_state(s.sta).expect("known"));
+        let state = if s.e == "e" { PlayerState::Errored } else { player_state(s.sta).expect("known") };
+        prop_assert_eq!(e.state, state);
         prop_assert_eq!((e.bitrate_kbps, e.buffer_length_ms), (s.br, s.bl));
         prop_assert_eq!(&*e.video_id, s.cid.as_str());
         prop_assert_eq!(&*e.cdn, s.cdn.as_str());
