@@ -3,9 +3,12 @@ VIEWS views (default 64) numbered i = 0, 1, ...:
 
   single-i.json  one full heartbeat of view i
   batch-i.json   an SDK batch: view i's 20 heartbeats, shared fields in metadata
-  single.lines, batch.lines
+  cmcd-single-i.txt  one CMCD v2 event-mode report of view i (hls.js's keys)
+  cmcd-batch-i.txt   20 reports of view i, one per line
+  single.lines, batch.lines, cmcd-single.lines
                  the same bodies, one per line (oha -Z picks a random line
-                 per request)
+                 per request; a CMCD batch, being lines, has none: oha
+                 sends cmcd-batch-0.txt)
 
 A load generator that cycles through them spreads the records over the
 topic's partitions and the collector's drain workers (each view goes to one),
@@ -61,6 +64,23 @@ for i in range(int(sys.argv[2]) if len(sys.argv) > 2 else 64):
     batch = {"metadata": meta, "events": [event(i, 10 + n, full=False) for n in range(20)]}
     write("%s/batch-%d.json" % (out, i), batch)
     lines["batch"].append(compact(batch))
+
+
+def report(i, sn):
+    """One CMCD report as hls.js 1.7.4 sends it (`bl` and `br` lists, a
+    36-character session id)."""
+    return ('bl=(21900),br=(4500),cid="video-42",e=t,mtp=(71000),sf=h,sid="%s",sn=%d,st=l,sta=p,ts=%d,v=2'
+            % (view(i), sn, now))
+
+
+lines["cmcd-single"] = []
+for i in range(int(sys.argv[2]) if len(sys.argv) > 2 else 64):
+    with open("%s/cmcd-single-%d.txt" % (out, i), "w") as f:
+        f.write(report(i, 7) + "\n")
+    lines["cmcd-single"].append(report(i, 7))
+    batch = "\n".join(report(i, 10 + n) for n in range(20)) + "\n"
+    with open("%s/cmcd-batch-%d.txt" % (out, i), "w") as f:
+        f.write(batch)
 for kind, bodies in lines.items():
     with open("%s/%s.lines" % (out, kind), "w") as f:
         f.write("\n".join(bodies) + "\n")

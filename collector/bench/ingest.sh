@@ -22,8 +22,13 @@
 # the single-post rows, nginx again, the batch rows), and the summary gives
 # each configuration's median (and range) over the rounds.
 #
+# CMCD v2 rows post event-mode reports (`application/cmcd`, one report per
+# line, hls.js's keys) to /v1/cmcd/{key} in the same rounds: reports/s is
+# then comparable with the beacon rows' events/s.
+#
 # Env: DURATION (default 10s), ROUNDS (default 3), CONNS (default 64),
-# VIEWS (distinct views the bodies cycle through, default 64), QOE_CACHE_DIR.
+# VIEWS (distinct views the bodies cycle through, default 64), KS (drain
+# worker counts of the beacon rows, default "1 4"), QOE_CACHE_DIR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/collector/bench/common.sh"
@@ -31,6 +36,7 @@ DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-64}
 VIEWS=${VIEWS:-64}
+KS=${KS:-1 4}
 BROKER_PORT=18992
 BROKERS=127.0.0.1:$BROKER_PORT
 WORK=$(mktemp -d)
@@ -50,9 +56,10 @@ cat >"$WORK/post.lua" <<'LUA'
 local requests = {}
 init = function()
   local prefix, views = os.getenv("BODY"), tonumber(os.getenv("VIEWS"))
+  local ext, ctype = os.getenv("EXT"), os.getenv("CTYPE")
   for i = 0, views - 1 do
-    local f = io.open(prefix .. "-" .. i .. ".json", "r")
-    requests[#requests + 1] = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, f:read("*a"))
+    local f = io.open(prefix .. "-" .. i .. ext, "r")
+    requests[#requests + 1] = wrk.format("POST", nil, {["Content-Type"] = ctype}, f:read("*a"))
     f:close()
   end
 end
@@ -67,9 +74,13 @@ taskset -c 0 nginx -c "$WORK/nginx.conf"
 NGINX_URL=http://127.0.0.1:$NGINX_PORT/
 sleep 0.5
 
+# The body files' extension and content type: CMCD for cmcd-* bodies.
+body_ext() { case "$(basename "$1")" in cmcd-*) echo .txt ;; *) echo .json ;; esac; }
+body_type() { case "$(basename "$1")" in cmcd-*) echo application/cmcd ;; *) echo application/json ;; esac; }
+
 # wrk_run URL BODY_PREFIX -> "req/s 2xx_req/s p50_ms p99_ms non2xx"
 wrk_run() {
-  BODY=$2 VIEWS=$VIEWS taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$1" >"$WORK/wrk.out"
+  BODY=$2 VIEWS=$VIEWS EXT=$(body_ext "$2") CTYPE=$(body_type "$2") taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$1" >"$WORK/wrk.out"
   python3 - "$WORK/wrk.out" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
@@ -87,8 +98,10 @@ PY
 }
 # oha_run URL BODY_PREFIX RATE -> "p50_ms p99_ms non2xx [(why)]"
 oha_run() {
+  local body=(-Z "$2.lines")
+  [ -f "$2.lines" ] || body=(-D "$2-0$(body_ext "$2")")
   taskset -c 1 "$OHA" --no-tui -z "$DURATION" -w -c "$CONNS" -q "$3" --latency-correction -m POST \
-    -H 'content-type: application/json' -Z "$2.lines" --output-format json "$1" >"$WORK/oha.json" 2>/dev/null
+    -H "content-type: $(body_type "$2")" "${body[@]}" --output-format json "$1" >"$WORK/oha.json" 2>/dev/null
   python3 - "$WORK/oha.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -135,8 +148,10 @@ row() {
 
 nginx_row() { row "nginx return 204, single" "$NGINX_URL" "$WORK/single" 1; }
 # collector_row K NAME BODY EVENTS [paired]: a fresh broker and collector,
-# one row.
+# one row (CMCD bodies go to the CMCD route).
 collector_row() {
+  local route=beacon
+  case "$(basename "$3")" in cmcd-*) route=cmcd ;; esac
   start_broker "$BROKERS" taskset -c 1
   ADMIN=$ADMIN_ADDR
   [ -n "${RDKAFKA_CONFIG:-}" ] && extra=(--config "$RDKAFKA_CONFIG") || extra=()
@@ -156,7 +171,7 @@ collector_row() {
     curl -s "http://$ADMIN/metrics" | grep -q '^qoe_collector_delivered_total [1-9]' && break
     sleep 0.2
   done
-  row "collector K=$1, $2" "http://127.0.0.1:$PORT/v1/beacon/dev-key" "$3" "$4" "${5:-}"
+  row "collector K=$1, $2" "http://127.0.0.1:$PORT/v1/$route/dev-key" "$3" "$4" "${5:-}"
   kill -TERM $pid; wait $pid || true
   unset ADMIN
   stop_broker
@@ -165,9 +180,11 @@ echo "| round | server (CPU 0) | requests/s | accepted events/s | p50 ms | p99 m
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for round in $(seq "$ROUNDS"); do
   nginx_row
-  for k in 1 4; do collector_row "$k" single "$WORK/single" 1 paired; done
+  for k in $KS; do collector_row "$k" single "$WORK/single" 1 paired; done
+  collector_row 1 "CMCD single report" "$WORK/cmcd-single" 1 paired
   nginx_row
-  for k in 1 4; do collector_row "$k" "20-event batch" "$WORK/batch" 20; done
+  for k in $KS; do collector_row "$k" "20-event batch" "$WORK/batch" 20; done
+  collector_row 1 "CMCD 20-report batch" "$WORK/cmcd-batch" 20
 done
 
 # The summary: per configuration, the median over the rounds and the range;

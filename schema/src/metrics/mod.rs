@@ -9,6 +9,21 @@
 //! - A view has **ended** when its latest event is `viewend`, when it hit a
 //!   fatal error, or when nothing arrived for the inactivity timeout
 //!   ([`DEFAULT_INACTIVITY_TIMEOUT_S`], configurable).
+//! - A **CMCD view** (a player's CMCD v2 event-mode reports,
+//!   `crate::cmcd`) is one session (`sid`) and content (`cid`); its facts
+//!   are derived from the reports in `sn` order by the processor's
+//!   sessionizer, by these rules: time between two reports belongs to the
+//!   state the first set (starting, seeking, rebuffering and waiting count
+//!   as watch time; playing as watch and playing time; paused,
+//!   preloading, ended and failed as nothing); startup is the first
+//!   `starting` → the first `playing` report (from the first report when
+//!   no `starting` came); rebuffering before the first frame is startup;
+//!   **rebuffering or waiting right after a seek, before playing resumes,
+//!   is seek latency, not a rebuffer**; each change into rebuffering is
+//!   one rebuffer; an error report (`e=e`) or `sta=f` is a playback
+//!   failure; `sta=e` or `q` ends the view, and so does a content change
+//!   (a `viewend` of its own). A report whose `sn` is not above the
+//!   session's last changes nothing.
 //! - **Engagement** metrics (views, unique viewers, watch and playing time)
 //!   count views whose *start* (`view_start`) is in the queried range.
 //!   **QoE** metrics (failures, exits, startup, rebuffering, bitrate) count
