@@ -18,7 +18,9 @@
 //!   Rebuffering before the first frame is startup, not a rebuffer.
 //! - Rebuffering (or waiting) right after a seek, before playing resumes,
 //!   is seek latency: the view stays `seeking`, and no rebuffer is
-//!   counted.
+//!   counted; nor is rebuffering reported at most
+//!   [`SEEK_STALL_GRACE_MS`] before a seek (the seek's own stall, which
+//!   Shaka reports first).
 //! - A rebuffer is each change into rebuffering; its time runs until the
 //!   next state.
 //! - A report without `sta` (the collector sends it as idle) keeps the
@@ -46,6 +48,9 @@ use qoe_schema::beacon::{Event, EventType, PlayerState};
 use qoe_schema::cmcd::session_of;
 
 use crate::metrics::metrics;
+
+/// A rebuffer this short that a seek ends was the seek's own stall.
+pub const SEEK_STALL_GRACE_MS: u64 = 100;
 
 /// Reads back the rows of a session a worker does not know.
 pub trait Resume: Send + Sync {
@@ -138,6 +143,17 @@ impl View {
         }
         if next == PlayerState::Rebuffering && self.startup_ms.is_none() {
             next = PlayerState::Starting;
+        }
+        if next == PlayerState::Seeking && self.state == PlayerState::Rebuffering {
+            // A player may report the seek's stall just before the seek
+            // itself (Shaka does, the same instant): that was no rebuffer.
+            if let Some(since) = self.rebuffer_since_ms {
+                let lasted = (e.ts_ms - since).max(0) as u64;
+                if lasted <= SEEK_STALL_GRACE_MS {
+                    self.rebuffer_count = self.rebuffer_count.saturating_sub(1);
+                    self.rebuffer_ms = self.rebuffer_ms.saturating_sub(lasted);
+                }
+            }
         }
         if next != self.state {
             match next {

@@ -7,7 +7,10 @@
 //! reports (the collector's contract), so the consume loop routes a record
 //! by hashing its key without decoding it; the decoding, the CPU-heavy
 //! part, happens on the workers. CMCD reports go through the worker's
-//! [`Sessions`] first, which turn them into the rows beacons would make. Records travel in
+//! [`Sessions`] first, which turn them into the rows beacons would make.
+//! A player posts each report on its own, so two of a session can arrive
+//! swapped (a seek and the stall after it, a few ms apart): the worker
+//! holds a batch's reports until the flush and applies them in `sn` order. Records travel in
 //! chunks to keep channel wake-ups rare, over bounded channels so a slow
 //! worker slows the consumer instead of growing a queue.
 //!
@@ -96,7 +99,7 @@ impl Pool {
             let worker = Worker {
                 views,
                 sessions,
-                sessioned: Vec::new(),
+                reports: Vec::new(),
                 rows: vec![Encoded::default(); shards],
                 dead_letters: Vec::new(),
             };
@@ -206,8 +209,9 @@ impl Drop for Pool {
 struct Worker {
     views: ViewTable,
     sessions: Sessions,
-    /// Rows a CMCD record made (reused from record to record).
-    sessioned: Vec<Event>,
+    /// The CMCD reports of this batch (a record and an event of it), applied
+    /// in `sn` order at the flush.
+    reports: Vec<(Arc<Decoded>, usize)>,
     rows: Vec<Encoded>,
     dead_letters: Vec<DeadLetter>,
 }
@@ -229,6 +233,7 @@ impl Worker {
                     }
                 }
                 Command::Collect(reply) => {
+                    self.apply_reports();
                     let rows = self
                         .rows
                         .iter_mut()
@@ -253,6 +258,7 @@ impl Worker {
                 Command::Clear => {
                     self.views.clear();
                     self.sessions.clear();
+                    self.reports.clear();
                     self.rows.iter_mut().for_each(|shard| {
                         shard.bytes.clear();
                         shard.count = 0;
@@ -270,17 +276,10 @@ impl Worker {
         };
         let shards = self.rows.len();
         if decoded.enrichment.source.is_sparse() {
-            let mut rows = std::mem::take(&mut self.sessioned);
-            for report in &decoded.events {
-                self.sessions.apply(&decoded.property_id, report, &mut rows);
+            let decoded = Arc::new(decoded);
+            for i in 0..decoded.events.len() {
+                self.reports.push((decoded.clone(), i));
             }
-            // A content change writes a row of another view: shard each.
-            for row in rows.drain(..) {
-                let shard = &mut self.rows[shard_for(&row.view_id, shards)];
-                write_row_binary(&decoded, &row, &mut shard.bytes);
-                shard.count += 1;
-            }
-            self.sessioned = rows;
             return;
         }
         // Every event of a record belongs to one view, hence one shard.
@@ -291,6 +290,36 @@ impl Worker {
                 shard.count += 1;
             }
         }
+    }
+}
+
+impl Worker {
+    /// Applies the batch's CMCD reports, each session's in `sn` order, and
+    /// encodes the rows they make (a content change writes a row of
+    /// another view: each row goes to its own view's shard).
+    fn apply_reports(&mut self) {
+        let mut reports = std::mem::take(&mut self.reports);
+        let key = |(record, i): &(Arc<Decoded>, usize)| {
+            let e = &record.events[*i];
+            (
+                record.property_id.clone(),
+                qoe_schema::cmcd::session_of(&e.view_id).to_owned(),
+                e.seq,
+            )
+        };
+        reports.sort_by_cached_key(key);
+        let shards = self.rows.len();
+        let mut rows: Vec<Event> = Vec::new();
+        for (record, i) in reports.drain(..) {
+            self.sessions
+                .apply(&record.property_id, &record.events[i], &mut rows);
+            for row in rows.drain(..) {
+                let shard = &mut self.rows[shard_for(&row.view_id, shards)];
+                write_row_binary(&record, &row, &mut shard.bytes);
+                shard.count += 1;
+            }
+        }
+        self.reports = reports;
     }
 }
 
@@ -406,6 +435,52 @@ mod tests {
         pool.push(record("v1", 2)).await;
         let after_clear = pool.collect().await;
         assert_eq!(after_clear.rows.iter().map(|r| r.count).sum::<usize>(), 1);
+    }
+
+    /// A CMCD record of one report of session `s` with `sn` and `keys`.
+    fn report(sn: u32, ms: i64, keys: &str) -> Record {
+        let ts = qoe_schema::sample::NOW_MS + ms;
+        let line = format!("sid=\"s\",sn={sn},ts={ts},{keys}");
+        let checks = qoe_schema::validate::Checks::at(ts);
+        let decoded = Decoded {
+            property_id: "p".into(),
+            received_at_ms: ts,
+            enrichment: Enrichment {
+                source: qoe_schema::record::Source::Cmcd,
+                ..Enrichment::default()
+            },
+            events: qoe_schema::cmcd::decode(line.as_bytes(), &checks)
+                .expect("CMCD")
+                .accepted,
+        };
+        let mut payload = Vec::new();
+        decoded.encode_into(&mut payload);
+        Record {
+            payload,
+            key: Some(b"s".to_vec()),
+            partition: 0,
+            offset: i64::from(sn),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batchs_reports_are_applied_in_sn_order() {
+        let mut pool = Pool::start(2, 2, 1000, 60_000, Arc::new(Forgetful));
+        // The stall after the seek arrived before the seek.
+        for (sn, ms, keys) in [
+            (0, 0, "e=ps,sta=s"),
+            (1, 500, "e=ps,sta=p"),
+            (3, 9001, "e=ps,sta=r"),
+            (2, 9000, "e=ps,sta=k"),
+            (4, 9800, "e=ps,sta=p"),
+            (4, 9800, "e=ps,sta=p"),
+        ] {
+            pool.push(report(sn, ms, keys)).await;
+        }
+        let out = pool.collect().await;
+        // In arrival order, the seek (sn 2) would come after sn 3 and be
+        // dropped as late: one row fewer. The repeat writes none.
+        assert_eq!(out.rows.iter().map(|r| r.count).sum::<usize>(), 5);
     }
 
     #[tokio::test]

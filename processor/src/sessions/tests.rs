@@ -143,6 +143,28 @@ fn rebuffering_right_after_a_seek_is_seek_latency() {
 }
 
 #[test]
+fn a_stall_reported_at_the_instant_of_a_seek_is_the_seeks() {
+    let rows = run(&steps(&[
+        (0, "e=ps,sta=s"),
+        (500, "e=ps,sta=p"),
+        (5000, "e=ps,sta=r"),
+        (5001, "e=ps,sta=k"),
+        (5800, "e=ps,sta=p"),
+        (9000, "e=ps,sta=r"),
+        (9500, "e=ps,sta=k"),
+        (10_000, "e=ps,sta=p"),
+    ]));
+    let f = last(&rows);
+    assert_eq!(
+        (f.rebuffers, f.rebuffering),
+        (1, 500),
+        "only the stall that lasted"
+    );
+    assert_eq!(rows[2].rebuffer_count, 1, "until the seek came");
+    assert_eq!(rows[3].rebuffer_count, 0);
+}
+
+#[test]
 fn an_error_report_is_a_playback_failure_and_a_stall_before_start_is_startup() {
     let rows = run(&steps(&[
         (0, "e=ps,sta=s"),

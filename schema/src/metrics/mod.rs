@@ -19,7 +19,8 @@
 //!   `starting` → the first `playing` report (from the first report when
 //!   no `starting` came); rebuffering before the first frame is startup;
 //!   **rebuffering or waiting right after a seek, before playing resumes,
-//!   is seek latency, not a rebuffer**; each change into rebuffering is
+//!   is seek latency, not a rebuffer** (so is rebuffering reported at most
+//!   100 ms before a seek: the seek's own stall, reported first); each change into rebuffering is
 //!   one rebuffer; an error report (`e=e`) or `sta=f` is a playback
 //!   failure; `sta=e` or `q` ends the view, and so does a content change
 //!   (a `viewend` of its own). A report whose `sn` is not above the
