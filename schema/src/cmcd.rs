@@ -26,7 +26,12 @@
 
 use std::sync::Arc;
 
-use sfv::{BareItem, Dictionary, ListEntry, Parser};
+use std::convert::Infallible;
+
+use sfv::visitor::{
+    DictionaryVisitor, EntryVisitor, Ignored, InnerListVisitor, ItemVisitor, ParameterVisitor,
+};
+use sfv::{BareItemFromInput, KeyRef, Parser};
 
 use crate::beacon::{limits, Event, EventType, PlayerState, StreamType};
 use crate::validate::{BodyError, Checks, Decoded, Reason, Rejection};
@@ -183,13 +188,29 @@ pub fn decode(body: &[u8], checks: &Checks) -> Result<Decoded, BodyError> {
     Ok(out)
 }
 
-/// The strings a body's reports repeat (session, content, CDN), shared.
+/// The strings a body's reports repeat (session, content, CDN, and the
+/// view id they make), shared.
 #[derive(Default)]
 struct Shared {
     last: [Option<Arc<str>>; 3],
+    view: Option<(Arc<str>, Arc<str>, Arc<str>)>,
+    /// One empty string for every field a report leaves empty.
+    empty: Arc<str>,
 }
 
 impl Shared {
+    /// The view id of `sid` and `cid`, computed once per body and view.
+    fn view(&mut self, sid: &str, cid: &str) -> Arc<str> {
+        if let Some((s, c, view)) = &self.view {
+            if **s == *sid && **c == *cid {
+                return view.clone();
+            }
+        }
+        let view: Arc<str> = view_id(sid, cid).into();
+        self.view = Some((sid.into(), cid.into(), view.clone()));
+        view
+    }
+
     fn get(&mut self, slot: usize, text: &str) -> Arc<str> {
         match &self.last[slot] {
             Some(s) if **s == *text => s.clone(),
@@ -223,14 +244,13 @@ fn report(line: &str, checks: &Checks, strings: &mut Shared) -> Result<Event, Re
             ),
         ));
     }
-    let dict: Dictionary = Parser::new(line).parse().map_err(|e| {
+    let r = Keys::parse(line).map_err(|e| {
         refuse(
             Reason::InvalidCmcd,
             "",
             format!("not an RFC 8941 dictionary of CMCD keys: {e}"),
         )
     })?;
-    let r = Keys(&dict);
     let sid = r.string("sid")?.ok_or_else(|| missing("sid"))?;
     let cid = r.string("cid")?.unwrap_or("");
     if cid.len() > MAX_CID {
@@ -294,10 +314,9 @@ fn report(line: &str, checks: &Checks, strings: &mut Shared) -> Result<Event, Re
     } else {
         state
     };
-    let view = view_id(sid, cid);
     let event = event_type(e, state);
     Ok(Event {
-        view_id: view.into(),
+        view_id: strings.view(sid, cid),
         seq,
         event,
         ts_ms,
@@ -309,10 +328,14 @@ fn report(line: &str, checks: &Checks, strings: &mut Shared) -> Result<Event, Re
         // A report without `sta` keeps the view's state: idle stands for
         // "not said" (the sessionizer knows).
         state: state.unwrap_or(PlayerState::Idle),
-        startup_time_ms: r
-            .integer("msd", limits::MAX_DURATION_MS)?
-            .map(|v| v.min(u64::from(u32::MAX)) as u32),
-        error_code: truncate(&error_code, limits::ERROR_CODE).into(),
+        error_code: match error_code.as_str() {
+            "" => strings.empty.clone(),
+            code => truncate(code, limits::ERROR_CODE).into(),
+        },
+        video_title: strings.empty.clone(),
+        player_name: strings.empty.clone(),
+        player_version: strings.empty.clone(),
+        error_message: strings.empty.clone(),
         error_fatal: state == Some(PlayerState::Errored),
         bitrate_kbps: r.integer("br", limits::MAX_BITRATE_KBPS)?.unwrap_or(0) as u32,
         buffer_length_ms: r.integer("bl", limits::MAX_DURATION_MS)?.unwrap_or(0),
@@ -336,27 +359,36 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Typed access to a report's keys. CMCD v2 sends some keys as inner lists
-/// (`br=(4500)`, `ec=("E1")`, one value per media type); the first value
-/// is the one used.
-struct Keys<'a>(&'a Dictionary);
+/// The keys a report is read for; every other key is parsed (so a line
+/// must be a valid dictionary) and dropped.
+const KEYS: [&str; 11] = [
+    "sid", "cid", "e", "sn", "ts", "sta", "st", "cdn", "ec", "br", "bl",
+];
 
-impl<'a> Keys<'a> {
-    fn first(&self, key: &str) -> Option<&'a BareItem> {
-        match self.0.get(key)? {
-            ListEntry::Item(item) => Some(&item.bare_item),
-            ListEntry::InnerList(list) => list.items.first().map(|i| &i.bare_item),
-        }
+/// One report's wanted keys, their first values borrowed from the line
+/// (a visitor over `sfv`'s parser: no allocation for what is skipped).
+/// CMCD v2 sends some keys as inner lists (`br=(4500)`, `ec=("E1")`, one
+/// value per media type); the first value is the one used.
+struct Keys<'de>([Option<BareItemFromInput<'de>>; KEYS.len()]);
+
+impl<'de> Keys<'de> {
+    fn parse(line: &'de str) -> Result<Keys<'de>, sfv::Error> {
+        Parser::new(line).parse_dictionary_with_visitor(Keys(Default::default()))
+    }
+
+    fn first(&self, key: &str) -> Option<&BareItemFromInput<'de>> {
+        let i = KEYS.iter().position(|k| *k == key)?;
+        self.0[i].as_ref()
     }
 
     fn wrong(key: &str, what: &str) -> Rejection {
         refuse(Reason::InvalidType, key, format!("`{key}` must be {what}"))
     }
 
-    fn string(&self, key: &str) -> Result<Option<&'a str>, Rejection> {
+    fn string(&self, key: &str) -> Result<Option<&str>, Rejection> {
         match self.first(key) {
             None => Ok(None),
-            Some(BareItem::String(s)) => Ok(Some(s.as_str())),
+            Some(BareItemFromInput::String(s)) => Ok(Some(s.as_str())),
             Some(_) => Err(Keys::wrong(key, "a string")),
         }
     }
@@ -366,28 +398,28 @@ impl<'a> Keys<'a> {
     fn text(&self, key: &str) -> Result<Option<String>, Rejection> {
         match self.first(key) {
             None => Ok(None),
-            Some(BareItem::String(s)) => Ok(Some(s.as_str().to_owned())),
-            Some(BareItem::Token(t)) => Ok(Some(t.as_str().to_owned())),
-            Some(BareItem::Integer(i)) => Ok(Some(i.to_string())),
+            Some(BareItemFromInput::String(s)) => Ok(Some(s.as_str().to_owned())),
+            Some(BareItemFromInput::Token(t)) => Ok(Some(t.as_str().to_owned())),
+            Some(BareItemFromInput::Integer(i)) => Ok(Some(i.to_string())),
             Some(_) => Err(Keys::wrong(key, "a string, token or integer")),
         }
     }
 
-    fn token(&self, key: &str) -> Result<Option<&'a str>, Rejection> {
+    fn token(&self, key: &str) -> Result<Option<&str>, Rejection> {
         match self.first(key) {
             None => Ok(None),
-            Some(BareItem::Token(t)) => Ok(Some(t.as_str())),
+            Some(BareItemFromInput::Token(t)) => Ok(Some(t.as_str())),
             Some(_) => Err(Keys::wrong(key, "a token")),
         }
     }
 
     /// A non-negative integer up to `max` (decimals are rounded: some
-    /// players send fractional milliseconds).
+    /// players send fractional kbit/s).
     fn integer(&self, key: &str, max: u64) -> Result<Option<u64>, Rejection> {
         let v = match self.first(key) {
             None => return Ok(None),
-            Some(BareItem::Integer(i)) => i64::from(*i) as f64,
-            Some(BareItem::Decimal(d)) => f64::from(*d),
+            Some(BareItemFromInput::Integer(i)) => i64::from(*i) as f64,
+            Some(BareItemFromInput::Decimal(d)) => f64::from(*d),
             Some(_) => return Err(Keys::wrong(key, "a number")),
         };
         if v < 0.0 || v.round() > max as f64 {
@@ -398,6 +430,66 @@ impl<'a> Keys<'a> {
             ));
         }
         Ok(Some(v.round() as u64))
+    }
+}
+
+impl<'de> DictionaryVisitor<'de> for Keys<'de> {
+    type Out = Keys<'de>;
+    type Error = Infallible;
+
+    fn entry(&mut self, key: &'de KeyRef) -> Result<impl EntryVisitor<'de>, Self::Error> {
+        // A repeated key: the last one counts (RFC 8941), so forget the first.
+        Ok(KEYS.iter().position(|k| *k == key.as_str()).map(|i| {
+            self.0[i] = None;
+            Slot(&mut self.0[i])
+        }))
+    }
+
+    fn finish(self) -> Result<Self::Out, Self::Error> {
+        Ok(self)
+    }
+}
+
+/// Where a wanted key's first value goes.
+struct Slot<'a, 'de>(&'a mut Option<BareItemFromInput<'de>>);
+
+impl<'de> EntryVisitor<'de> for Slot<'_, 'de> {
+    type Error = Infallible;
+
+    fn item(self) -> Result<impl ItemVisitor<'de>, Self::Error> {
+        Ok(self)
+    }
+
+    fn inner_list(self) -> Result<impl InnerListVisitor<'de>, Self::Error> {
+        Ok(FirstOf(Some(self)))
+    }
+}
+
+impl<'de> ItemVisitor<'de> for Slot<'_, 'de> {
+    type Out = ();
+    type Error = Infallible;
+
+    fn bare_item(
+        self,
+        value: BareItemFromInput<'de>,
+    ) -> Result<impl ParameterVisitor<'de, Out = Self::Out>, Self::Error> {
+        *self.0 = Some(value);
+        Ok(Ignored)
+    }
+}
+
+/// An inner list whose first item goes to the slot.
+struct FirstOf<'a, 'de>(Option<Slot<'a, 'de>>);
+
+impl<'de> InnerListVisitor<'de> for FirstOf<'_, 'de> {
+    type Error = Infallible;
+
+    fn item(&mut self) -> Result<impl ItemVisitor<'de>, Self::Error> {
+        Ok(self.0.take())
+    }
+
+    fn finish(self) -> Result<impl ParameterVisitor<'de>, Self::Error> {
+        Ok(Ignored)
     }
 }
 
