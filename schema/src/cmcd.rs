@@ -34,7 +34,7 @@ use sfv::visitor::{
 use sfv::{BareItemFromInput, KeyRef, Parser};
 
 use crate::beacon::{limits, Event, EventType, PlayerState, StreamType};
-use crate::validate::{BodyError, Checks, Decoded, Reason, Rejection};
+use crate::validate::{check_ts, reject, BodyError, Checks, Decoded, Reason, Rejection};
 
 /// Most reports one body may carry (a player batches a handful).
 pub const MAX_REPORTS: usize = crate::beacon::MAX_EVENTS_PER_BATCH;
@@ -224,12 +224,7 @@ impl Shared {
 }
 
 fn refuse(reason: Reason, field: &str, message: impl Into<String>) -> Rejection {
-    Rejection {
-        index: 0,
-        reason,
-        field: Some(field.to_owned()).filter(|f| !f.is_empty()),
-        message: message.into(),
-    }
+    reject(reason, Some(field).filter(|f| !f.is_empty()), message)
 }
 
 /// One report line as an event holding what it said.
@@ -267,28 +262,7 @@ fn report(line: &str, checks: &Checks, strings: &mut Shared) -> Result<Event, Re
     let ts_ms = r
         .integer("ts", i64::MAX as u64)?
         .ok_or_else(|| missing("ts"))? as i64;
-    if ts_ms > checks.now_ms + checks.max_future_ms {
-        return Err(refuse(
-            Reason::TsInFuture,
-            "ts",
-            format!(
-                "`ts` is {} s ahead of the server clock (at most {} s allowed)",
-                (ts_ms - checks.now_ms) / 1000,
-                checks.max_future_ms / 1000
-            ),
-        ));
-    }
-    if ts_ms < checks.now_ms - checks.max_age_ms {
-        return Err(refuse(
-            Reason::Stale,
-            "ts",
-            format!(
-                "report is {} s old; reports older than {} s are dropped",
-                (checks.now_ms - ts_ms) / 1000,
-                checks.max_age_ms / 1000
-            ),
-        ));
-    }
+    check_ts(ts_ms, checks)?;
     let state = match r.token("sta")? {
         None => None,
         Some(sta) => Some(player_state(sta).ok_or_else(|| {
@@ -343,20 +317,21 @@ fn report(line: &str, checks: &Checks, strings: &mut Shared) -> Result<Event, Re
     })
 }
 
-fn missing(key: &str) -> Rejection {
-    refuse(
-        Reason::MissingField,
-        key,
-        format!("event-mode reports need `{key}`"),
-    )
-}
-
+/// `s` cut to at most `max` bytes, on a character boundary.
 fn truncate(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
     &s[..end]
+}
+
+fn missing(key: &str) -> Rejection {
+    refuse(
+        Reason::MissingField,
+        key,
+        format!("event-mode reports need `{key}`"),
+    )
 }
 
 /// The keys a report is read for; every other key is parsed (so a line

@@ -169,7 +169,35 @@ pub struct Decoded {
     pub rejected: Vec<Rejection>,
 }
 
-fn reject(reason: Reason, field: Option<&str>, message: impl Into<String>) -> Rejection {
+/// Refuses `ts` too far ahead of the server clock or older than the
+/// maximum age (beacon events and CMCD reports alike).
+pub(crate) fn check_ts(ts_ms: i64, checks: &Checks) -> Result<(), Rejection> {
+    if ts_ms > checks.now_ms + checks.max_future_ms {
+        return Err(reject(
+            Reason::TsInFuture,
+            Some("ts"),
+            format!(
+                "`ts` is {} s ahead of the server clock (at most {} s allowed); send milliseconds since the Unix epoch",
+                (ts_ms - checks.now_ms) / 1000,
+                checks.max_future_ms / 1000
+            ),
+        ));
+    }
+    if ts_ms < checks.now_ms - checks.max_age_ms {
+        return Err(reject(
+            Reason::Stale,
+            Some("ts"),
+            format!(
+                "`ts` is {} s old; events older than {} s are dropped",
+                (checks.now_ms - ts_ms) / 1000,
+                checks.max_age_ms / 1000
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn reject(reason: Reason, field: Option<&str>, message: impl Into<String>) -> Rejection {
     Rejection {
         index: 0,
         reason,
@@ -321,28 +349,7 @@ pub(crate) fn validate_with(
         )
     })?;
     let ts_ms = int(&raw.ts, "ts")?.ok_or_else(|| missing("ts"))?;
-    if ts_ms > checks.now_ms + checks.max_future_ms {
-        return Err(reject(
-            Reason::TsInFuture,
-            Some("ts"),
-            format!(
-                "`ts` is {} s ahead of the server clock (at most {} s allowed); send milliseconds since the Unix epoch",
-                (ts_ms - checks.now_ms) / 1000,
-                checks.max_future_ms / 1000
-            ),
-        ));
-    }
-    if ts_ms < checks.now_ms - checks.max_age_ms {
-        return Err(reject(
-            Reason::Stale,
-            Some("ts"),
-            format!(
-                "event is {} s old; events older than {} s are dropped",
-                (checks.now_ms - ts_ms) / 1000,
-                checks.max_age_ms / 1000
-            ),
-        ));
-    }
+    check_ts(ts_ms, checks)?;
     let view_start_ms = int(&raw.view_start, "view_start")?.ok_or_else(|| missing("view_start"))?;
     if view_start_ms > ts_ms || ts_ms - view_start_ms > limits::MAX_DURATION_MS as i64 {
         return Err(reject(
