@@ -48,6 +48,7 @@ use qoe_schema::beacon::{Event, EventType, PlayerState};
 use qoe_schema::cmcd::session_of;
 
 use crate::metrics::metrics;
+use crate::views::{nth_oldest, retain_nested};
 
 /// A rebuffer this short that a seek ends was the seek's own stall.
 pub const SEEK_STALL_GRACE_MS: u64 = 100;
@@ -360,18 +361,7 @@ impl Sessions {
     }
 
     fn retain(&mut self, mut keep: impl FnMut(i64) -> bool, limit: usize) {
-        let mut dropped = 0;
-        for sessions in self.open.values_mut() {
-            sessions.retain(|_, (_, seen)| {
-                if dropped < limit && !keep(*seen) {
-                    dropped += 1;
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-        self.open.retain(|_, s| !s.is_empty());
+        let dropped = retain_nested(&mut self.open, |(_, seen)| keep(*seen), limit);
         self.len -= dropped;
         metrics().open_sessions.sub(dropped as i64);
     }
@@ -380,13 +370,7 @@ impl Sessions {
     /// back from ClickHouse.
     fn evict(&mut self) {
         let n = (self.cap / 100).max(1).min(self.len);
-        let mut times: Vec<i64> = self
-            .open
-            .values()
-            .flat_map(|s| s.values().map(|(_, seen)| *seen))
-            .collect();
-        let (_, cutoff, _) = times.select_nth_unstable(n - 1);
-        let cutoff = *cutoff;
+        let cutoff = nth_oldest(&self.open, n, |(_, seen)| *seen);
         self.retain(|seen| seen > cutoff, n);
     }
 }

@@ -106,19 +106,8 @@ impl ViewTable {
 
     /// Keeps the views `keep` accepts, dropping at most `limit` others
     /// (counted under `reason`); empty properties go too.
-    fn retain(&mut self, mut keep: impl FnMut(&ViewState) -> bool, limit: usize, reason: &str) {
-        let mut dropped = 0;
-        for views in self.views.values_mut() {
-            views.retain(|_, v| {
-                if dropped < limit && !keep(v) {
-                    dropped += 1;
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-        self.views.retain(|_, views| !views.is_empty());
+    fn retain(&mut self, keep: impl FnMut(&ViewState) -> bool, limit: usize, reason: &str) {
+        let dropped = retain_nested(&mut self.views, keep, limit);
         self.len -= dropped;
         metrics().open_views.sub(dropped as i64);
         if dropped > 0 {
@@ -151,15 +140,43 @@ impl ViewTable {
     /// eviction costs O(1) amortized per insert.
     fn evict(&mut self) {
         let n = (self.cap / 100).max(1).min(self.len);
-        let mut times: Vec<i64> = self
-            .views
-            .values()
-            .flat_map(|views| views.values().map(|v| v.last_ts_ms))
-            .collect();
-        let (_, cutoff, _) = times.select_nth_unstable(n - 1);
-        let cutoff = *cutoff;
+        let cutoff = nth_oldest(&self.views, n, |v| v.last_ts_ms);
         self.retain(|v| v.last_ts_ms > cutoff, n, "evicted");
     }
+}
+
+/// Keeps the entries of per-property maps that `keep` accepts, dropping
+/// at most `limit` others, and the maps left empty; how many it dropped.
+pub(crate) fn retain_nested<K, V>(
+    maps: &mut HashMap<String, HashMap<K, V>>,
+    mut keep: impl FnMut(&V) -> bool,
+    limit: usize,
+) -> usize {
+    let mut dropped = 0;
+    for map in maps.values_mut() {
+        map.retain(|_, v| {
+            if dropped < limit && !keep(v) {
+                dropped += 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+    maps.retain(|_, map| !map.is_empty());
+    dropped
+}
+
+/// The `n`-th oldest (1-based) of the entries' times `seen`: dropping
+/// those at or before it drops the `n` least recently seen.
+pub(crate) fn nth_oldest<K, V>(
+    maps: &HashMap<String, HashMap<K, V>>,
+    n: usize,
+    seen: impl Fn(&V) -> i64,
+) -> i64 {
+    let mut times: Vec<i64> = maps.values().flat_map(|m| m.values().map(&seen)).collect();
+    let (_, cutoff, _) = times.select_nth_unstable(n - 1);
+    *cutoff
 }
 
 #[cfg(test)]
