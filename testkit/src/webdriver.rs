@@ -8,16 +8,26 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// `chromedriver` on a free port, killed when dropped.
+/// `chromedriver` on a free port, killed when dropped with every browser
+/// it started (a test that fails leaves its sessions open; their Chromium
+/// would outlive chromedriver and load the machine).
 pub struct Driver {
     child: Child,
     url: String,
+    /// The browsers' profile directories start with this (a unique path).
+    profiles: String,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.profiles])
+            .status();
+        if let Some(parent) = Path::new(&self.profiles).parent() {
+            let _ = std::fs::remove_dir_all(parent);
+        }
     }
 }
 
@@ -36,6 +46,11 @@ impl Driver {
         let driver = Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            profiles: std::env::temp_dir()
+                .join(crate::unique("webdriver"))
+                .join("profile")
+                .display()
+                .to_string(),
         };
         let status = format!("{}/status", driver.url);
         crate::wait_until(Duration::from_secs(20), "chromedriver to answer", || {
@@ -69,7 +84,9 @@ impl Driver {
 
     /// A headless Chromium session with `args` added to the usual ones.
     pub async fn browser(&self, args: &[&str]) -> Browser<'_> {
+        let profile = format!("--user-data-dir={}-{}", self.profiles, crate::unique("b"));
         let mut all = vec![
+            profile.as_str(),
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
