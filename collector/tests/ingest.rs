@@ -411,7 +411,7 @@ async fn connection_cap_and_slow_headers_are_refused_cheaply() {
         &topic,
         &[
             ("QOE_HTTP__MAX_CONNECTIONS", "2".into()),
-            ("QOE_HTTP__HEADER_TIMEOUT", "1s".into()),
+            ("QOE_HTTP__HEADER_TIMEOUT", "2s".into()),
         ],
     );
     collector
@@ -421,7 +421,9 @@ async fn connection_cap_and_slow_headers_are_refused_cheaply() {
     collector.wait_listening().await;
     let addr = collector.url.trim_start_matches("http://").to_owned();
 
-    // Two idle connections fill the cap; the third gets a 503 at once.
+    // Two idle connections fill the cap; the third gets a 503 at once. The
+    // connection `wait_listening` used may still be closing: wait it out.
+    open_connections(&collector, 0).await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -430,7 +432,7 @@ async fn connection_cap_and_slow_headers_are_refused_cheaply() {
             .unwrap();
         held.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    open_connections(&collector, 2).await;
     let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let mut reply = String::new();
     tokio::time::timeout(Duration::from_secs(5), third.read_to_string(&mut reply))
@@ -440,10 +442,10 @@ async fn connection_cap_and_slow_headers_are_refused_cheaply() {
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
     assert!(reply.contains("too_many_connections"), "{reply}");
 
-    // The held connections never finish their headers: closed after 1 s.
+    // The held connections never finish their headers: closed after 2 s.
     for mut s in held {
         let mut buf = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
         assert!(read.is_ok(), "a slow-header connection was not closed");
     }
     // Slots are free again.
@@ -454,6 +456,17 @@ async fn connection_cap_and_slow_headers_are_refused_cheaply() {
         metrics.contains("qoe_collector_drops_total{reason=\"max_connections\"} 1"),
         "{metrics}"
     );
+}
+
+/// Waits until the collector counts `n` open ingest connections.
+async fn open_connections(collector: &Collector, n: usize) {
+    let line = format!("qoe_collector_open_connections {n}\n");
+    let what = format!("{n} open connections");
+    qoe_testkit::wait_until(Duration::from_secs(10), &what, || {
+        let line = line.clone();
+        async move { collector.svc.metrics().await.contains(&line) }
+    })
+    .await;
 }
 
 #[tokio::test]
