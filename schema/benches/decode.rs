@@ -1,10 +1,11 @@
 //! Decode + validate throughput of SDK beacons: one event; 20 full events of
 //! 20 views; and an SDK-shaped batch (one view's 20 events, shared fields in
-//! `metadata`). Run: `cargo bench -p qoe-schema --bench decode`.
+//! `metadata`); and of CMCD v2 reports, one and 20 (hls.js's keys). Run:
+//! `cargo bench -p qoe-schema --bench decode`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use qoe_schema::sample;
 use qoe_schema::validate::{decode, Checks};
+use qoe_schema::{cmcd, sample};
 
 fn bench(c: &mut Criterion) {
     let checks = Checks::at(sample::NOW_MS);
@@ -24,6 +25,23 @@ fn bench(c: &mut Criterion) {
     assert_eq!(decode(&sdk, &checks).expect("valid").accepted.len(), 20);
     group.bench_function("sdk_batch_20_events", |b| {
         b.iter(|| decode(std::hint::black_box(&sdk), &checks).expect("valid"))
+    });
+    let cmcd_single = sample::cmcd_batch_body(1);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("cmcd_single_report", |b| {
+        b.iter(|| cmcd::decode(std::hint::black_box(&cmcd_single), &checks).expect("valid"))
+    });
+    let cmcd_batch = sample::cmcd_batch_body(20);
+    assert_eq!(
+        cmcd::decode(&cmcd_batch, &checks)
+            .expect("valid")
+            .accepted
+            .len(),
+        20
+    );
+    group.throughput(Throughput::Elements(20));
+    group.bench_function("cmcd_batch_20_reports", |b| {
+        b.iter(|| cmcd::decode(std::hint::black_box(&cmcd_batch), &checks).expect("valid"))
     });
     group.finish();
 

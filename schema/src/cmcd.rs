@@ -7,7 +7,8 @@
 //! ```
 //!
 //! One report per line; each line is an RFC 8941 structured-field
-//! dictionary, parsed by the `sfv` crate. Keys this pipeline does not use
+//! dictionary: the form players send is scanned by hand, anything else is
+//! parsed by the `sfv` crate ([`keys`]). Keys this pipeline does not use
 //! are ignored, as the specification asks of receivers (custom keys, `rr`
 //! timings, ...). A report is a *sparse* state change: unlike a beacon it
 //! carries no totals, so [`decode`] turns each into an [`Event`] holding
@@ -26,15 +27,13 @@
 
 use std::sync::Arc;
 
-use std::convert::Infallible;
-
-use sfv::visitor::{
-    DictionaryVisitor, EntryVisitor, Ignored, InnerListVisitor, ItemVisitor, ParameterVisitor,
-};
-use sfv::{BareItemFromInput, KeyRef, Parser};
-
 use crate::beacon::{limits, Event, EventType, PlayerState, StreamType};
 use crate::validate::{check_ts, reject, BodyError, Checks, Decoded, Reason, Rejection};
+
+mod keys;
+#[doc(hidden)]
+pub use keys::scan_agrees_with_sfv;
+use keys::Keys;
 
 /// Most reports one body may carry (a player batches a handful).
 pub const MAX_REPORTS: usize = crate::beacon::MAX_EVENTS_PER_BATCH;
@@ -332,140 +331,6 @@ fn missing(key: &str) -> Rejection {
         key,
         format!("event-mode reports need `{key}`"),
     )
-}
-
-/// The keys a report is read for; every other key is parsed (so a line
-/// must be a valid dictionary) and dropped.
-const KEYS: [&str; 11] = [
-    "sid", "cid", "e", "sn", "ts", "sta", "st", "cdn", "ec", "br", "bl",
-];
-
-/// One report's wanted keys, their first values borrowed from the line
-/// (a visitor over `sfv`'s parser: no allocation for what is skipped).
-/// CMCD v2 sends some keys as inner lists (`br=(4500)`, `ec=("E1")`, one
-/// value per media type); the first value is the one used.
-struct Keys<'de>([Option<BareItemFromInput<'de>>; KEYS.len()]);
-
-impl<'de> Keys<'de> {
-    fn parse(line: &'de str) -> Result<Keys<'de>, sfv::Error> {
-        Parser::new(line).parse_dictionary_with_visitor(Keys(Default::default()))
-    }
-
-    fn first(&self, key: &str) -> Option<&BareItemFromInput<'de>> {
-        let i = KEYS.iter().position(|k| *k == key)?;
-        self.0[i].as_ref()
-    }
-
-    fn wrong(key: &str, what: &str) -> Rejection {
-        refuse(Reason::InvalidType, key, format!("`{key}` must be {what}"))
-    }
-
-    fn string(&self, key: &str) -> Result<Option<&str>, Rejection> {
-        match self.first(key) {
-            None => Ok(None),
-            Some(BareItemFromInput::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(Keys::wrong(key, "a string")),
-        }
-    }
-
-    /// A string, token or number as text (`ec` is a string list in the
-    /// specification; dash.js sends its numeric error codes).
-    fn text(&self, key: &str) -> Result<Option<String>, Rejection> {
-        match self.first(key) {
-            None => Ok(None),
-            Some(BareItemFromInput::String(s)) => Ok(Some(s.as_str().to_owned())),
-            Some(BareItemFromInput::Token(t)) => Ok(Some(t.as_str().to_owned())),
-            Some(BareItemFromInput::Integer(i)) => Ok(Some(i.to_string())),
-            Some(_) => Err(Keys::wrong(key, "a string, token or integer")),
-        }
-    }
-
-    fn token(&self, key: &str) -> Result<Option<&str>, Rejection> {
-        match self.first(key) {
-            None => Ok(None),
-            Some(BareItemFromInput::Token(t)) => Ok(Some(t.as_str())),
-            Some(_) => Err(Keys::wrong(key, "a token")),
-        }
-    }
-
-    /// A non-negative integer up to `max` (decimals are rounded: some
-    /// players send fractional kbit/s).
-    fn integer(&self, key: &str, max: u64) -> Result<Option<u64>, Rejection> {
-        let v = match self.first(key) {
-            None => return Ok(None),
-            Some(BareItemFromInput::Integer(i)) => i64::from(*i) as f64,
-            Some(BareItemFromInput::Decimal(d)) => f64::from(*d),
-            Some(_) => return Err(Keys::wrong(key, "a number")),
-        };
-        if v < 0.0 || v.round() > max as f64 {
-            return Err(refuse(
-                Reason::OutOfRange,
-                key,
-                format!("`{key}` must be between 0 and {max}"),
-            ));
-        }
-        Ok(Some(v.round() as u64))
-    }
-}
-
-impl<'de> DictionaryVisitor<'de> for Keys<'de> {
-    type Out = Keys<'de>;
-    type Error = Infallible;
-
-    fn entry(&mut self, key: &'de KeyRef) -> Result<impl EntryVisitor<'de>, Self::Error> {
-        // A repeated key: the last one counts (RFC 8941), so forget the first.
-        Ok(KEYS.iter().position(|k| *k == key.as_str()).map(|i| {
-            self.0[i] = None;
-            Slot(&mut self.0[i])
-        }))
-    }
-
-    fn finish(self) -> Result<Self::Out, Self::Error> {
-        Ok(self)
-    }
-}
-
-/// Where a wanted key's first value goes.
-struct Slot<'a, 'de>(&'a mut Option<BareItemFromInput<'de>>);
-
-impl<'de> EntryVisitor<'de> for Slot<'_, 'de> {
-    type Error = Infallible;
-
-    fn item(self) -> Result<impl ItemVisitor<'de>, Self::Error> {
-        Ok(self)
-    }
-
-    fn inner_list(self) -> Result<impl InnerListVisitor<'de>, Self::Error> {
-        Ok(FirstOf(Some(self)))
-    }
-}
-
-impl<'de> ItemVisitor<'de> for Slot<'_, 'de> {
-    type Out = ();
-    type Error = Infallible;
-
-    fn bare_item(
-        self,
-        value: BareItemFromInput<'de>,
-    ) -> Result<impl ParameterVisitor<'de, Out = Self::Out>, Self::Error> {
-        *self.0 = Some(value);
-        Ok(Ignored)
-    }
-}
-
-/// An inner list whose first item goes to the slot.
-struct FirstOf<'a, 'de>(Option<Slot<'a, 'de>>);
-
-impl<'de> InnerListVisitor<'de> for FirstOf<'_, 'de> {
-    type Error = Infallible;
-
-    fn item(&mut self) -> Result<impl ItemVisitor<'de>, Self::Error> {
-        Ok(self.0.take())
-    }
-
-    fn finish(self) -> Result<impl ParameterVisitor<'de>, Self::Error> {
-        Ok(Ignored)
-    }
 }
 
 #[cfg(test)]

@@ -206,3 +206,19 @@ pub fn sdk_batch_body(n: usize) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// `n` CMCD v2 event-mode reports of one session, one per line, as hls.js
+/// 1.7.4 sends its interval reports (`bl`, `br`, `mtp` as lists; the same
+/// lines `collector/bench/bodies.py` writes).
+pub fn cmcd_batch_body(n: usize) -> Vec<u8> {
+    let mut body = String::new();
+    for i in 0..n {
+        body.push_str(&format!(
+            "bl=(21900),br=(4500),cid=\"video-42\",e=t,mtp=(71000),sf=h,\
+             sid=\"0b5c2f1e-7d3a-4c41-9e2b-5d1f3a7c9e01\",sn={},st=l,sta=p,ts={},v=2\n",
+            10 + i,
+            NOW_MS - 10_000 * (n - 1 - i) as i64
+        ));
+    }
+    body.into_bytes()
+}

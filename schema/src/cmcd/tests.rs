@@ -332,3 +332,130 @@ proptest! {
         let _ = decode(line.as_bytes(), &checks());
     }
 }
+
+/// The event-mode examples of CTA-5004-B section 8.2 (as the SVTA's
+/// common-media-library transcribes them). The specification makes only
+/// `e` and `ts` mandatory; this pipeline also needs `sid` (no session, no
+/// view) and `sn` (it orders and de-duplicates a session's reports by it),
+/// which all three web players send. Examples without them are refused
+/// naming the key, and read as the others once it is added.
+mod spec_examples {
+    use super::*;
+
+    const T0: i64 = 1_764_752_400_000;
+
+    fn at(now: i64, line: &str) -> Result<Event, Rejection> {
+        let d = decode(line.as_bytes(), &Checks::at(now))
+            .map_err(|e| refuse(e.reason, "", e.message))?;
+        match (d.accepted.into_iter().next(), d.rejected.into_iter().next()) {
+            (Some(e), None) => Ok(e),
+            (None, Some(r)) => Err(r),
+            other => panic!("one line, one outcome: {other:?}"),
+        }
+    }
+
+    /// 8.2.2: a session's interval reports, from starting to ended.
+    #[test]
+    fn a_session_of_interval_reports() {
+        let lines = [
+            "bl=(0),cid=\"content-id-123\",e=t,h=\"example.com\",pt=0,sid=\"session-id-123\",sn=1,sta=s,su,ts=1764752400000,v=2",
+            "bl=(6000),br=(4200;v 256;a),cid=\"content-id-123\",e=t,h=\"example.com\",lb=(523;v 64;a),msd=812,mtp=(87000;v 49000;a),pb=(4200;v 256;a),pt=29188,sf=d,sid=\"session-id-123\",sn=2,st=v,sta=p,tb=(4200;v 256;a),tpb=(4200;v 256;a),ts=1764752430000,v=2",
+            "bl=(3200),br=(4200;v 256;a),bs,bsd=(720;v),cid=\"content-id-123\",e=t,ec=(\"MEDIA_ERR_NETWORK\"),h=\"example.com\",lb=(523;v 64;a),mtp=(89000;v 52000;a),pb=(4200;v 256;a),pt=59188,sf=d,sid=\"session-id-123\",sn=3,st=v,sta=p,tb=(4200;v 256;a),tpb=(4200;v 256;a),ts=1764752460000,v=2",
+            "bl=(6000),br=(4200;v 256;a),cid=\"content-id-123\",e=t,h=\"example.com\",lb=(523;v 64;a),mtp=(81000;v 55000;a),pb=(4200;v 256;a),pt=89188,sf=d,sid=\"session-id-123\",sn=4,st=v,sta=p,tb=(4200;v 256;a),tpb=(4200;v 256;a),ts=1764752490000,v=2",
+            "bl=(0),br=(4200;v 256;a),cid=\"content-id-123\",e=t,h=\"example.com\",lb=(523;v 64;a),mtp=(82000;v 55000;a),pb=(4200;v 256;a),pr=0,pt=111000,sf=d,sid=\"session-id-123\",sn=5,st=v,sta=e,tb=(4200;v 256;a),tpb=(4200;v 256;a),ts=1764752520000,v=2",
+        ];
+        let body = lines.join("\n");
+        let d = decode(body.as_bytes(), &Checks::at(T0 + 121_000)).expect("CMCD");
+        assert!(d.rejected.is_empty(), "{:?}", d.rejected);
+        let got: Vec<_> = d
+            .accepted
+            .iter()
+            .map(|e| {
+                (
+                    e.seq,
+                    e.ts_ms - T0,
+                    e.state,
+                    e.bitrate_kbps,
+                    e.buffer_length_ms,
+                    &*e.error_code,
+                )
+            })
+            .collect();
+        use PlayerState::*;
+        assert_eq!(
+            got,
+            [
+                (1, 0, Starting, 0, 0, ""),
+                (2, 30_000, Playing, 4200, 6000, ""),
+                // An error code in an interval report, playback going on.
+                (3, 60_000, Playing, 4200, 3200, "MEDIA_ERR_NETWORK"),
+                (4, 90_000, Playing, 4200, 6000, ""),
+                (5, 120_000, Ended, 4200, 0, ""),
+            ]
+        );
+        assert!(d
+            .accepted
+            .iter()
+            .all(|e| e.event == EventType::Heartbeat && !e.error_fatal));
+        assert!(d
+            .accepted
+            .iter()
+            .all(|e| e.stream_type == StreamType::OnDemand));
+        let view = format!(
+            "session-id-123:{:016x}",
+            crate::rows::view_hash("content-id-123")
+        );
+        assert!(d.accepted.iter().all(|e| *e.view_id == view));
+    }
+
+    /// 8.2.1, 8.2.3 to 8.2.8 carry no `sn` (8.2.1 no `sid` either).
+    #[test]
+    fn reports_without_sn_or_sid_are_refused_by_name() {
+        let refused = |now, line: &str| {
+            let r = at(now, line).expect_err(line);
+            (r.reason.code(), r.field)
+        };
+        let sn = ("missing_field", Some("sn".to_owned()));
+        assert_eq!(
+            refused(T0 + 1, "e=t,ts=1764752400000,v=2"),
+            ("missing_field", Some("sid".to_owned()))
+        );
+        assert_eq!(refused(1_763_657_019_723 + 1, "cid=\"bbb\",cmsdd=\"ZXRwPTEyNTAwO3J0dD0zNTttYj02MDAwO3JkPTIwMA==\",cmsds=\"c2lkPSI5YTNiLTIxY2QiO2JyPTQ1MDA7ZD00MDAwO290PXY7c3Q9dg==\",e=rr,nor=(\"video/segment-6.m4v\"),ot=v,rc=200,sid=\"session1\",ts=1763657019723,ttfb=180,ttlb=200,url=\"video/segment-5.m4v\",v=2"), sn);
+        assert_eq!(refused(1_764_269_150_213 + 1, "cid=\"content-id-123\",e=e,ec=(\"CODEC_NOT_SUPPORTED\"),sid=\"session-id-123\",ts=1764269150213,v=2"), sn);
+    }
+
+    /// 8.2.4 to 8.2.8 with the `sn` a player adds.
+    #[test]
+    fn the_other_examples_with_a_sequence_number() {
+        const T: i64 = 1_764_269_150_000;
+        let cases = [
+            // 8.2.4: an error event: a playback failure.
+            ("cid=\"content-id-123\",e=e,ec=(\"CODEC_NOT_SUPPORTED\"),sid=\"session-id-123\",ts=1764269150213,v=2", EventType::Error, PlayerState::Errored, "content-id-123"),
+            // 8.2.5: rebuffering, then playing again.
+            ("bs,cid=\"content-id-123\",e=ps,sid=\"session-id-123\",sta=r,ts=1764269150889,v=2", EventType::Rebufferstart, PlayerState::Rebuffering, "content-id-123"),
+            ("bs,bsd=(1500),cid=\"content-id-123\",e=ps,sid=\"session-id-123\",sta=p,ts=1764269152389,v=2", EventType::Playing, PlayerState::Playing, "content-id-123"),
+            // 8.2.6: seeking.
+            ("bl=(0),cid=\"content-id-123\",e=ps,pt=30000,sid=\"session-id-123\",sta=k,ts=1764269150529,v=2", EventType::Seeking, PlayerState::Seeking, "content-id-123"),
+            // 8.2.7: an ad skipped: no change to the view.
+            ("cid=\"ad-content-555\",e=sk,sid=\"session-id-123\",ts=1764269150076,v=2", EventType::Heartbeat, PlayerState::Idle, "ad-content-555"),
+            // 8.2.8: an ad break; each content is its own view.
+            ("cid=\"movie-123\",e=abs,nr,sid=\"session-id-123\",ts=1764269150186,v=2", EventType::Heartbeat, PlayerState::Idle, "movie-123"),
+            ("cid=\"ad-001\",e=as,sid=\"session-id-123\",ts=1764269150934,v=2", EventType::Heartbeat, PlayerState::Idle, "ad-001"),
+            ("cid=\"ad-001\",e=ae,nr,sid=\"session-id-123\",ts=1764269170901,v=2", EventType::Heartbeat, PlayerState::Idle, "ad-001"),
+            ("cid=\"movie-123\",e=abe,sid=\"session-id-123\",ts=1764269170331,v=2", EventType::Heartbeat, PlayerState::Idle, "movie-123"),
+        ];
+        for (sn, (line, event, state, cid)) in cases.into_iter().enumerate() {
+            let line = format!("{line},sn={sn}");
+            let e = at(T + 30_000, &line).expect(&line);
+            assert_eq!(
+                (e.event, e.state, &*e.video_id, e.seq),
+                (event, state, cid, sn as u32),
+                "{line}"
+            );
+            assert_eq!(&*e.viewer_id, "session-id-123");
+            assert_eq!(e.error_fatal, event == EventType::Error, "{line}");
+        }
+        let error = at(T + 30_000, &format!("{},sn=0", cases[0].0)).expect("error");
+        assert_eq!(&*error.error_code, "CODEC_NOT_SUPPORTED");
+    }
+}

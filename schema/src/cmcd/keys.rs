@@ -1,0 +1,534 @@
+//! The keys a CMCD report line is read for, and their values.
+//!
+//! Players send one form: `key=value` members joined by `,`, values plain
+//! integers, strings without escapes, tokens, or inner lists of those
+//! (`br=(4500)`). [`Keys::parse`] scans that form by hand, twice as fast as
+//! a general parser; anything else (parameters, decimals, escapes,
+//! booleans, byte sequences, and every syntax error) goes to `sfv`'s full
+//! RFC 8941 parser, which reads it or says what is wrong. For every line
+//! the scan accepts, `sfv` reads the same values (a property test checks).
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+
+use sfv::visitor::{
+    DictionaryVisitor, EntryVisitor, Ignored, InnerListVisitor, ItemVisitor, ParameterVisitor,
+};
+use sfv::{BareItemFromInput, KeyRef, Parser};
+
+use super::refuse;
+use crate::validate::{Reason, Rejection};
+
+/// The keys a report is read for; every other key is parsed (so a line
+/// must be a valid dictionary) and dropped.
+const KEYS: [&str; 11] = [
+    "sid", "cid", "e", "sn", "ts", "sta", "st", "cdn", "ec", "br", "bl",
+];
+
+/// A value as far as reports are concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Value<'de> {
+    Integer(i64),
+    Decimal(f64),
+    /// Borrowed from the line unless it had escapes.
+    String(Cow<'de, str>),
+    Token(&'de str),
+    /// A boolean, byte sequence, date or display string: no CMCD key this
+    /// pipeline reads has one.
+    Other,
+}
+
+/// One report's wanted keys, their values borrowed from the line. CMCD v2
+/// sends some keys as inner lists (`br=(4500)`, `ec=("E1")`, one value per
+/// media type); the first value is the one used.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Keys<'de>([Option<Value<'de>>; KEYS.len()]);
+
+impl<'de> Keys<'de> {
+    /// The wanted keys of `line`, or why it is not an RFC 8941 dictionary.
+    pub(super) fn parse(line: &'de str) -> Result<Keys<'de>, sfv::Error> {
+        match scan(line) {
+            Some(keys) => Ok(keys),
+            None => parse_with_sfv(line),
+        }
+    }
+
+    fn slot(key: &str) -> Option<usize> {
+        // A match, not a search of KEYS: this runs for every key of a line.
+        Some(match key {
+            "sid" => 0,
+            "cid" => 1,
+            "e" => 2,
+            "sn" => 3,
+            "ts" => 4,
+            "sta" => 5,
+            "st" => 6,
+            "cdn" => 7,
+            "ec" => 8,
+            "br" => 9,
+            "bl" => 10,
+            _ => return None,
+        })
+    }
+
+    fn first(&self, key: &str) -> Option<&Value<'de>> {
+        self.0[Keys::slot(key)?].as_ref()
+    }
+
+    fn wrong(key: &str, what: &str) -> Rejection {
+        refuse(Reason::InvalidType, key, format!("`{key}` must be {what}"))
+    }
+
+    pub(super) fn string(&self, key: &str) -> Result<Option<&str>, Rejection> {
+        match self.first(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(Keys::wrong(key, "a string")),
+        }
+    }
+
+    /// A string, token or number as text (`ec` is a string list in the
+    /// specification; dash.js sends its numeric error codes).
+    pub(super) fn text(&self, key: &str) -> Result<Option<String>, Rejection> {
+        match self.first(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.to_string())),
+            Some(Value::Token(t)) => Ok(Some(t.to_string())),
+            Some(Value::Integer(i)) => Ok(Some(i.to_string())),
+            Some(_) => Err(Keys::wrong(key, "a string, token or integer")),
+        }
+    }
+
+    pub(super) fn token(&self, key: &str) -> Result<Option<&str>, Rejection> {
+        match self.first(key) {
+            None => Ok(None),
+            Some(Value::Token(t)) => Ok(Some(t)),
+            Some(_) => Err(Keys::wrong(key, "a token")),
+        }
+    }
+
+    /// A non-negative integer up to `max` (decimals are rounded: some
+    /// players send fractional kbit/s).
+    pub(super) fn integer(&self, key: &str, max: u64) -> Result<Option<u64>, Rejection> {
+        let v = match self.first(key) {
+            None => return Ok(None),
+            Some(Value::Integer(i)) => *i as f64,
+            Some(Value::Decimal(d)) => *d,
+            Some(_) => return Err(Keys::wrong(key, "a number")),
+        };
+        if v < 0.0 || v.round() > max as f64 {
+            return Err(refuse(
+                Reason::OutOfRange,
+                key,
+                format!("`{key}` must be between 0 and {max}"),
+            ));
+        }
+        Ok(Some(v.round() as u64))
+    }
+}
+
+// ------------------------------------------------------------ the scan --
+
+/// The common form read by hand; `None` for anything it does not cover,
+/// valid or not.
+fn scan(line: &str) -> Option<Keys<'_>> {
+    let b = line.as_bytes();
+    let mut keys = Keys::default();
+    let mut i = 0;
+    loop {
+        // key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" )
+        let start = i;
+        match b.get(i) {
+            Some(c) if c.is_ascii_lowercase() || *c == b'*' => i += 1,
+            _ => return None,
+        }
+        while b.get(i).is_some_and(|&c| CLASS[c as usize] & KEY != 0) {
+            i += 1;
+        }
+        let slot = Keys::slot(&line[start..i]);
+        let value = match b.get(i) {
+            Some(b'=') if b.get(i + 1) == Some(&b'(') => {
+                let (first, next) = inner_list(line, i + 2)?;
+                i = next;
+                first
+            }
+            Some(b'=') => {
+                let (v, next) = item(line, i + 1)?;
+                i = next;
+                Some(v)
+            }
+            // A bare key is boolean true.
+            _ => Some(Value::Other),
+        };
+        if b.get(i) == Some(&b';') {
+            return None; // parameters
+        }
+        // A repeated key: the last one counts (RFC 8941).
+        if let Some(s) = slot {
+            keys.0[s] = value;
+        }
+        i = skip_ows(b, i);
+        match b.get(i) {
+            None => return Some(keys),
+            Some(b',') => {
+                i = skip_ows(b, i + 1);
+                if i == b.len() {
+                    return None; // a trailing comma
+                }
+            }
+            Some(_) => return None,
+        }
+    }
+}
+
+fn skip_ows(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+/// An inner list's first item (`None` when empty) and the index after `)`,
+/// from just after `(`.
+fn inner_list(line: &str, mut i: usize) -> Option<(Option<Value<'_>>, usize)> {
+    let b = line.as_bytes();
+    let mut first = None;
+    loop {
+        while b.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        if b.get(i) == Some(&b')') {
+            return Some((first, i + 1));
+        }
+        let (v, next) = item(line, i)?;
+        first.get_or_insert(v);
+        i = next;
+        // Items are separated by spaces; anything else (parameters) is
+        // not the common form.
+        if !matches!(b.get(i), Some(b' ' | b')')) {
+            return None;
+        }
+    }
+}
+
+/// A bare integer, escape-free string or token at `i`, and the index after.
+fn item(line: &str, i: usize) -> Option<(Value<'_>, usize)> {
+    let b = line.as_bytes();
+    match *b.get(i)? {
+        b'"' => {
+            let len = b[i + 1..]
+                .iter()
+                .position(|&c| CLASS[c as usize] & STRING == 0)?;
+            (b[i + 1 + len] == b'"').then(|| {
+                (
+                    Value::String(Cow::Borrowed(&line[i + 1..i + 1 + len])),
+                    i + len + 2,
+                )
+            })
+        }
+        c if c == b'-' || c.is_ascii_digit() => {
+            let digits_at = i + usize::from(c == b'-');
+            let digits = b[digits_at..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            let end = digits_at + digits;
+            // More than 15 digits: sfv says what is wrong. (A decimal point
+            // after the digits ends the scan where the member should end.)
+            if digits == 0 || digits > 15 {
+                return None;
+            }
+            let n = b[digits_at..end]
+                .iter()
+                .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+            Some((Value::Integer(if c == b'-' { -n } else { n }), end))
+        }
+        c if c.is_ascii_alphabetic() || c == b'*' => {
+            let len = b[i + 1..]
+                .iter()
+                .take_while(|&&c| CLASS[c as usize] & TOKEN != 0)
+                .count();
+            Some((Value::Token(&line[i..i + 1 + len]), i + 1 + len))
+        }
+        _ => None,
+    }
+}
+
+/// Byte classes: a key's later characters (lcalpha / DIGIT / "_" / "-" /
+/// "." / "*"), a token's (tchar / ":" / "/"), a string's unescaped ones
+/// (%x20-21 / %x23-5B / %x5D-7E).
+const KEY: u8 = 1;
+const TOKEN: u8 = 2;
+const STRING: u8 = 4;
+const CLASS: [u8; 256] = {
+    let mut class = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*') {
+            class[c] |= KEY;
+        }
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+                    | b':'
+                    | b'/'
+            )
+        {
+            class[c] |= TOKEN;
+        }
+        if b >= 0x20 && b <= 0x7e && b != b'"' && b != b'\\' {
+            class[c] |= STRING;
+        }
+        c += 1;
+    }
+    class
+};
+
+/// Whether the scan, where it reads `line`, reads what `sfv` reads (for
+/// the fuzz target: the property tests' check on any input).
+#[doc(hidden)]
+pub fn scan_agrees_with_sfv(line: &str) -> bool {
+    scan(line).is_none_or(|scanned| parse_with_sfv(line).is_ok_and(|parsed| parsed == scanned))
+}
+
+// ---------------------------------------------------- the full parser --
+
+fn parse_with_sfv(line: &str) -> Result<Keys<'_>, sfv::Error> {
+    Parser::new(line).parse_dictionary_with_visitor(Keys::default())
+}
+
+impl<'de> From<BareItemFromInput<'de>> for Value<'de> {
+    fn from(item: BareItemFromInput<'de>) -> Value<'de> {
+        match item {
+            BareItemFromInput::Integer(i) => Value::Integer(i.into()),
+            BareItemFromInput::Decimal(d) => Value::Decimal(d.into()),
+            BareItemFromInput::String(Cow::Borrowed(s)) => Value::String(Cow::Borrowed(s.as_str())),
+            BareItemFromInput::String(Cow::Owned(s)) => {
+                Value::String(Cow::Owned(s.as_str().to_owned()))
+            }
+            BareItemFromInput::Token(t) => Value::Token(t.as_str()),
+            _ => Value::Other,
+        }
+    }
+}
+
+impl<'de> DictionaryVisitor<'de> for Keys<'de> {
+    type Out = Keys<'de>;
+    type Error = Infallible;
+
+    fn entry(&mut self, key: &'de KeyRef) -> Result<impl EntryVisitor<'de>, Self::Error> {
+        // A repeated key: the last one counts (RFC 8941), so forget the first.
+        Ok(Keys::slot(key.as_str()).map(|i| {
+            self.0[i] = None;
+            Slot(&mut self.0[i])
+        }))
+    }
+
+    fn finish(self) -> Result<Self::Out, Self::Error> {
+        Ok(self)
+    }
+}
+
+/// Where a wanted key's first value goes.
+struct Slot<'a, 'de>(&'a mut Option<Value<'de>>);
+
+impl<'de> EntryVisitor<'de> for Slot<'_, 'de> {
+    type Error = Infallible;
+
+    fn item(self) -> Result<impl ItemVisitor<'de>, Self::Error> {
+        Ok(self)
+    }
+
+    fn inner_list(self) -> Result<impl InnerListVisitor<'de>, Self::Error> {
+        Ok(FirstOf(Some(self)))
+    }
+}
+
+impl<'de> ItemVisitor<'de> for Slot<'_, 'de> {
+    type Out = ();
+    type Error = Infallible;
+
+    fn bare_item(
+        self,
+        value: BareItemFromInput<'de>,
+    ) -> Result<impl ParameterVisitor<'de, Out = Self::Out>, Self::Error> {
+        *self.0 = Some(value.into());
+        Ok(Ignored)
+    }
+}
+
+/// An inner list whose first item goes to the slot.
+struct FirstOf<'a, 'de>(Option<Slot<'a, 'de>>);
+
+impl<'de> InnerListVisitor<'de> for FirstOf<'_, 'de> {
+    type Error = Infallible;
+
+    fn item(&mut self) -> Result<impl ItemVisitor<'de>, Self::Error> {
+        Ok(self.0.take())
+    }
+
+    fn finish(self) -> Result<impl ParameterVisitor<'de>, Self::Error> {
+        Ok(Ignored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn each_key_has_its_slot() {
+        for (i, key) in KEYS.iter().enumerate() {
+            assert_eq!(Keys::slot(key), Some(i), "{key}");
+        }
+        assert_eq!(Keys::slot("mtp"), None);
+    }
+
+    /// What players send is read by the scan, not the fallback.
+    #[test]
+    fn the_players_form_is_scanned() {
+        for line in [
+            "bl=(31900),br=(0),cid=\"clip-1\",e=ps,mtp=(71000),sf=h,sid=\"11130f20\",sn=6,st=v,sta=r,ts=1795951800694,v=2",
+            "sid=\"s\", e=e, ec=(\"MEDIA_ERR\" \"X\"), sn=0, ts=1, bs, cdn=\"a b\", st=ll",
+            "br=( 4500  3000 ),sid=\"s\",e=t,sn=1,ts=2,sta=p,sta=a,nor=\"../a/b.m4s\",url=\"http://x/y?z\"",
+            "e=c,sid=\"s\",cid=\"c\",sn=3,ts=-5,br=(),ot=v,*custom=tok/en:1",
+        ] {
+            let scanned = scan(line).unwrap_or_else(|| panic!("not scanned: {line}"));
+            assert_eq!(Ok(scanned), parse_with_sfv(line).map_err(|e| e.to_string()), "{line}");
+        }
+        let k = scan("br=( 4500  3000 ),sta=p,sta=a,cdn=(),sid=\"s\"").expect("scanned");
+        assert_eq!(k.first("br"), Some(&Value::Integer(4500)));
+        assert_eq!(k.first("sta"), Some(&Value::Token("a")));
+        assert_eq!(k.first("cdn"), None);
+        assert_eq!(k.first("sid"), Some(&Value::String(Cow::Borrowed("s"))));
+    }
+
+    /// What the scan leaves to sfv: valid lines it still reads, and errors.
+    #[test]
+    fn the_rest_falls_back_to_sfv() {
+        let cases = [
+            ("br=1.5,sid=\"s\"", Some(Value::Decimal(1.5))),
+            ("br=4500;a=1", Some(Value::Integer(4500))),
+            ("br=(4500;a=1)", Some(Value::Integer(4500))),
+            ("br=(4500);a", Some(Value::Integer(4500))),
+            ("br=?0", Some(Value::Other)),
+            ("br=:aGk=:", Some(Value::Other)),
+            ("br=1234567890123456", None),
+            ("br=4500,", None),
+            ("Br=4500", None),
+            ("br= 4500", None),
+            ("br=(4500,3000)", None),
+        ];
+        for (line, br) in cases {
+            assert_eq!(scan(line), None, "{line}");
+            let parsed = Keys::parse(line);
+            match br {
+                Some(v) => assert_eq!(parsed.expect(line).first("br"), Some(&v), "{line}"),
+                None => assert!(parsed.is_err(), "{line}"),
+            }
+        }
+        let escaped = Keys::parse("sid=\"a\\\"b\"").expect("valid");
+        assert_eq!(escaped.string("sid"), Ok(Some("a\"b")));
+    }
+
+    /// Pieces of lines, valid and not, that the scan must agree with sfv on.
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(KEYS.to_vec()).prop_map(str::to_owned),
+            prop::sample::select(vec!["mtp", "v", "*x", "a-b.c_d", "B", "1a", ""])
+                .prop_map(str::to_owned),
+            prop::sample::select(vec![
+                "=", "=", "=(", ")", " ", "  ", "\t", ",", ", ", " ,", ";", ";a=1", "?1", "\"",
+                "\\", "\\\"", ".", "-", ":", "/", "@1", "%\"x\"", ":aGk=:", "\u{e9}",
+            ])
+            .prop_map(str::to_owned),
+            (0i64..10_000_000_000_000_000).prop_map(|n| n.to_string()),
+            "[a-zA-Z*][a-zA-Z0-9:/!#$%&'*+.^_`|~-]{0,8}",
+            "\"[ -~]{0,12}\"",
+        ]
+    }
+
+    /// A member of the form players send.
+    fn member() -> impl Strategy<Value = String> {
+        let item = prop_oneof![
+            (-999_999_999_999_999i64..1_000_000_000_000_000).prop_map(|n| n.to_string()),
+            "\"[ !#-\\[\\]-~]{0,12}\"",
+            "[a-zA-Z*][a-zA-Z0-9:/!#$%&'*+.^_`|~-]{0,8}",
+        ];
+        let value = prop_oneof![
+            item.clone(),
+            (prop::collection::vec(item, 0..4), " {0,2}", " {1,2}")
+                .prop_map(|(items, pad, sep)| format!("({pad}{}{pad})", items.join(&sep))),
+        ];
+        let key = prop_oneof![
+            prop::sample::select(KEYS.to_vec()).prop_map(str::to_owned),
+            "[a-z*][a-z0-9_.*-]{0,6}",
+        ];
+        (key, prop::option::weighted(0.9, value)).prop_map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_scan_reads_the_players_form(
+            members in prop::collection::vec(member(), 1..16),
+            sep in "[ \t]{0,2},[ \t]{0,2}",
+        ) {
+            let line = members.join(&sep);
+            let scanned = scan(&line);
+            prop_assert!(scanned.is_some(), "not scanned: {}", line);
+            prop_assert_eq!(Ok(scanned.expect("some")), parse_with_sfv(&line).map_err(|e| e.to_string()));
+        }
+
+        #[test]
+        fn the_scan_reads_what_sfv_reads(pieces in prop::collection::vec(piece(), 0..24)) {
+            let line = pieces.concat();
+            if let Some(scanned) = scan(&line) {
+                prop_assert_eq!(Ok(scanned), parse_with_sfv(&line).map_err(|e| e.to_string()));
+            }
+        }
+
+        /// The players' form, broken in a few places.
+        #[test]
+        fn the_scan_reads_what_sfv_reads_of_near_misses(
+            members in prop::collection::vec(member(), 1..8),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), piece(), any::<bool>()), 1..4),
+        ) {
+            let mut line = members.join(",");
+            for (at, piece, replace) in edits {
+                let mut at = at.index(line.len() + 1);
+                while !line.is_char_boundary(at) {
+                    at -= 1;
+                }
+                if replace && at < line.len() {
+                    let next = line[at..].chars().next().map_or(0, char::len_utf8);
+                    line.replace_range(at..at + next, &piece);
+                } else {
+                    line.insert_str(at, &piece);
+                }
+            }
+            if let Some(scanned) = scan(&line) {
+                prop_assert_eq!(Ok(scanned), parse_with_sfv(&line).map_err(|e| e.to_string()), "{}", line);
+            }
+        }
+    }
+}
