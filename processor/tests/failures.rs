@@ -129,7 +129,9 @@ async fn shutdown_during_an_outage_exits_by_its_deadline_without_committing() {
     setup
         .wait_committed(&group, first.len() as i64, Duration::from_secs(60))
         .await;
-    proxies[0].set_enabled(false);
+    // Both shards down: a batch whose rows all belong to one shard that is
+    // up would be written and committed.
+    proxies.iter().for_each(|p| p.set_enabled(false));
     setup.produce(second).await;
     let paused = || async { svc.metrics().await.contains("qoe_processor_paused 1") };
     qoe_testkit::wait_until(Duration::from_secs(30), "the processor to pause", paused).await;
@@ -151,8 +153,8 @@ async fn shutdown_during_an_outage_exits_by_its_deadline_without_committing() {
         "the unwritten batch is not committed: its records are read again"
     );
 
-    // The next owner reads them again once the shard is back.
-    proxies[0].set_enabled(true);
+    // The next owner reads them again once the shards are back.
+    proxies.iter().for_each(|p| p.set_enabled(true));
     let _next = setup.processor(&group, None, &[]);
     setup
         .wait_committed(&group, events.len() as i64, Duration::from_secs(60))
