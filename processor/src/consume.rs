@@ -55,12 +55,14 @@ impl ConsumerContext for Context {
         if let Rebalance::Revoke(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "partitions revoked");
             self.revoked.store(true, Ordering::SeqCst);
+            metrics().assigned_partitions.sub(tpl.count() as i64);
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "partitions assigned");
+            metrics().assigned_partitions.add(tpl.count() as i64);
         }
     }
 }

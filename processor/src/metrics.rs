@@ -43,6 +43,9 @@ pub struct Metrics {
     pub sessions_resumed: IntCounterVec,
     /// Offset commits, by result.
     pub commits: IntCounterVec,
+    /// Partitions this processor owns now (0 between a revoke and the next
+    /// assignment; the group's members add up to the topic's partitions).
+    pub assigned_partitions: IntGauge,
     /// Time to settle one shard's live buckets.
     pub live_settle_seconds: Histogram,
     /// Live settles that failed (retried at the next interval).
@@ -141,6 +144,11 @@ pub fn metrics() -> &'static Metrics {
                 "qoe_processor_sessions_resumed_total",
                 "Unknown CMCD sessions read back from ClickHouse, by outcome (found, empty, failed)",
                 &["outcome"]
+            )
+            .expect("metric"),
+            assigned_partitions: register_int_gauge!(
+                "qoe_processor_assigned_partitions",
+                "Partitions of the topic this processor owns now"
             )
             .expect("metric"),
             commits: register_int_counter_vec!(
