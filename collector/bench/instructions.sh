@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # User-space instructions per request, counted by valgrind's callgrind: the
-# collector (K=1 drain worker) for a single-event post and a 20-event SDK
-# batch, and nginx answering `return 204` as the reference. Not a test:
+# collector (K=1 drain worker) for a single-event post, a 20-event SDK
+# batch, one CMCD v2 report and 20 CMCD reports of a session, and nginx
+# answering `return 204` as the reference. Not a test:
 # prints figures.
 #
 #   collector/bench/instructions.sh      # after `deploy/local/stack install`
@@ -33,7 +34,9 @@ need_tools valgrind
 python3 "$ROOT/collector/bench/bodies.py" "$WORK" 1
 
 post() { # url body n
-  "$OHA" --no-tui -n "$3" -c 8 -m POST -H 'content-type: application/json' -D "$2" "$1" >/dev/null 2>&1
+  local type=application/json
+  case "$(basename "$2")" in cmcd-*) type=application/cmcd ;; esac
+  "$OHA" --no-tui -n "$3" -c 8 -m POST -H "content-type: $type" -D "$2" "$1" >/dev/null 2>&1
 }
 wait_up() { # url
   for _ in $(seq 150); do curl -s -o /dev/null -X OPTIONS "$1" && return; sleep 0.2; done
@@ -73,5 +76,8 @@ url="http://127.0.0.1:$PORT/v1/beacon/dev-key"
 wait_up "$url"
 for body in single batch; do
   echo "| collector K=1 | $body | $(count $server "$url" "$WORK/$body-0.json") |"
+done
+for body in cmcd-single cmcd-batch; do
+  echo "| collector K=1 | $body | $(count $server "${url/beacon/cmcd}" "$WORK/$body-0.txt") |"
 done
 kill -INT $server; wait $server 2>/dev/null || true
