@@ -121,18 +121,21 @@ fn event_type(e: CmcdEvent, state: Option<PlayerState>) -> EventType {
 /// is a valid view id of at most 64 characters (else its hash), then `:`
 /// and the hash of `cid` when `cid` is not empty.
 pub fn view_id(sid: &str, cid: &str) -> String {
+    use std::fmt::Write as _;
     let plain = !sid.is_empty()
         && sid.len() <= MAX_SID
         && sid
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    let mut id = if plain {
-        sid.to_owned()
+    // One allocation: this runs once per body and view.
+    let mut id = String::with_capacity(MAX_SID + 17);
+    if plain {
+        id.push_str(sid);
     } else {
-        format!("s{:016x}", crate::rows::view_hash(sid))
-    };
+        let _ = write!(id, "s{:016x}", crate::rows::view_hash(sid));
+    }
     if !cid.is_empty() {
-        id.push_str(&format!(":{:016x}", crate::rows::view_hash(cid)));
+        let _ = write!(id, ":{:016x}", crate::rows::view_hash(cid));
     }
     id
 }
@@ -165,7 +168,10 @@ pub fn decode(body: &[u8], checks: &Checks) -> Result<Decoded, BodyError> {
             message: format!("{} reports in one body; at most {MAX_REPORTS}", lines.len()),
         });
     }
-    let mut out = Decoded::default();
+    let mut out = Decoded {
+        accepted: Vec::with_capacity(lines.len()),
+        ..Decoded::default()
+    };
     let mut strings = Shared::default();
     for (index, line) in lines.into_iter().enumerate() {
         match report(line, checks, &mut strings) {
