@@ -90,6 +90,15 @@ pub fn paths(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// The read p90 column (ms): a number, or "failed" when the reads did.
+fn read_p90_cell(ms: f64) -> String {
+    if ms >= crate::step::READ_FAILED_MS {
+        "failed".to_owned()
+    } else {
+        format!("{ms:.0}")
+    }
+}
+
 /// Writes the JSON result and appends the RESULTS.md row.
 pub fn write(dir: &Path, record: &RunRecord) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir.join("results"))?;
@@ -121,7 +130,7 @@ pub fn write(dir: &Path, record: &RunRecord) -> std::io::Result<PathBuf> {
         });
     writeln!(
         md,
-        "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {:.3} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {:.3} | {} | {} | {} |",
         record.id,
         record.kind,
         record.git_revision,
@@ -131,7 +140,7 @@ pub fn write(dir: &Path, record: &RunRecord) -> std::io::Result<PathBuf> {
         t.sent_per_s,
         t.request_p99_ms,
         t.write_latency_p99_s,
-        t.read_latency_p90_ms,
+        read_p90_cell(t.read_latency_p90_ms),
         t.errors_per_s,
         record
             .verify
@@ -144,4 +153,15 @@ pub fn write(dir: &Path, record: &RunRecord) -> std::io::Result<PathBuf> {
         record.verdict,
     )?;
     Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_reads_show_as_failed_in_the_table() {
+        assert_eq!(read_p90_cell(412.4), "412");
+        assert_eq!(read_p90_cell(crate::step::READ_FAILED_MS), "failed");
+    }
 }
