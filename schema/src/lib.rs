@@ -6,6 +6,7 @@
 //!   [`fields`]: the table their integer fields are generated from.
 //! - [`cmcd`]: CMCD v2 event-mode reports, decoded into the same events
 //!   (sparse: the processor sessionizes them).
+//! - [`mux`]: mux-embed's shortened beacon keys, expanded (not yet ingested).
 //! - [`validate`]: decoding and checking a body, with a stable reason code
 //!   per refused body or event.
 //! - [`record`]: the Kafka record — the validated event plus the collector's
@@ -27,6 +28,7 @@ pub mod golden;
 pub mod metrics;
 pub mod migrate;
 pub mod migrations;
+pub mod mux;
 pub mod record;
 pub mod rows;
 pub mod sample;
