@@ -112,18 +112,20 @@ impl<'de> Keys<'de> {
     pub(super) fn integer(&self, key: &str, max: u64) -> Result<Option<u64>, Rejection> {
         let v = match self.first(key) {
             None => return Ok(None),
-            Some(Value::Integer(i)) => *i as f64,
-            Some(Value::Decimal(d)) => *d,
+            Some(&Value::Integer(i)) => u64::try_from(i).ok().filter(|&v| v <= max),
+            Some(&Value::Decimal(d)) => {
+                (d >= 0.0 && d.round() <= max as f64).then(|| d.round() as u64)
+            }
             Some(_) => return Err(Keys::wrong(key, "a number")),
         };
-        if v < 0.0 || v.round() > max as f64 {
-            return Err(refuse(
+        match v {
+            Some(v) => Ok(Some(v)),
+            None => Err(refuse(
                 Reason::OutOfRange,
                 key,
                 format!("`{key}` must be between 0 and {max}"),
-            ));
+            )),
         }
-        Ok(Some(v.round() as u64))
     }
 }
 
