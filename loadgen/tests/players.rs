@@ -10,12 +10,11 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use qoe_testkit::unique;
 use qoe_testkit::webdriver::{Browser, Driver};
-use qoe_testkit::{unique, Stack};
 use serde_json::{json, Value};
 use support::origin::{make_media, Origin};
 
@@ -415,20 +414,7 @@ async fn hls_js_dash_js_and_shaka_views_arrive_with_their_numbers() {
     let root = root(&players_dir);
     let origin = Origin::start(root.clone()).await;
 
-    let stack = Stack::from_env();
-    let topic = unique("players");
-    stack.create_topic(&topic, 4).await;
-    let db = unique("players");
-    let ch = stack.clickhouse(&db);
-    qoe_schema::migrate::apply(&ch, qoe_schema::migrations::ALL)
-        .await
-        .expect("migrate");
-    let property = unique("prop");
-    let settings = support::Settings::new(
-        stack.kafka(&topic),
-        ch,
-        BTreeMap::from([(KEY.to_owned(), property.clone())]),
-    );
+    let (settings, property) = support::Settings::on_test_stack("players", KEY).await;
     let (api, token) = settings.api_for(&property);
     let [collector_admin, _] = settings.admin_urls();
     let setup = Setup {

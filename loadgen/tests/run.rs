@@ -6,30 +6,16 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use qoe_loadgen::run::Step;
 use qoe_loadgen::LoadgenConfig;
-use qoe_testkit::{unique, Stack};
+use qoe_testkit::unique;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_run_verifies_and_records() {
-    let stack = Stack::from_env();
-    let topic = unique("loadgen");
-    stack.create_topic(&topic, 4).await;
-    let db = unique("loadgen");
-    let ch = stack.clickhouse(&db);
-    qoe_schema::migrate::apply(&ch, qoe_schema::migrations::ALL)
-        .await
-        .expect("migrate");
-    let property = unique("prop");
-
-    let settings = support::Settings::new(
-        stack.kafka(&topic),
-        ch.clone(),
-        BTreeMap::from([("lg-key".to_owned(), property.clone())]),
-    );
+    let (settings, property) = support::Settings::on_test_stack("loadgen", "lg-key").await;
+    let ch = settings.processor.clickhouse.clone();
     let ingest = settings.ingest_url();
     let (api_url, read_token) = settings.api_for(&property);
     let [collector_admin, processor_admin] = settings.admin_urls();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use qoe_common::config::{ClickHouseConfig, KafkaConfig};
-use qoe_testkit::{free_port, unique, wait_until};
+use qoe_testkit::{free_port, unique, wait_until, Stack};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -27,6 +27,23 @@ pub struct Settings {
 pub const READ_TOKEN_PREFIX: &str = "testreadtoken-";
 
 impl Settings {
+    /// Settings on the test stack: a fresh topic (4 partitions) and
+    /// migrated database named after `name`, and a fresh property that
+    /// ingest key `key` sends to (returned beside them).
+    pub async fn on_test_stack(name: &str, key: &str) -> (Settings, String) {
+        let stack = Stack::from_env();
+        let topic = unique(name);
+        stack.create_topic(&topic, 4).await;
+        let clickhouse = stack.clickhouse(&unique(name));
+        qoe_schema::migrate::apply(&clickhouse, qoe_schema::migrations::ALL)
+            .await
+            .expect("migrate");
+        let property = unique("prop");
+        let properties = BTreeMap::from([(key.to_owned(), property.clone())]);
+        let settings = Settings::new(stack.kafka(&topic), clickhouse, properties);
+        (settings, property)
+    }
+
     /// A collector taking `properties` (ingest key → property) into
     /// `kafka`, and a processor writing it to `clickhouse`, on free ports.
     pub fn new(
