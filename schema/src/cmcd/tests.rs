@@ -10,7 +10,13 @@ fn checks() -> Checks {
 }
 
 fn one(line: &str) -> Result<Event, Rejection> {
-    let d = decode(line.as_bytes(), &checks()).map_err(|e| refuse(e.reason, "", e.message))?;
+    at(NOW + 1000, line)
+}
+
+/// `line` decoded at `now`: its event, or why it was refused.
+fn at(now: i64, line: &str) -> Result<Event, Rejection> {
+    let d =
+        decode(line.as_bytes(), &Checks::at(now)).map_err(|e| refuse(e.reason, "", e.message))?;
     match (d.accepted.into_iter().next(), d.rejected.into_iter().next()) {
         (Some(e), None) => Ok(e),
         (None, Some(r)) => Err(r),
@@ -343,16 +349,6 @@ mod spec_examples {
     use super::*;
 
     const T0: i64 = 1_764_752_400_000;
-
-    fn at(now: i64, line: &str) -> Result<Event, Rejection> {
-        let d = decode(line.as_bytes(), &Checks::at(now))
-            .map_err(|e| refuse(e.reason, "", e.message))?;
-        match (d.accepted.into_iter().next(), d.rejected.into_iter().next()) {
-            (Some(e), None) => Ok(e),
-            (None, Some(r)) => Err(r),
-            other => panic!("one line, one outcome: {other:?}"),
-        }
-    }
 
     /// 8.2.2: a session's interval reports, from starting to ended.
     #[test]
