@@ -361,6 +361,10 @@ macro_rules! event {
             pub error_message: Arc<str>,
             /// Sticky: the view has hit a fatal error.
             pub error_fatal: bool,
+            /// mux-embed events only: every key the event carried, by its
+            /// full name (`schema::mux`), value as text; empty otherwise.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub extra: Vec<(String, String)>,
             // A record written before a field existed reads it as 0.
             $(#[doc = $doc] #[serde(default)] pub $name: $ty,)*
         }

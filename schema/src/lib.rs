@@ -6,7 +6,8 @@
 //!   [`fields`]: the table their integer fields are generated from.
 //! - [`cmcd`]: CMCD v2 event-mode reports, decoded into the same events
 //!   (sparse: the processor sessionizes them).
-//! - [`mux`]: mux-embed's shortened beacon keys, expanded (not yet ingested).
+//! - [`mux`]: mux-embed beacons, their keys expanded (sparse: the processor
+//!   rebuilds each view from them).
 //! - [`validate`]: decoding and checking a body, with a stable reason code
 //!   per refused body or event.
 //! - [`record`]: the Kafka record — the validated event plus the collector's

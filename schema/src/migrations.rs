@@ -45,4 +45,9 @@ pub const ALL: &[Migration] = &[
         name: "source",
         sql: Sql::Any(include_str!("../migrations/0008_source.sql")),
     },
+    Migration {
+        version: 9,
+        name: "extra",
+        sql: Sql::Any(include_str!("../migrations/0009_extra.sql")),
+    },
 ];

@@ -1,217 +1,260 @@
-//! mux-embed's shortened beacon keys, expanded to their full names.
+//! mux-embed beacons, as the public `mux-embed` SDK (npm, 5.19.0) posts
+//! them to the origin named by its `beaconCollectionDomain` option.
 //!
-//! The `mux-embed` SDK (npm, 5.19.0) shortens every key it sends: the
-//! first word of `view_time_to_first_frame` becomes one letter (`x`), each
-//! later word two letters (`ti` `to` `fi` `fr`), so the key travels as
-//! `xtitofifr`. A word made of digits stays as it is; a word neither
-//! dictionary has is written `_word_` (a first word, `word_`). [`expand`]
-//! reverses that with the SDK's own dictionaries ([`words`]). The SDK's
-//! form is ambiguous for an unknown first word that starts with a first
-//! word's letter (`flux_` reads as `f`, experiment, then `lu`): such a key
-//! does not expand; and two numbers in a row run together (`a00` is
-//! `env_00`). The SDK's own keys all start with a known word and have no
-//! two numbers in a row.
+//! ```text
+//! POST /   Content-Type: text/plain
+//! {"metadata": {"transmission_timestamp": 1796017691319, "rtt_ms": 21},
+//!  "events": [{"e": "playing", "xid": "41f6…", "xsqno": 10, "uti": 1796017681601,
+//!              "ake": "env-key", "xtitofifr": 295, "xwati": 295, …}, …]}
+//! ```
 //!
-//! This is the first piece of mux-embed ingest: nothing calls it yet.
+//! Every key is shortened ([`keys`]); [`decode`] expands each to its full
+//! name. An event after a view's first carries only the keys that changed
+//! (plus a few it always sends), so it says nothing alone: the decoder
+//! keeps every key the event carried, expanded, with its value as text,
+//! in [`Event::extra`](crate::beacon::Event::extra), and fills only the
+//! event's identity (`view_id` = `xid`, `seq` = `xsqno`, `ts` = `uti`,
+//! `event` = `e`). The processor (`processor/src/mux.rs`) folds a view's
+//! events in `xsqno` order into its full state and maps that onto the view
+//! facts ([`facts`]). Keys no fact uses are kept all the same, so nothing
+//! the SDK sends is lost.
+//!
+//! A body belongs to one property: its first event's `ake` (`env_key`);
+//! an event with another is refused (`other_env_key`). Refusals reuse the
+//! beacon's [`Reason`] codes; a bad event is refused by index while the
+//! others are accepted.
 
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::beacon::{limits, Event, EventType};
+use crate::validate::{
+    check_ts, is_view_id, reject, BodyError, Checks, Decoded, Reason, Rejection,
+};
+
+pub mod facts;
+mod keys;
 mod words;
 
-use words::{FIRST_WORDS, LATER_WORDS};
+pub use keys::{expand, ExpandError};
 
-/// Why a key does not expand.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExpandError {
-    /// Empty, or not made of the SDK's codes.
-    #[error("`{key}` is not a mux-embed key: no word for `{code}` at byte {at}")]
-    Unknown {
-        key: String,
-        code: String,
-        at: usize,
-    },
+/// Most events one body may carry (the SDK's `maxBeaconSize`).
+pub const MAX_EVENTS: usize = 300;
+/// Most keys one event may carry (a full snapshot has about 50).
+pub const MAX_KEYS: usize = crate::record::binary::MAX_EXTRA;
+/// Longest key as sent, bytes.
+pub const MAX_KEY_BYTES: usize = 64;
+/// Longest value kept, bytes; longer ones (a long page URL) are cut.
+pub const MAX_VALUE_BYTES: usize = 2048;
+/// Longest event name, bytes.
+const MAX_EVENT_NAME: usize = 64;
+
+/// The envelope; `metadata` (transmission time, round-trip time) is not
+/// used.
+#[derive(Deserialize)]
+struct Envelope {
+    events: Option<Vec<Value>>,
 }
 
-/// The full name of a shortened key: `xtitofifr` → `view_time_to_first_frame`.
-pub fn expand(key: &str) -> Result<String, ExpandError> {
-    let unknown = |at: usize, len: usize| ExpandError::Unknown {
-        key: key.to_owned(),
-        code: key
-            .get(at..(at + len).min(key.len()))
-            .unwrap_or("")
-            .to_owned(),
-        at,
-    };
-    let b = key.as_bytes();
-    let mut words: Vec<&str> = Vec::with_capacity(b.len() / 2 + 1);
-    let mut i = match b.first() {
-        None => return Err(unknown(0, 1)),
-        Some(&c) => match FIRST_WORDS.iter().find(|(code, _)| *code == c) {
-            Some((_, word)) => {
-                words.push(word);
-                1
-            }
-            // An unknown first word travels as itself, then `_`.
-            None => {
-                let end = key
-                    .find('_')
-                    .filter(|&end| end > 0)
-                    .ok_or_else(|| unknown(0, 1))?;
-                words.push(&key[..end]);
-                end + 1
-            }
-        },
-    };
-    while i < b.len() {
-        if b[i] == b'_' {
-            // `_word_`: a word the dictionary does not have.
-            let len = key[i + 1..]
-                .find('_')
-                .ok_or_else(|| unknown(i, b.len() - i))?;
-            words.push(&key[i + 1..i + 1 + len]);
-            i += len + 2;
-        } else if b[i].is_ascii_digit() {
-            let len = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-            words.push(&key[i..i + len]);
-            i += len;
+/// A decoded body: its property key and its events.
+#[derive(Debug, Default)]
+pub struct Body {
+    /// The `env_key` (`ake`) of the body's first event.
+    pub env_key: String,
+    /// The events, accepted and refused.
+    pub decoded: Decoded,
+}
+
+fn body_error(reason: Reason, message: impl Into<String>) -> BodyError {
+    BodyError {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// Decodes a mux-embed body at `checks.now_ms`.
+pub fn decode(body: &[u8], checks: &Checks) -> Result<Body, BodyError> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
+        let reason = if e.is_data() {
+            Reason::NotABeacon
         } else {
-            let (_, word) = key
-                .get(i..i + 2)
-                .and_then(|code| LATER_WORDS.iter().find(|(c, _)| *c == code))
-                .ok_or_else(|| unknown(i, 2))?;
-            words.push(word);
-            i += 2;
+            Reason::InvalidJson
+        };
+        body_error(reason, format!("not a mux-embed body: {e}"))
+    })?;
+    let events = envelope.events.ok_or_else(|| {
+        body_error(
+            Reason::NotABeacon,
+            "a mux-embed body is {\"metadata\": {…}, \"events\": […]}",
+        )
+    })?;
+    if events.is_empty() {
+        return Err(body_error(Reason::EmptyBatch, "`events` is empty"));
+    }
+    if events.len() > MAX_EVENTS {
+        return Err(body_error(
+            Reason::TooManyEvents,
+            format!("{} events in one body; at most {MAX_EVENTS}", events.len()),
+        ));
+    }
+    let env_key = events
+        .iter()
+        .find_map(|e| e.get("ake").and_then(Value::as_str))
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            body_error(
+                Reason::MissingField,
+                "no event names its property: `ake` (env_key) is missing",
+            )
+        })?
+        .to_owned();
+    let mut decoded = Decoded {
+        accepted: Vec::with_capacity(events.len()),
+        ..Decoded::default()
+    };
+    let mut view: Option<Arc<str>> = None;
+    for (index, value) in events.into_iter().enumerate() {
+        match event(value, &env_key, checks, &mut view) {
+            Ok(e) => decoded.accepted.push(e),
+            Err(mut r) => {
+                r.index = index;
+                decoded.rejected.push(r);
+            }
         }
     }
-    Ok(words.join("_"))
+    Ok(Body { env_key, decoded })
+}
+
+/// One event: its keys expanded, its identity checked.
+fn event(
+    value: Value,
+    env_key: &str,
+    checks: &Checks,
+    view: &mut Option<Arc<str>>,
+) -> Result<Event, Rejection> {
+    let Value::Object(map) = value else {
+        return Err(reject(
+            Reason::NotAnObject,
+            None,
+            "an element of `events` is not a JSON object",
+        ));
+    };
+    if map.len() > MAX_KEYS {
+        return Err(reject(
+            Reason::OutOfRange,
+            None,
+            format!("an event has {} keys; at most {MAX_KEYS}", map.len()),
+        ));
+    }
+    let text = |short: &str, limit: usize| -> Result<Option<&str>, Rejection> {
+        match map.get(short) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.len() <= limit => Ok(Some(s)),
+            Some(Value::String(_)) => Err(reject(
+                Reason::FieldTooLong,
+                Some(short),
+                format!("`{short}` is longer than {limit} bytes"),
+            )),
+            Some(_) => Err(wrong_type(short, "a string")),
+        }
+    };
+    let integer = |short: &str, max: u64| -> Result<Option<u64>, Rejection> {
+        match map.get(short) {
+            None => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if v <= max => Ok(Some(v)),
+                _ => Err(reject(
+                    Reason::OutOfRange,
+                    Some(short),
+                    format!("`{short}` must be a whole number from 0 to {max}"),
+                )),
+            },
+            Some(_) => Err(wrong_type(short, "a number")),
+        }
+    };
+    let xid = text("xid", limits::VIEW_ID)?.ok_or_else(|| missing("xid"))?;
+    if !is_view_id(xid) {
+        return Err(reject(
+            Reason::InvalidViewId,
+            Some("xid"),
+            "`xid` (view_id) must be 1-128 characters of A-Z a-z 0-9 - _ . :",
+        ));
+    }
+    let seq = integer("xsqno", limits::MAX_SEQ)?.ok_or_else(|| missing("xsqno"))? as u32;
+    let name = text("e", MAX_EVENT_NAME)?.ok_or_else(|| missing("e"))?;
+    let ts_ms = integer("uti", i64::MAX as u64)?.ok_or_else(|| missing("uti"))? as i64;
+    check_ts(ts_ms, checks)?;
+    if text("ake", limits::SHORT)?.is_some_and(|k| k != env_key) {
+        return Err(reject(
+            Reason::OtherEnvKey,
+            Some("ake"),
+            "one body carries the events of one env_key (its first event's)",
+        ));
+    }
+    let mut extra = Vec::with_capacity(map.len());
+    for (short, value) in &map {
+        if short.len() > MAX_KEY_BYTES {
+            return Err(reject(
+                Reason::FieldTooLong,
+                None,
+                format!("a key is longer than {MAX_KEY_BYTES} bytes"),
+            ));
+        }
+        // A key the dictionaries do not cover is kept as it was sent.
+        let key = expand(short).unwrap_or_else(|_| short.clone());
+        extra.push((key, value_text(value)));
+    }
+    let view_id = match view {
+        Some(v) if **v == *xid => v.clone(),
+        _ => view.insert(xid.into()).clone(),
+    };
+    Ok(Event {
+        view_id,
+        seq,
+        event: EventType::parse(name).unwrap_or(EventType::Heartbeat),
+        ts_ms,
+        view_start_ms: ts_ms,
+        extra,
+        ..Event::default()
+    })
+}
+
+/// A value as text: strings as they are, numbers and booleans as JSON
+/// writes them, `null` (the SDK's "unknown") empty, arrays and objects as
+/// JSON; cut to [`MAX_VALUE_BYTES`] on a character boundary.
+fn value_text(value: &Value) -> String {
+    let mut text = match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    if text.len() > MAX_VALUE_BYTES {
+        let mut end = MAX_VALUE_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+fn wrong_type(short: &str, what: &str) -> Rejection {
+    reject(
+        Reason::InvalidType,
+        Some(short),
+        format!("`{short}` must be {what}"),
+    )
+}
+
+fn missing(short: &str) -> Rejection {
+    reject(
+        Reason::MissingField,
+        Some(short),
+        format!("mux-embed events need `{short}`"),
+    )
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    /// The keys of the issue's capture of mux-embed 5.19.0 in Chromium.
-    #[test]
-    fn the_captured_keys() {
-        let cases = [
-            ("e", "event"),
-            ("xid", "view_id"),
-            ("xsqno", "view_sequence_number"),
-            ("psqno", "player_sequence_number"),
-            ("ake", "env_key"),
-            ("pinid", "player_instance_id"),
-            ("vid", "video_id"),
-            ("vtt", "video_title"),
-            ("vsmty", "video_stream_type"),
-            ("pnm", "player_name"),
-            ("psw", "player_software"),
-            ("uti", "viewer_time"),
-            ("pphti", "player_playhead_time"),
-            ("xpntimscv", "view_playing_time_ms_cumulative"),
-            ("xwati", "view_watch_time"),
-            ("xtitofifr", "view_time_to_first_frame"),
-            ("xagsuti", "view_aggregate_startup_time"),
-            ("vsodu", "video_source_duration"),
-            ("vsour", "video_source_url"),
-            ("pwd", "player_width"),
-            ("pht", "player_height"),
-            ("mem", "mux_embed"),
-            ("memve", "mux_embed_version"),
-        ];
-        for (short, full) in cases {
-            assert_eq!(expand(short).as_deref(), Ok(full), "{short}");
-        }
-    }
-
-    #[test]
-    fn digits_and_unknown_words() {
-        assert_eq!(expand("c1").as_deref(), Ok("custom_1"));
-        assert_eq!(expand("xer12cd").as_deref(), Ok("view_error_12_code"));
-        assert_eq!(expand("x_flux_id").as_deref(), Ok("view_flux_id"));
-        assert_eq!(expand("glux_caid").as_deref(), Ok("glux_cached_id"));
-        assert!(expand("flux_caid").is_err(), "`f` is experiment");
-    }
-
-    #[test]
-    fn what_is_not_a_key_is_named() {
-        for (key, code, at) in [
-            ("", "", 0),
-            ("zq", "z", 0),
-            ("xqq", "qq", 1),
-            ("xi", "i", 1),
-            ("x_open", "_open", 1),
-            ("_x", "_", 0),
-        ] {
-            assert_eq!(
-                expand(key),
-                Err(ExpandError::Unknown {
-                    key: key.into(),
-                    code: code.into(),
-                    at
-                }),
-                "{key}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_dictionaries_are_unambiguous() {
-        let mut codes: Vec<&str> = LATER_WORDS.iter().map(|(c, _)| *c).collect();
-        codes.sort_unstable();
-        codes.dedup();
-        assert_eq!(codes.len(), LATER_WORDS.len());
-        assert!(codes
-            .iter()
-            .all(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_lowercase())));
-        assert!(FIRST_WORDS.iter().all(|(c, _)| c.is_ascii_lowercase()));
-    }
-
-    /// The SDK's shortening (`dist/mux.js`), to test against.
-    fn shorten(words: &[String]) -> String {
-        let mut out = match FIRST_WORDS.iter().find(|(_, w)| *w == words[0]) {
-            Some((c, _)) => (*c as char).to_string(),
-            None => format!("{}_", words[0]),
-        };
-        for word in &words[1..] {
-            match LATER_WORDS.iter().find(|(_, w)| w == word) {
-                Some((c, _)) => out.push_str(c),
-                None if word.bytes().all(|b| b.is_ascii_digit()) => out.push_str(word),
-                None => out.push_str(&format!("_{word}_")),
-            }
-        }
-        out
-    }
-
-    fn word() -> impl Strategy<Value = String> {
-        prop_oneof![
-            4 => prop::sample::select(LATER_WORDS.to_vec()).prop_map(|(_, w)| w.to_owned()),
-            1 => "[0-9]{1,4}",
-            1 => "[a-z]{2,8}",
-        ]
-    }
-
-    fn first_word() -> impl Strategy<Value = String> {
-        prop_oneof![
-            4 => prop::sample::select(FIRST_WORDS.to_vec()).prop_map(|(_, w)| w.to_owned()),
-            // Not starting with a first word's letter (see the module doc).
-            1 => "[ghjklz][a-z]{1,7}",
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn expand_reverses_the_sdk(first in first_word(), rest in prop::collection::vec(word(), 0..6)) {
-            let words: Vec<String> = std::iter::once(first).chain(rest).collect();
-            // Two numbers in a row run together in the SDK's form.
-            let number = |w: &String| w.bytes().all(|b| b.is_ascii_digit());
-            prop_assume!(!words.windows(2).any(|p| number(&p[0]) && number(&p[1])));
-            let short = shorten(&words);
-            prop_assert_eq!(expand(&short), Ok(words.join("_")), "{}", short);
-        }
-
-        #[test]
-        fn any_text_expands_or_is_named(key in "\\PC{0,16}") {
-            let _ = expand(&key);
-        }
-    }
-}
+mod tests;

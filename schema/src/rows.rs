@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::beacon::Event;
 use crate::fields::integer_fields;
-use crate::record::binary::put_str;
+use crate::record::binary::{put_str, put_varint};
 use crate::record::{Heartbeat, Record};
 
 macro_rules! heartbeat_row {
@@ -60,6 +60,10 @@ macro_rules! heartbeat_row {
             pub source: String,
             /// The milliseconds of `ts` (0-999).
             pub ts_millis: u16,
+            /// mux-embed: the keys the event carried (`Event::extra`) …
+            pub extra_keys: Vec<String>,
+            /// … and their values, in the same order.
+            pub extra_values: Vec<String>,
             $(pub $name: $ty,)*
         }
 
@@ -97,6 +101,8 @@ macro_rules! heartbeat_row {
                     error_fatal: u8::from(e.error_fatal),
                     source: x.source.as_str().to_owned(),
                     ts_millis: millis(e.ts_ms),
+                    extra_keys: e.extra.iter().map(|(k, _)| k.clone()).collect(),
+                    extra_values: e.extra.iter().map(|(_, v)| v.clone()).collect(),
                     $($name: e.$name,)*
                 }
             }
@@ -139,6 +145,14 @@ macro_rules! heartbeat_row {
             u8_(buf, e.error_fatal);
             put_str(buf, x.source.as_str());
             buf.extend_from_slice(&millis(e.ts_ms).to_le_bytes());
+            put_varint(buf, e.extra.len() as u64);
+            for (key, _) in &e.extra {
+                put_str(buf, key);
+            }
+            put_varint(buf, e.extra.len() as u64);
+            for (_, value) in &e.extra {
+                put_str(buf, value);
+            }
             $(buf.extend_from_slice(&e.$name.to_le_bytes());)*
         }
     };
@@ -205,6 +219,10 @@ mod tests {
         failed.error_message = "décodage impossible — 解码失败".into();
         failed.video_title = "x".repeat(300).into(); // a two-byte length varint
         failed.watch_time_ms = u64::from(u32::MAX) + 5;
+        failed.extra = vec![
+            ("view_id".into(), "view-b".into()),
+            ("player_error_code".into(), "4".into()),
+        ];
         [plain, failed]
             .into_iter()
             .map(|e| Heartbeat::new("prop-1".into(), sample::NOW_MS + 250, enrichment.clone(), e))

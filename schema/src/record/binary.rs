@@ -16,12 +16,15 @@
 //!   str* player_name   str* player_version   u8 flags   str* cdn   u8 state
 //!   [var startup_time_ms if flagged]   str* error_code   str* error_message
 //!   var n   n × var: the integer fields, in `crate::fields` table order
+//!   [var m   m × (str key, str value): `extra`, if flagged]
 //! ```
 //!
 //! `str*` is a string that may repeat the previous event's value of the same
 //! field: varint 0 means "the same", otherwise varint (length + 1) then the
 //! bytes. Flags: bit 0 autoplay, 1 play_requested, 2 error_fatal, 3 startup
-//! time known. The integer block is counted so the table can grow without a
+//! time known, 4 an `extra` block follows the integers (mux-embed events:
+//! var n (1..=[`MAX_EXTRA`]), then n × str key, str value; a reader from
+//! before it refuses the flag). The integer block is counted so the table can grow without a
 //! new version: a reader skips integers past those it knows (a newer
 //! writer's) and leaves those a record lacks (an older writer's) at 0.
 //! Otherwise decoding is strict: an enum out of range, a number too large
@@ -52,6 +55,9 @@ const AUTOPLAY: u8 = 1;
 const PLAY_REQUESTED: u8 = 1 << 1;
 const ERROR_FATAL: u8 = 1 << 2;
 const STARTED: u8 = 1 << 3;
+const EXTRA: u8 = 1 << 4;
+/// Most `extra` pairs one event may carry (a mux-embed snapshot has ~50).
+pub const MAX_EXTRA: usize = 256;
 
 /// Appends `v` as an unsigned LEB128 varint.
 pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
@@ -126,7 +132,8 @@ pub fn encode(
             flag(e.autoplay, AUTOPLAY)
                 | flag(e.play_requested, PLAY_REQUESTED)
                 | flag(e.error_fatal, ERROR_FATAL)
-                | flag(e.startup_time_ms.is_some(), STARTED),
+                | flag(e.startup_time_ms.is_some(), STARTED)
+                | flag(!e.extra.is_empty(), EXTRA),
         );
         put_shared(buf, &e.cdn, p(|e| &e.cdn));
         buf.push(e.state as u8);
@@ -136,6 +143,13 @@ pub fn encode(
         put_shared(buf, &e.error_code, p(|e| &e.error_code));
         put_shared(buf, &e.error_message, p(|e| &e.error_message));
         put_integers(buf, e);
+        if !e.extra.is_empty() {
+            put_varint(buf, e.extra.len() as u64);
+            for (key, value) in &e.extra {
+                put_str(buf, key);
+                put_str(buf, value);
+            }
+        }
         prev = Some(e);
     }
 }
@@ -316,7 +330,7 @@ impl<'a> Reader<'a> {
 
     fn flags(&mut self) -> Result<u8, BinaryError> {
         let flags = self.u8()?;
-        if flags & !(AUTOPLAY | PLAY_REQUESTED | ERROR_FATAL | STARTED) != 0 {
+        if flags & !(AUTOPLAY | PLAY_REQUESTED | ERROR_FATAL | STARTED | EXTRA) != 0 {
             return Err(self.error("unknown flags"));
         }
         Ok(flags)
@@ -370,6 +384,17 @@ impl<'a> Reader<'a> {
             ..Event::default()
         };
         self.integers(&mut e)?;
+        if flags & EXTRA != 0 {
+            let n: usize = self.int("extra count")?;
+            if !(1..=MAX_EXTRA).contains(&n) {
+                return Err(self.error("extra count out of range"));
+            }
+            e.extra.reserve_exact(n);
+            for _ in 0..n {
+                let key = self.str()?.to_owned();
+                e.extra.push((key, self.str()?.to_owned()));
+            }
+        }
         Ok(e)
     }
 

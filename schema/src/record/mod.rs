@@ -61,17 +61,22 @@ pub enum Source {
     /// the processor sessionizes into the view's state.
     #[serde(rename = "cmcd")]
     Cmcd,
+    /// mux-embed beacons (`schema::mux`): each event carries only the keys
+    /// that changed; the processor rebuilds the view's state per `xid`.
+    #[serde(rename = "mux-embed")]
+    MuxEmbed,
 }
 
 impl Source {
     /// Every source, in encoding order (the binary record's byte).
-    pub const ALL: [Source; 2] = [Source::Beacon, Source::Cmcd];
+    pub const ALL: [Source; 3] = [Source::Beacon, Source::Cmcd, Source::MuxEmbed];
 
     /// The dimension value.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Beacon => "beacon",
             Source::Cmcd => "cmcd",
+            Source::MuxEmbed => "mux-embed",
         }
     }
 
@@ -159,7 +164,7 @@ impl Record {
     pub fn key(&self) -> &str {
         let view = self.events.first().map_or("", |e| &e.view_id);
         match self.enrichment.source {
-            Source::Beacon => view,
+            Source::Beacon | Source::MuxEmbed => view,
             Source::Cmcd => crate::cmcd::session_of(view),
         }
     }

@@ -64,6 +64,8 @@ pub enum Reason {
     InvalidCmcd,
     /// A CMCD report line is longer than [`MAX_LINE_BYTES`](crate::cmcd::MAX_LINE_BYTES).
     LineTooLong,
+    /// A mux-embed event's `env_key` is not the body's (its first event's).
+    OtherEnvKey,
 }
 
 impl Reason {
@@ -88,11 +90,12 @@ impl Reason {
             Reason::InvalidViewStart => "invalid_view_start",
             Reason::InvalidCmcd => "invalid_cmcd",
             Reason::LineTooLong => "line_too_long",
+            Reason::OtherEnvKey => "other_env_key",
         }
     }
 
     /// Every reason, for metrics and documentation.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::InvalidUtf8,
         Reason::InvalidJson,
         Reason::NotABeacon,
@@ -111,6 +114,7 @@ impl Reason {
         Reason::InvalidViewStart,
         Reason::InvalidCmcd,
         Reason::LineTooLong,
+        Reason::OtherEnvKey,
     ];
 }
 
@@ -311,6 +315,13 @@ impl Strings {
 }
 
 /// [`validate`] sharing repeated strings through `strings`.
+/// Whether `s` is a valid `view_id`: 1-128 of `[A-Za-z0-9-_.:]`.
+pub(crate) fn is_view_id(s: &str) -> bool {
+    (1..=limits::VIEW_ID).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 pub(crate) fn validate_with(
     raw: &RawEvent<'_>,
     checks: &Checks,
@@ -320,13 +331,7 @@ pub(crate) fn validate_with(
     // The previous event's view (a batch is one view) passed this check.
     let view_id = match strings.reuse(Strings::VIEW_ID, view_id_text) {
         Some(same) => same,
-        None if !view_id_text.is_empty()
-            && view_id_text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) =>
-        {
-            strings.get(Strings::VIEW_ID, view_id_text)
-        }
+        None if is_view_id(view_id_text) => strings.get(Strings::VIEW_ID, view_id_text),
         None => {
             return Err(reject(
                 Reason::InvalidViewId,
@@ -450,6 +455,7 @@ pub(crate) fn validate_with(
             limits::ERROR_MESSAGE,
         )?,
         error_fatal,
+        extra: Vec::new(),
     }))
 }
 

@@ -74,6 +74,35 @@ fn round_trips_and_is_smaller_than_json() {
 }
 
 #[test]
+fn mux_embed_keys_round_trip_and_are_bounded() {
+    let mut events = varied(3);
+    events[0].extra = vec![
+        ("view_id".into(), "v-1".into()),
+        ("view_time_to_first_frame".into(), "295".into()),
+        ("video_source_duration".into(), String::new()),
+    ];
+    events[2].extra = vec![("event".into(), "playing".into())];
+    let mut r = record(events);
+    r.enrichment.source = Source::MuxEmbed;
+    let buf = encoded(&r);
+    assert_eq!(decode(&buf), Ok(r.clone()));
+    // A block that says it holds no pair, or too many, is refused.
+    let mut one = record(vec![r.events[2].clone()]);
+    one.enrichment.source = Source::MuxEmbed;
+    let mut buf = encoded(&one);
+    let at = buf.len() - ("event".len() + "playing".len() + 3);
+    assert_eq!(buf[at], 1, "the pair count");
+    for n in [0, MAX_EXTRA as u64 + 1] {
+        let mut bad = buf[..at].to_vec();
+        put_varint(&mut bad, n);
+        bad.extend_from_slice(&buf[at + 1..]);
+        assert_eq!(decode(&bad).unwrap_err().what, "extra count out of range");
+    }
+    buf.truncate(at);
+    assert!(decode(&buf).is_err(), "a flagged block that is not there");
+}
+
+#[test]
 fn repeated_strings_are_shared_after_decoding() {
     let r = decode(&encoded(&record(varied(4)))).unwrap();
     let (a, b) = (&r.events[0], &r.events[1]);
