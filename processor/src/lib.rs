@@ -11,8 +11,10 @@
 //!    duplicates are skipped; views close on `viewend` or inactivity;
 //!    memory is capped. CMCD reports (sparse state changes) first go
 //!    through the worker's [`sessions`], which derive each view's totals
-//!    from them (reading a session it does not know back from ClickHouse,
-//!    [`resume`]) and make the rows a beacon would.
+//!    from them, and mux-embed events (only the keys that changed) through
+//!    its [`mux`] views, which fold them into the view's full state; both
+//!    read a session or view they do not know back from ClickHouse
+//!    ([`resume`]) and make the rows a beacon would.
 //! 3. Each worker encodes every event that is not a duplicate as a
 //!    RowBinary row of its view's shard (`schema::rows`); [`batch`] gathers
 //!    the workers' rows by shard and tracks the offsets they cover; it is
@@ -34,6 +36,7 @@ pub mod config;
 pub mod consume;
 pub mod live;
 pub mod metrics;
+pub mod mux;
 pub mod resume;
 pub mod seal;
 pub mod sessions;

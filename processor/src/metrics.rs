@@ -34,12 +34,13 @@ pub struct Metrics {
     pub open_views: IntGauge,
     /// Views closed (viewend or timeout) and evicted (over the cap), by reason.
     pub views_closed: IntCounterVec,
-    /// CMCD sessions held in memory.
+    /// CMCD sessions and mux-embed views held in memory.
     pub open_sessions: IntGauge,
-    /// CMCD reports, by outcome (applied, late_or_repeated).
-    pub cmcd_reports: IntCounterVec,
-    /// Unknown CMCD sessions read back from ClickHouse, by outcome (found,
-    /// empty, failed).
+    /// Events of the sparse formats (CMCD reports, mux-embed events), by
+    /// source and outcome (applied, late_or_repeated).
+    pub sparse_events: IntCounterVec,
+    /// Unknown CMCD sessions and mux-embed views read back from
+    /// ClickHouse, by outcome (found, empty, failed).
     pub sessions_resumed: IntCounterVec,
     /// Offset commits, by result.
     pub commits: IntCounterVec,
@@ -131,18 +132,18 @@ pub fn metrics() -> &'static Metrics {
             .expect("metric"),
             open_sessions: register_int_gauge!(
                 "qoe_processor_open_sessions",
-                "CMCD sessions held in memory"
+                "CMCD sessions and mux-embed views held in memory"
             )
             .expect("metric"),
-            cmcd_reports: register_int_counter_vec!(
-                "qoe_processor_cmcd_reports_total",
-                "CMCD reports, by outcome (applied, late_or_repeated)",
-                &["outcome"]
+            sparse_events: register_int_counter_vec!(
+                "qoe_processor_sparse_events_total",
+                "CMCD reports and mux-embed events, by source and outcome (applied, late_or_repeated)",
+                &["source", "outcome"]
             )
             .expect("metric"),
             sessions_resumed: register_int_counter_vec!(
                 "qoe_processor_sessions_resumed_total",
-                "Unknown CMCD sessions read back from ClickHouse, by outcome (found, empty, failed)",
+                "Unknown CMCD sessions and mux-embed views read back from ClickHouse, by outcome (found, empty, failed)",
                 &["outcome"]
             )
             .expect("metric"),

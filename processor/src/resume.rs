@@ -1,18 +1,21 @@
-//! Reading a CMCD session back from ClickHouse, for a worker that meets a
-//! session it does not know ([`crate::sessions`]): every row of the
-//! session's views, from each shard's `heartbeats_local` (a session's views
-//! may live on different shards; a view's rows all live on one).
+//! Reading a CMCD session or a mux-embed view back from ClickHouse, for a
+//! worker that meets one it does not know ([`crate::sessions`]): every row
+//! of the session's views (or of the view), from each shard's
+//! `heartbeats_local` (a session's views may live on different shards; a
+//! view's rows all live on one).
 //!
 //! Rows are read by a range of the sorting key (`property_id`, `view_id`):
 //! a session's views are its id alone or its id, `:` and a content hash,
 //! all within `[sid, sid + ';')` (`;` follows `:`), narrowed exactly by the
-//! filter. The raw table keeps rows for 3 days (its TTL, on servers that
-//! have TTLs): a session silent for longer than that starts afresh.
+//! filter (a mux-embed view is its id: the caller keeps its rows alone).
+//! The raw table keeps rows for 3 days (its TTL, on servers that have
+//! TTLs): a session silent for longer than that starts afresh.
 
 use std::time::Duration;
 
 use qoe_common::clickhouse::Shard;
 use qoe_schema::beacon::{Event, EventType, PlayerState, StreamType};
+use qoe_schema::record::Source;
 use serde::Deserialize;
 
 use crate::sessions::Resume;
@@ -51,14 +54,17 @@ struct Stored {
     video_id: String,
     stream_type: String,
     cdn: String,
+    extra_keys: Vec<String>,
+    extra_values: Vec<String>,
 }
 
 const SQL: &str =
     "SELECT view_id, seq, event, toUInt64(toUInt32(ts)) * 1000 + ts_millis AS ts_ms, \
-    state, bitrate_kbps, error_code, error_fatal, viewer_id, video_id, stream_type, cdn \
+    state, bitrate_kbps, error_code, error_fatal, viewer_id, video_id, stream_type, cdn, \
+    extra_keys, extra_values \
     FROM heartbeats_local \
     WHERE property_id = ? AND view_id >= ? AND view_id < ? \
-      AND (view_id = ? OR substring(view_id, 1, ?) = ?) AND source = 'cmcd'";
+      AND (view_id = ? OR substring(view_id, 1, ?) = ?) AND source = ?";
 
 impl Stored {
     fn into_event(self) -> Result<Event, String> {
@@ -75,13 +81,14 @@ impl Stored {
             video_id: self.video_id.into(),
             stream_type: StreamType::parse(&self.stream_type).unwrap_or_default(),
             cdn: self.cdn.into(),
+            extra: self.extra_keys.into_iter().zip(self.extra_values).collect(),
             ..Event::default()
         })
     }
 }
 
 impl Resume for ClickHouseResume {
-    fn rows(&self, property: &str, session: &str) -> Result<Vec<Event>, String> {
+    fn rows(&self, property: &str, source: Source, session: &str) -> Result<Vec<Event>, String> {
         let prefix = format!("{session}:");
         let end = format!("{session};");
         self.runtime.block_on(async {
@@ -95,7 +102,8 @@ impl Resume for ClickHouseResume {
                     .bind(&end)
                     .bind(session)
                     .bind(prefix.len() as u64)
-                    .bind(&prefix);
+                    .bind(&prefix)
+                    .bind(source.as_str());
                 let fetched = tokio::time::timeout(self.timeout, query.fetch_all::<Stored>())
                     .await
                     .map_err(|_| {

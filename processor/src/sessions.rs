@@ -41,11 +41,17 @@
 //! never lost it. Offsets are committed only after rows are written, so
 //! every report not in ClickHouse is read again from Kafka.
 
+//!
+//! [`Sessions`] is shared by both sparse formats: it holds the open states
+//! of a [`Fold`] (CMCD's [`Session`] here, mux-embed's view in
+//! [`crate::mux`]), expires and evicts them, and reads an unknown one back.
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use qoe_schema::beacon::{Event, EventType, PlayerState};
 use qoe_schema::cmcd::session_of;
+use qoe_schema::record::Source;
 
 use crate::metrics::metrics;
 use crate::views::{nth_oldest, retain_nested};
@@ -53,21 +59,38 @@ use crate::views::{nth_oldest, retain_nested};
 /// A rebuffer this short that a seek ends was the seek's own stall.
 pub const SEEK_STALL_GRACE_MS: u64 = 100;
 
-/// Reads back the rows of a session a worker does not know.
+/// Reads back the rows of a session (or view) a worker does not know.
 pub trait Resume: Send + Sync {
-    /// Every row of `session`'s views in `property`, in any order (rows
-    /// carry `view_id`, `seq`, `event`, `ts_ms`, `state`, `bitrate_kbps`,
-    /// `error_code`, `error_fatal` and the view's dimensions).
-    fn rows(&self, property: &str, session: &str) -> Result<Vec<Event>, String>;
+    /// Every row of `source` under `key` in `property`, in any order: a
+    /// CMCD session's views (rows carry `view_id`, `seq`, `event`,
+    /// `ts_ms`, `state`, `bitrate_kbps`, `error_code`, `error_fatal` and
+    /// the view's dimensions), or a mux-embed view (`seq`, `ts_ms` and
+    /// `extra` matter).
+    fn rows(&self, property: &str, source: Source, key: &str) -> Result<Vec<Event>, String>;
 }
 
 /// No storage to read from: every unknown session starts afresh.
 pub struct Forgetful;
 
 impl Resume for Forgetful {
-    fn rows(&self, _: &str, _: &str) -> Result<Vec<Event>, String> {
+    fn rows(&self, _: &str, _: Source, _: &str) -> Result<Vec<Event>, String> {
         Ok(Vec::new())
     }
+}
+
+/// How a sparse format's events fold into rows, one state per key.
+pub trait Fold: Sized {
+    /// The format.
+    const SOURCE: Source;
+    /// The key a state is kept and read back under, from an event's view.
+    fn key(view_id: &str) -> &str;
+    /// Whether `e` begins its state, so an unknown key need not be read back.
+    fn begins(e: &Event) -> bool;
+    /// Applies `e` to the state in `slot` (`None`: none yet), pushing the
+    /// rows it makes (none for a late or repeated event) onto `out`.
+    fn apply(slot: &mut Option<Self>, e: &Event, out: &mut Vec<Event>);
+    /// Puts rows read back in the order they are applied again.
+    fn replay_order(rows: &mut [Event]);
 }
 
 /// One view's derived state.
@@ -210,14 +233,30 @@ impl View {
     }
 }
 
-/// One session: its current view and the last `sn` applied.
+/// One CMCD session: its current view and the last `sn` applied.
 #[derive(Debug, Clone)]
-struct Session {
+pub struct Session {
     view: View,
     last_seq: u32,
 }
 
-impl Session {
+impl Fold for Session {
+    const SOURCE: Source = Source::Cmcd;
+
+    fn key(view_id: &str) -> &str {
+        session_of(view_id)
+    }
+
+    fn begins(e: &Event) -> bool {
+        e.seq == 0
+    }
+
+    fn replay_order(rows: &mut [Event]) {
+        // `sn` order; a content change's `viewend` of the previous view
+        // before the new view's row of the same `sn`.
+        rows.sort_by_key(|r| (r.seq, r.event != EventType::Viewend));
+    }
+
     /// Applies report `e` (of this session), pushing its rows onto `out`.
     fn apply(slot: &mut Option<Session>, e: &Event, out: &mut Vec<Event>) {
         let Some(s) = slot else {
@@ -251,20 +290,20 @@ impl Session {
     }
 }
 
-/// The sessions of one worker, by property then session id, each with
-/// the latest report time seen (for expiry and eviction).
-pub struct Sessions {
-    open: HashMap<String, HashMap<String, (Option<Session>, i64)>>,
+/// The open states of one worker, by property then key, each with the
+/// latest event time seen (for expiry and eviction).
+pub struct Sessions<F: Fold> {
+    open: HashMap<String, HashMap<String, (Option<F>, i64)>>,
     len: usize,
     cap: usize,
     timeout_ms: i64,
     resume: Arc<dyn Resume>,
 }
 
-impl Sessions {
-    /// At most `cap` sessions, forgotten after `timeout_ms` without a
-    /// report; unknown ones are read back through `resume`.
-    pub fn new(cap: usize, timeout_ms: i64, resume: Arc<dyn Resume>) -> Sessions {
+impl<F: Fold> Sessions<F> {
+    /// At most `cap` states, forgotten after `timeout_ms` without an
+    /// event; unknown ones are read back through `resume`.
+    pub fn new(cap: usize, timeout_ms: i64, resume: Arc<dyn Resume>) -> Self {
         Sessions {
             open: HashMap::new(),
             len: 0,
@@ -274,61 +313,61 @@ impl Sessions {
         }
     }
 
-    /// Applies CMCD report `e` of `property`, pushing the rows it makes
-    /// (none for a late or repeated report, two on a content change) onto
+    /// Applies event `e` of `property`, pushing the rows it makes (none
+    /// for a late or repeated one, two on a CMCD content change) onto
     /// `out`.
     pub fn apply(&mut self, property: &str, e: &Event, out: &mut Vec<Event>) {
-        let session = session_of(&e.view_id);
-        let known = self
-            .open
-            .get(property)
-            .is_some_and(|s| s.contains_key(session));
+        let key = F::key(&e.view_id);
+        let known = self.open.get(property).is_some_and(|s| s.contains_key(key));
         if !known {
-            let resumed = (e.seq > 0)
-                .then(|| self.resume_session(property, session))
+            let resumed = (!F::begins(e))
+                .then(|| self.resume_state(property, key))
                 .flatten();
             self.open
                 .entry(property.to_owned())
                 .or_default()
-                .insert(session.to_owned(), (resumed, e.ts_ms));
+                .insert(key.to_owned(), (resumed, e.ts_ms));
             self.len += 1;
             metrics().open_sessions.inc();
         }
-        if let Some((slot, seen)) = self.open.get_mut(property).and_then(|s| s.get_mut(session)) {
+        if let Some((slot, seen)) = self.open.get_mut(property).and_then(|s| s.get_mut(key)) {
             *seen = (*seen).max(e.ts_ms);
             let before = out.len();
-            Session::apply(slot, e, out);
+            F::apply(slot, e, out);
             let outcome = if out.len() > before {
                 "applied"
             } else {
                 "late_or_repeated"
             };
-            metrics().cmcd_reports.with_label_values(&[outcome]).inc();
+            metrics()
+                .sparse_events
+                .with_label_values(&[F::SOURCE.as_str(), outcome])
+                .inc();
         }
         if self.len > self.cap {
             self.evict();
         }
     }
 
-    /// The session as its rows in ClickHouse left it, or `None` when it
-    /// has none (or they cannot be read: then it starts afresh, counted).
-    fn resume_session(&self, property: &str, session: &str) -> Option<Session> {
+    /// The state as its rows in ClickHouse left it, or `None` when it has
+    /// none (or they cannot be read: then it starts afresh, counted).
+    fn resume_state(&self, property: &str, key: &str) -> Option<F> {
         let resumed = &metrics().sessions_resumed;
-        let mut rows = match self.resume.rows(property, session) {
+        let mut rows = match self.resume.rows(property, F::SOURCE, key) {
             Ok(rows) => rows,
             Err(err) => {
-                tracing::warn!(property, session, error = %err, "cannot read a session back; it starts afresh");
+                tracing::warn!(property, key, source = F::SOURCE.as_str(), error = %err, "cannot read a session back; it starts afresh");
                 resumed.with_label_values(&["failed"]).inc();
                 return None;
             }
         };
-        // `sn` order; a content change's `viewend` of the previous view
-        // before the new view's row of the same `sn`.
-        rows.sort_by_key(|r| (r.seq, r.event != EventType::Viewend));
+        // The read is by range: keep the rows of this key alone.
+        rows.retain(|r| F::key(&r.view_id) == key);
+        F::replay_order(&mut rows);
         let mut slot = None;
         let mut sink = Vec::new();
         for row in &rows {
-            Session::apply(&mut slot, row, &mut sink);
+            F::apply(&mut slot, row, &mut sink);
             sink.clear();
         }
         resumed
@@ -376,4 +415,4 @@ impl Sessions {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -25,8 +25,11 @@ use qoe_schema::beacon::Event;
 use qoe_schema::record::Record as Decoded;
 use qoe_schema::rows::{shard_for, view_hash, write_row_binary};
 
+use qoe_schema::record::Source;
+
 use crate::batch::ShardRows;
-use crate::sessions::{Resume, Sessions};
+use crate::mux::MuxView;
+use crate::sessions::{Fold, Resume, Session, Sessions};
 use crate::views::{Seen, ViewTable};
 
 /// Records per chunk sent to a worker.
@@ -95,10 +98,11 @@ impl Pool {
         for i in 0..workers {
             let (tx, rx) = flume::bounded(QUEUE_CHUNKS);
             let views = ViewTable::new(max_open_views / workers, view_timeout_ms);
-            let sessions = Sessions::new(max_open_views / workers, view_timeout_ms, resume.clone());
+            let cap = max_open_views / workers;
             let worker = Worker {
                 views,
-                sessions,
+                sessions: Sessions::new(cap, view_timeout_ms, resume.clone()),
+                mux: Sessions::new(cap, view_timeout_ms, resume.clone()),
                 reports: Vec::new(),
                 rows: vec![Encoded::default(); shards],
                 dead_letters: Vec::new(),
@@ -208,9 +212,10 @@ impl Drop for Pool {
 /// collect.
 struct Worker {
     views: ViewTable,
-    sessions: Sessions,
-    /// The CMCD reports of this batch (a record and an event of it), applied
-    /// in `sn` order at the flush.
+    sessions: Sessions<Session>,
+    mux: Sessions<MuxView>,
+    /// The sparse events of this batch (a record and an event of it),
+    /// applied in `sn` (`xsqno`) order at the flush.
     reports: Vec<(Arc<Decoded>, usize)>,
     rows: Vec<Encoded>,
     dead_letters: Vec<DeadLetter>,
@@ -254,10 +259,12 @@ impl Worker {
                 Command::Expire(now_ms) => {
                     self.views.expire(now_ms);
                     self.sessions.expire(now_ms);
+                    self.mux.expire(now_ms);
                 }
                 Command::Clear => {
                     self.views.clear();
                     self.sessions.clear();
+                    self.mux.clear();
                     self.reports.clear();
                     self.rows.iter_mut().for_each(|shard| {
                         shard.bytes.clear();
@@ -294,16 +301,23 @@ impl Worker {
 }
 
 impl Worker {
-    /// Applies the batch's CMCD reports, each session's in `sn` order, and
-    /// encodes the rows they make (a content change writes a row of
-    /// another view: each row goes to its own view's shard).
+    /// Applies the batch's sparse events, each session's (CMCD) or view's
+    /// (mux-embed) in sequence order, and encodes the rows they make (a
+    /// content change writes a row of another view: each row goes to its
+    /// own view's shard).
     fn apply_reports(&mut self) {
         let mut reports = std::mem::take(&mut self.reports);
         let key = |(record, i): &(Arc<Decoded>, usize)| {
             let e = &record.events[*i];
+            let source = record.enrichment.source;
+            let key = match source {
+                Source::MuxEmbed => MuxView::key(&e.view_id),
+                _ => Session::key(&e.view_id),
+            };
             (
+                source as u8,
                 record.property_id.clone(),
-                qoe_schema::cmcd::session_of(&e.view_id).to_owned(),
+                key.to_owned(),
                 e.seq,
             )
         };
@@ -311,8 +325,11 @@ impl Worker {
         let shards = self.rows.len();
         let mut rows: Vec<Event> = Vec::new();
         for (record, i) in reports.drain(..) {
-            self.sessions
-                .apply(&record.property_id, &record.events[i], &mut rows);
+            let (property, e) = (&record.property_id, &record.events[i]);
+            match record.enrichment.source {
+                Source::MuxEmbed => self.mux.apply(property, e, &mut rows),
+                _ => self.sessions.apply(property, e, &mut rows),
+            }
             for row in rows.drain(..) {
                 let shard = &mut self.rows[shard_for(&row.view_id, shards)];
                 write_row_binary(&record, &row, &mut shard.bytes);

@@ -12,13 +12,13 @@ mod support;
 
 use std::time::Duration;
 
-use qoe_processor::sessions::{Forgetful, Sessions};
+use qoe_processor::sessions::Session;
 use qoe_schema::beacon::Event;
 use qoe_schema::cmcd;
 use qoe_schema::metrics::Range;
-use qoe_schema::record::{Enrichment, Record, Source};
+use qoe_schema::record::Source;
 use qoe_schema::validate::Checks;
-use support::{assert_matches, Setup, PROPERTY};
+use support::{assert_matches, records_of, whole_run, Setup};
 
 /// One session's reports: `(ms after its start, content, keys)`, varied by
 /// `i` so sessions stall, seek, fail, change content or quit early; the
@@ -66,23 +66,7 @@ fn session(i: usize, base_ms: i64) -> Vec<Event> {
 
 /// Each report as the collector writes it: a CMCD record keyed by session.
 fn records(reports: &[&Event]) -> Vec<(String, Vec<u8>)> {
-    reports
-        .iter()
-        .map(|e| {
-            let record = Record {
-                property_id: PROPERTY.into(),
-                received_at_ms: e.ts_ms + 100,
-                enrichment: Enrichment {
-                    source: Source::Cmcd,
-                    ..Enrichment::default()
-                },
-                events: vec![(*e).clone()],
-            };
-            let mut value = Vec::new();
-            record.encode_into(&mut value);
-            (record.key().to_owned(), value)
-        })
-        .collect()
+    records_of(Source::Cmcd, reports)
 }
 
 /// 24 sessions that ended by now, and the range and "now" that cover them.
@@ -95,18 +79,6 @@ fn sessions() -> (Vec<Vec<Event>>, Range, u32) {
         to: now + 7200,
     };
     (sessions, range, now)
-}
-
-/// What one worker that never stopped makes of every report.
-fn whole_run(sessions: &[Vec<Event>]) -> Vec<Event> {
-    let mut one = Sessions::new(1000, 3_600_000, std::sync::Arc::new(Forgetful));
-    let mut rows = Vec::new();
-    for s in sessions {
-        for r in s {
-            one.apply(PROPERTY, r, &mut rows);
-        }
-    }
-    rows
 }
 
 /// Sessions a processor read back from ClickHouse.
@@ -123,7 +95,7 @@ async fn resumed(p: &qoe_testkit::Service) -> u64 {
 async fn a_processor_taking_over_sessions_writes_the_same_numbers() {
     let setup = Setup::new("cmcd").await;
     let (sessions, range, now) = sessions();
-    let expected = whole_run(&sessions);
+    let expected = whole_run::<Session>(&sessions);
     // The first half of every session, then the processor dies (kill -9).
     let (mut first, mut second): (Vec<&Event>, Vec<&Event>) = (Vec::new(), Vec::new());
     for s in &sessions {
@@ -163,7 +135,7 @@ async fn a_processor_taking_over_sessions_writes_the_same_numbers() {
 async fn sessions_moved_by_rebalances_keep_their_numbers() {
     let setup = Setup::new("cmcdmove").await;
     let (sessions, range, now) = sessions();
-    let expected = whole_run(&sessions);
+    let expected = whole_run::<Session>(&sessions);
     // Every session's reports in thirds: one third before each rebalance.
     let mut thirds: [Vec<&Event>; 3] = Default::default();
     for s in &sessions {

@@ -31,7 +31,7 @@ fn steps(steps: &[(i64, &str)]) -> Vec<Event> {
 }
 
 fn run(reports: &[Event]) -> Vec<Event> {
-    let mut sessions = Sessions::new(100, 3_600_000, Arc::new(Forgetful));
+    let mut sessions = Sessions::<Session>::new(100, 3_600_000, Arc::new(Forgetful));
     let mut rows = Vec::new();
     for r in reports {
         sessions.apply("p", r, &mut rows);
@@ -286,23 +286,26 @@ fn the_average_bitrate_weighs_playing_time() {
 struct Stored(Mutex<Vec<Event>>);
 
 impl Resume for Stored {
-    fn rows(&self, _: &str, session: &str) -> Result<Vec<Event>, String> {
+    fn rows(&self, _: &str, _: Source, key: &str) -> Result<Vec<Event>, String> {
         let rows = self.0.lock().expect("not poisoned");
         // Newest first: the order of storage is not the order of reports.
+        // Every row whose id starts with the key, as the range read gives.
         Ok(rows
             .iter()
             .rev()
-            .filter(|r| cmcd::session_of(&r.view_id) == session)
+            .filter(|r| r.view_id.starts_with(key))
             .cloned()
             .collect())
     }
 }
 
-/// The rows of `reports` when the worker is replaced after the first
-/// `crash_at` (rows written, then a new worker reads them back).
-fn run_with_takeover(reports: &[Event], crash_at: usize) -> Vec<Event> {
+/// The rows of `events` when the worker (folding with `F`) is replaced
+/// after the first `crash_at` (rows written, then a new worker reads them
+/// back).
+pub(crate) fn run_with_takeover<F: Fold>(events: &[Event], crash_at: usize) -> Vec<Event> {
+    let reports = events;
     let stored = Arc::new(Stored(Mutex::new(Vec::new())));
-    let mut first = Sessions::new(100, 3_600_000, Arc::new(Forgetful));
+    let mut first = Sessions::<F>::new(100, 3_600_000, Arc::new(Forgetful));
     let mut rows = Vec::new();
     for r in &reports[..crash_at] {
         first.apply("p", r, &mut rows);
@@ -312,7 +315,7 @@ fn run_with_takeover(reports: &[Event], crash_at: usize) -> Vec<Event> {
         .lock()
         .expect("not poisoned")
         .extend(rows.iter().cloned());
-    let mut second = Sessions::new(100, 3_600_000, stored.clone());
+    let mut second = Sessions::<F>::new(100, 3_600_000, stored.clone());
     for r in &reports[crash_at..] {
         second.apply("p", r, &mut rows);
     }
@@ -338,7 +341,7 @@ fn a_worker_taking_over_ends_with_the_same_numbers() {
     let reports = content_change();
     let whole = run(&reports);
     for crash_at in 1..reports.len() {
-        let taken_over = run_with_takeover(&reports, crash_at);
+        let taken_over = run_with_takeover::<Session>(&reports, crash_at);
         assert_eq!(taken_over, whole, "taken over after {crash_at} reports");
     }
 }
@@ -347,11 +350,11 @@ fn a_worker_taking_over_ends_with_the_same_numbers() {
 fn a_takeover_that_cannot_read_starts_afresh() {
     struct Broken;
     impl Resume for Broken {
-        fn rows(&self, _: &str, _: &str) -> Result<Vec<Event>, String> {
+        fn rows(&self, _: &str, _: Source, _: &str) -> Result<Vec<Event>, String> {
             Err("shard down".into())
         }
     }
-    let mut sessions = Sessions::new(10, 60_000, Arc::new(Broken));
+    let mut sessions = Sessions::<Session>::new(10, 60_000, Arc::new(Broken));
     let mut rows = Vec::new();
     sessions.apply("p", &report("s", "c", 5, 0, "e=ps,sta=p"), &mut rows);
     assert_eq!(rows.len(), 1, "the report is not lost");
@@ -360,7 +363,7 @@ fn a_takeover_that_cannot_read_starts_afresh() {
 
 #[test]
 fn sessions_are_bounded_and_expire() {
-    let mut sessions = Sessions::new(50, 1000, Arc::new(Forgetful));
+    let mut sessions = Sessions::<Session>::new(50, 1000, Arc::new(Forgetful));
     let mut rows = Vec::new();
     for i in 0..200 {
         sessions.apply(
@@ -416,6 +419,6 @@ proptest! {
             .collect();
         let whole = run(&reports);
         let crash_at = crash.index(reports.len());
-        prop_assert_eq!(run_with_takeover(&reports, crash_at), whole);
+        prop_assert_eq!(run_with_takeover::<Session>(&reports, crash_at), whole);
     }
 }

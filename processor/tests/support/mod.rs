@@ -7,10 +7,11 @@
 use std::time::Duration;
 
 use qoe_common::clickhouse::server_client;
+use qoe_processor::sessions::{Fold, Forgetful, Sessions};
 use qoe_schema::beacon::Event;
 use qoe_schema::metrics::live::{self, LiveCounts};
 use qoe_schema::metrics::{self, Overview, Range, ViewFacts};
-use qoe_schema::record::{Enrichment, Heartbeat};
+use qoe_schema::record::{Enrichment, Heartbeat, Record, Source};
 use qoe_testkit::{unique, Service, Stack};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -220,6 +221,41 @@ pub fn whole() -> (Range, u32) {
         },
         now,
     )
+}
+
+/// Each event as a collector of `source` writes it: a record of its own,
+/// keyed as the collector keys it.
+pub fn records_of(source: Source, events: &[&Event]) -> Vec<(String, Vec<u8>)> {
+    events
+        .iter()
+        .map(|e| {
+            let record = Record {
+                property_id: PROPERTY.into(),
+                received_at_ms: e.ts_ms + 100,
+                enrichment: Enrichment {
+                    source,
+                    ..Enrichment::default()
+                },
+                events: vec![(*e).clone()],
+            };
+            let mut value = Vec::new();
+            record.encode_into(&mut value);
+            (record.key().to_owned(), value)
+        })
+        .collect()
+}
+
+/// The rows one worker that never stopped makes of every sparse event
+/// (`F` folds the format), group by group.
+pub fn whole_run<F: Fold>(groups: &[Vec<Event>]) -> Vec<Event> {
+    let mut one = Sessions::<F>::new(1000, 3_600_000, std::sync::Arc::new(Forgetful));
+    let mut rows = Vec::new();
+    for g in groups {
+        for e in g {
+            one.apply(PROPERTY, e, &mut rows);
+        }
+    }
+    rows
 }
 
 /// Asserts ClickHouse's overview equals the definition over `events`.
