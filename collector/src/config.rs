@@ -1,6 +1,6 @@
 //! The collector's configuration: `[log]`, `[admin]`, `[kafka]`, `[http]`,
-//! `[ingest]`, `[producer]` and `[properties]`. See `qoe_common::config` for
-//! how layers merge.
+//! `[mux_embed]`, `[ingest]`, `[producer]` and `[properties]`. See
+//! `qoe_common::config` for how layers merge.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -24,6 +24,8 @@ pub struct CollectorConfig {
     pub kafka: KafkaConfig,
     /// The public ingest listener.
     pub http: HttpConfig,
+    /// The listener mux-embed SDKs post to.
+    pub mux_embed: MuxEmbedConfig,
     /// Validation, enrichment and load shedding.
     pub ingest: IngestConfig,
     /// The bounded channel and the Kafka drain workers.
@@ -65,6 +67,30 @@ impl Default for HttpConfig {
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
             cors_allow_origin: "*".into(),
+        }
+    }
+}
+
+/// A listener of its own for the mux-embed SDK (`[mux_embed]`), which
+/// posts to the root of the origin its `beaconCollectionDomain` option
+/// names. Connection caps, timeouts, body limits and CORS are `[http]`'s.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MuxEmbedConfig {
+    /// Address mux-embed posts to (e.g. `127.0.0.1:8082`, then
+    /// `beaconCollectionDomain: "localhost:8082"`); none = not served.
+    pub listen: Option<SocketAddr>,
+    /// The path beacons arrive on; `/` (the SDK's) when empty.
+    pub path: String,
+}
+
+impl MuxEmbedConfig {
+    /// The path beacons arrive on.
+    pub fn path(&self) -> &str {
+        if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
         }
     }
 }
@@ -194,6 +220,7 @@ impl Default for CollectorConfig {
             admin: AdminConfig::on_port(9101),
             kafka: KafkaConfig::default(),
             http: HttpConfig::default(),
+            mux_embed: MuxEmbedConfig::default(),
             ingest: IngestConfig::default(),
             producer: ProducerConfig::default(),
             properties: BTreeMap::from([("dev-key".to_owned(), "dev-property".to_owned())]),
@@ -229,6 +256,18 @@ impl Validate for CollectorConfig {
             return Err(ConfigError::invalid(
                 "http.max_decompressed_bytes",
                 "must be at least http.max_body_bytes",
+            ));
+        }
+        if !self.mux_embed.path().starts_with('/') {
+            return Err(ConfigError::invalid(
+                "mux_embed.path",
+                "must start with `/` (the SDK posts to `/`)",
+            ));
+        }
+        if self.mux_embed.listen == Some(self.http.listen) {
+            return Err(ConfigError::invalid(
+                "mux_embed.listen",
+                "must differ from http.listen (mux-embed needs a listener of its own)",
             ));
         }
         if self.ingest.max_age.is_zero() {

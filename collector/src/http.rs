@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::HttpConfig;
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, Listener};
 use crate::metrics::metrics;
 
 /// Written to connections over the cap: no parsing, no allocation.
@@ -23,10 +23,11 @@ const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-
 Content-Type: application/json\r\nContent-Length: 71\r\nConnection: close\r\n\r\n\
 {\"error\":{\"code\":\"too_many_connections\",\"message\":\"connection limit\"}}\n";
 
-/// Serves `listener` until `shutdown` resolves, then waits for in-flight
-/// requests until `deadline`.
+/// Serves `listener` (which `which` says) until `shutdown` resolves, then
+/// waits for in-flight requests until `deadline`.
 pub async fn serve(
     listener: TcpListener,
+    which: Listener,
     ingest: Arc<Ingest>,
     cfg: &HttpConfig,
     shutdown: impl std::future::Future<Output = ()>,
@@ -75,7 +76,7 @@ pub async fn serve(
         let peer_ip = peer_ip(peer);
         let service = hyper::service::service_fn(move |req| {
             let ingest = ingest.clone();
-            async move { Ok::<_, Infallible>(ingest.handle(req, peer_ip).await) }
+            async move { Ok::<_, Infallible>(ingest.handle(req, peer_ip, which).await) }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)

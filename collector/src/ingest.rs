@@ -13,6 +13,10 @@
 //!   natively. An unknown key answers `410 Gone`, which makes a player stop
 //!   reporting to this target; success is `204` (`202` with the refused
 //!   lines when some were refused).
+//! - `POST /` on the mux-embed listener (`[mux_embed]`; the path is
+//!   configurable) — the `mux-embed` SDK's beacons (`text/plain` JSON); the
+//!   property key is each event's `ake` (`env_key`), so the body is read
+//!   before the key is known. The SDK retries only on 5xx.
 //! - `OPTIONS` on any — CORS preflight.
 //!
 //! A `202` or `204` means every accepted event is in the channel to Kafka.
@@ -31,9 +35,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use qoe_schema::beacon::MAX_EVENTS_PER_BATCH;
-use qoe_schema::cmcd;
 use qoe_schema::record::{Record, Source};
 use qoe_schema::validate::{self, Checks};
+use qoe_schema::{cmcd, mux};
 
 use crate::channel::{Channel, EnqueueError};
 use crate::config::CollectorConfig;
@@ -159,45 +163,64 @@ impl Ingest {
             .take();
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, req: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
+    /// Answers one request that arrived on `listener`.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: IpAddr,
+        listener: Listener,
+    ) -> Response<Full<Bytes>> {
         let started = Instant::now();
-        let route = Route::of(req.uri().path()).map_or("other", |r| r.format.label());
-        let response = match self.handle_inner(req, peer).await {
+        let label = self
+            .route(listener, req.uri().path())
+            .map_or("other", |r| r.format.label());
+        let response = match self.handle_inner(req, peer, listener).await {
             Ok(resp) => resp,
             Err(refusal) => self.refusal(refusal),
         };
         let m = metrics();
         let seconds = started.elapsed().as_secs_f64();
-        if route == "beacon" && response.status() == StatusCode::ACCEPTED {
+        if label == "beacon" && response.status() == StatusCode::ACCEPTED {
             m.beacon_accepted.0.inc();
             m.beacon_accepted.1.observe(seconds);
         } else {
             m.requests
-                .with_label_values(&[route, response.status().as_str()])
+                .with_label_values(&[label, response.status().as_str()])
                 .inc();
             m.request_seconds
-                .with_label_values(&[route])
+                .with_label_values(&[label])
                 .observe(seconds);
         }
         response
+    }
+
+    /// The route of `path` on `listener`.
+    fn route<'a>(&self, listener: Listener, path: &'a str) -> Option<Route<'a>> {
+        match listener {
+            Listener::Ingest => Route::of(path),
+            Listener::MuxEmbed => (path == self.cfg.mux_embed.path()).then_some(Route {
+                format: Format::MuxEmbed,
+                key: None,
+            }),
+        }
     }
 
     async fn handle_inner(
         &self,
         req: Request<Incoming>,
         peer: IpAddr,
+        listener: Listener,
     ) -> Result<Response<Full<Bytes>>, Refusal> {
         let Some(Route {
             format,
             key: path_key,
-        }) = Route::of(req.uri().path())
+        }) = self.route(listener, req.uri().path())
         else {
-            return Err(refuse(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "POST beacons to /v1/beacon/{property_key}, CMCD reports to /v1/cmcd/{property_key}",
-            ));
+            let message = match listener {
+                Listener::Ingest => "POST beacons to /v1/beacon/{property_key}, CMCD reports to /v1/cmcd/{property_key}".to_owned(),
+                Listener::MuxEmbed => format!("POST mux-embed beacons to {} on this listener", self.cfg.mux_embed.path()),
+            };
+            return Err(refuse(StatusCode::NOT_FOUND, "not_found", message));
         };
         if req.method() == Method::OPTIONS {
             return Ok(self.preflight());
@@ -209,28 +232,17 @@ impl Ingest {
                 "use POST (or OPTIONS for CORS preflight)",
             ));
         }
-        let key = path_key
-            .or_else(|| header_str(req.headers(), KEY_HEADER_NAME))
-            .or_else(|| query_key(req.uri().query()));
-        // A player answered 410 stops reporting to that target: what a
-        // misconfigured CMCD target should do rather than retry forever.
-        let (missing, unknown) = match format {
-            Format::Beacon => (StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN),
-            Format::Cmcd => (StatusCode::GONE, StatusCode::GONE),
-        };
-        let Some(key) = key else {
-            return Err(refuse(
-                missing,
-                "missing_key",
-                "no property key: POST to /v1/beacon/{key} (or /v1/cmcd/{key}) or send X-QOE-Key",
-            ));
-        };
-        let Some(property) = self.properties.get(key) else {
-            return Err(refuse(
-                unknown,
-                "unknown_key",
-                "unknown property key; check the key in your SDK or player configuration",
-            ));
+        // mux-embed names its key in the body, read first.
+        let property = match format {
+            Format::MuxEmbed => None,
+            _ => Some(
+                self.property(
+                    format,
+                    path_key
+                        .or_else(|| header_str(req.headers(), KEY_HEADER_NAME))
+                        .or_else(|| query_key(req.uri().query())),
+                )?,
+            ),
         };
         check_content_type(req.headers(), format)?;
         let gzip = content_encoding_is_gzip(req.headers())?;
@@ -242,11 +254,17 @@ impl Ingest {
         let body = self.read_body(req, gzip).await?;
 
         let checks = self.checks();
-        let decoded = match format {
-            Format::Beacon => validate::decode(&body, &checks),
-            Format::Cmcd => cmcd::decode(&body, &checks),
-        }
-        .map_err(|err| refuse(StatusCode::BAD_REQUEST, err.reason.code(), err.message))?;
+        let bad = |err: validate::BodyError| {
+            refuse(StatusCode::BAD_REQUEST, err.reason.code(), err.message)
+        };
+        let (decoded, property) = match property {
+            Some(p) if format == Format::Cmcd => (cmcd::decode(&body, &checks).map_err(bad)?, p),
+            Some(p) => (validate::decode(&body, &checks).map_err(bad)?, p),
+            None => {
+                let body = mux::decode(&body, &checks).map_err(bad)?;
+                (body.decoded, self.property(format, Some(&body.env_key))?)
+            }
+        };
         let m = metrics();
         for r in &decoded.rejected {
             m.events_rejected
@@ -336,6 +354,31 @@ impl Ingest {
                 })
             }
         }
+    }
+
+    /// The property of `key`, or the refusal its format answers.
+    fn property(&self, format: Format, key: Option<&str>) -> Result<&Property, Refusal> {
+        // A player answered 410 stops reporting to that target: what a
+        // misconfigured CMCD target should do rather than retry forever.
+        // mux-embed retries on 5xx only: any 4xx stops it.
+        let (missing, unknown) = match format {
+            Format::Beacon | Format::MuxEmbed => (StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN),
+            Format::Cmcd => (StatusCode::GONE, StatusCode::GONE),
+        };
+        let Some(key) = key else {
+            return Err(refuse(
+                missing,
+                "missing_key",
+                "no property key: POST to /v1/beacon/{key} (or /v1/cmcd/{key}) or send X-QOE-Key",
+            ));
+        };
+        self.properties.get(key).ok_or_else(|| {
+            refuse(
+                unknown,
+                "unknown_key",
+                "unknown property key; check the key (mux-embed: `env_key`) in your SDK or player configuration",
+            )
+        })
     }
 
     fn checks(&self) -> Checks {
@@ -477,11 +520,21 @@ impl Ingest {
     }
 }
 
+/// The listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `[http]`: beacons and CMCD reports.
+    Ingest,
+    /// `[mux_embed]`: mux-embed beacons.
+    MuxEmbed,
+}
+
 /// The wire format a route takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
     Beacon,
     Cmcd,
+    MuxEmbed,
 }
 
 impl Format {
@@ -490,6 +543,7 @@ impl Format {
         match self {
             Format::Beacon => "beacon",
             Format::Cmcd => "cmcd",
+            Format::MuxEmbed => "mux-embed",
         }
     }
 
@@ -497,6 +551,7 @@ impl Format {
         match self {
             Format::Beacon => Source::Beacon,
             Format::Cmcd => Source::Cmcd,
+            Format::MuxEmbed => Source::MuxEmbed,
         }
     }
 }
@@ -572,6 +627,7 @@ fn check_content_type(headers: &HeaderMap, format: Format) -> Result<(), Refusal
     let accepted: &[&str] = match format {
         Format::Beacon => &["application/json", "text/plain"],
         Format::Cmcd => &["application/cmcd", "text/cmcd", "text/plain"],
+        Format::MuxEmbed => &["text/plain", "application/json"],
     };
     if accepted.iter().any(|a| mime.eq_ignore_ascii_case(a)) {
         Ok(())

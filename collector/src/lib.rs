@@ -55,10 +55,11 @@ pub enum CollectorError {
     /// The spill directory could not be read (a damaged file is named).
     #[error("spill directory (configuration key `producer.spill_dir`): {0}")]
     Spill(#[from] spill::SpillError),
-    /// The ingest listener could not bind.
-    #[error("cannot listen on {addr} (configuration key `http.listen`): {source}")]
+    /// An ingest listener could not bind.
+    #[error("cannot listen on {addr} (configuration key `{key}`): {source}")]
     Listen {
         addr: std::net::SocketAddr,
+        key: &'static str,
         #[source]
         source: std::io::Error,
     },
@@ -89,8 +90,21 @@ pub async fn run(
         .await
         .map_err(|source| CollectorError::Listen {
             addr: cfg.http.listen,
+            key: "http.listen",
             source,
         })?;
+    let mux_listener = match cfg.mux_embed.listen {
+        None => None,
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| CollectorError::Listen {
+                    addr,
+                    key: "mux_embed.listen",
+                    source,
+                })?,
+        ),
+    };
     let admin = qoe_common::admin::start(&cfg.admin, probes).await?;
     let ingest = Arc::new(ingest::Ingest::new(&cfg, channel, enricher));
     tracing::info!(
@@ -105,10 +119,13 @@ pub async fn run(
     let signalled: Arc<Mutex<Option<Instant>>> = Arc::default();
     let health = admin.health.clone();
     let mark = signalled.clone();
+    // Both listeners stop on the one signal.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let on_signal = async move {
         shutdown.await;
         *mark.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         health.set_draining();
+        let _ = stop.send(true);
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
     };
     let budget = cfg.producer.shutdown_deadline;
@@ -119,7 +136,41 @@ pub async fn run(
             .unwrap_or_else(Instant::now)
             + budget
     };
-    http::serve(listener, ingest.clone(), &cfg.http, on_signal, &deadline).await;
+    let mux_served = mux_listener.map(|listener| {
+        tracing::info!(
+            addr = %listener.local_addr().unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+            path = cfg.mux_embed.path(),
+            "collector accepting mux-embed beacons"
+        );
+        let (ingest, http_cfg, deadline) = (ingest.clone(), cfg.http.clone(), deadline.clone());
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let on_stop = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            http::serve(
+                listener,
+                ingest::Listener::MuxEmbed,
+                ingest,
+                &http_cfg,
+                on_stop,
+                &deadline,
+            )
+            .await;
+        })
+    });
+    http::serve(
+        listener,
+        ingest::Listener::Ingest,
+        ingest.clone(),
+        &cfg.http,
+        on_signal,
+        &deadline,
+    )
+    .await;
+    if let Some(served) = mux_served {
+        let _ = served.await;
+    }
 
     ingest.close();
     drop(ingest);
