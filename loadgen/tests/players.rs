@@ -17,6 +17,7 @@ use qoe_testkit::unique;
 use qoe_testkit::webdriver::{Browser, Driver};
 use serde_json::{json, Value};
 use support::origin::{make_media, Origin};
+use support::page::{measured, play, view_facts};
 
 const KEY: &str = "players-key";
 
@@ -166,123 +167,6 @@ try {{ {start} }} catch (e) {{ mark('threw ' + e); qoe.done = true; }}
     )
 }
 
-/// What the page measured with its own clock.
-#[derive(Debug)]
-struct Measured {
-    /// The page asking to play → first `playing`, ms.
-    startup: Option<f64>,
-    /// Each stall while playing (not while seeking), ms.
-    stalls: Vec<f64>,
-    seeked: bool,
-    fatal: bool,
-}
-
-fn measured(marks: &[(String, f64)]) -> Measured {
-    let at = |name: &str| marks.iter().find(|(m, _)| m == name).map(|(_, t)| *t);
-    let startup = at("request").zip(at("playing")).map(|(a, b)| b - a);
-    let mut stalls = Vec::new();
-    let (mut started, mut seeking, mut waiting) = (false, false, None);
-    for (what, t) in marks {
-        match what.as_str() {
-            "playing" => {
-                if let Some(w) = waiting.take() {
-                    stalls.push(t - w);
-                }
-                started = true;
-                seeking = false;
-            }
-            // A player may say it buffers just before it says it seeks.
-            "seeking" => {
-                seeking = true;
-                waiting = None;
-            }
-            "waiting" | "stall" if started && !seeking => waiting = Some(*t),
-            "unstall" => {
-                if let Some(w) = waiting.take() {
-                    stalls.push(t - w);
-                }
-            }
-            _ => {}
-        }
-    }
-    Measured {
-        startup,
-        stalls,
-        seeked: at("seeked").is_some(),
-        fatal: at("fatal").is_some(),
-    }
-}
-
-/// Plays `url` in `browser` until the page says it is done; its marks.
-async fn play(browser: &Browser<'_>, url: &str, what: &str) -> Vec<(String, f64)> {
-    browser.open(url).await;
-    browser
-        .wait_for(
-            "return window.qoe && window.qoe.done === true",
-            what,
-            Duration::from_secs(90),
-        )
-        .await;
-    let marks = browser.script("return window.qoe.marks").await;
-    marks
-        .as_array()
-        .expect("marks")
-        .iter()
-        .map(|m| {
-            (
-                m[0].as_str().unwrap_or_default().to_owned(),
-                m[1].as_f64().unwrap_or(0.0),
-            )
-        })
-        .collect()
-}
-
-/// The api's facts of `view_id` once `done` accepts its answer (`view`
-/// and `events`).
-async fn view_facts(
-    api: &str,
-    token: &str,
-    collector_admin: &str,
-    view_id: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let url = format!("{api}/v1/video-views/{view_id}");
-    let mut last = Value::Null;
-    for _ in 0..150 {
-        let reply = qoe_common::httpc::send(
-            hyper::Method::GET,
-            &url,
-            &[("authorization", &format!("Bearer {token}"))],
-            bytes::Bytes::new(),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("the api answers");
-        if reply.status == 200 {
-            last = serde_json::from_slice(&reply.body).expect("JSON");
-            if done(&last["data"]) {
-                return last["data"]["view"].clone();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let metrics = qoe_common::httpc::get(
-        &format!("{collector_admin}/metrics"),
-        Duration::from_secs(5),
-    )
-    .await
-    .map(|r| r.text())
-    .unwrap_or_default();
-    let refusals: Vec<&str> = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("qoe_collector_requests_total")
-                || l.starts_with("qoe_collector_events_rejected")
-        })
-        .collect();
-    panic!("{view_id}: the api never showed the finished view; last answer {last}; collector: {refusals:?}");
-}
-
 fn root(players: &Path) -> PathBuf {
     let root = std::env::temp_dir().join(unique("players"));
     make_media(&root);
@@ -405,12 +289,7 @@ async fn failing(setup: &Setup, browser: &Browser<'_>, player: &Player) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hls_js_dash_js_and_shaka_views_arrive_with_their_numbers() {
-    let players_dir = std::env::var("QOE_TEST_PLAYERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/qoe-pipeline/players")
-        });
+    let players_dir = support::page::players_dir();
     let root = root(&players_dir);
     let origin = Origin::start(root.clone()).await;
 
@@ -447,19 +326,12 @@ async fn hls_js_dash_js_and_shaka_views_arrive_with_their_numbers() {
     }
 
     // The views are CMCD's, and the metrics serve them like any others.
-    let reply = qoe_common::httpc::send(
-        hyper::Method::GET,
-        &format!(
-            "{}/v1/metrics/views/breakdown?group_by=source&timeframe[]=24:hours",
-            setup.api
-        ),
-        &[("authorization", &format!("Bearer {}", setup.token))],
-        bytes::Bytes::new(),
-        Duration::from_secs(10),
+    let body = support::page::api_get(
+        &setup.api,
+        &setup.token,
+        "/v1/metrics/views/breakdown?group_by=source&timeframe[]=24:hours",
     )
-    .await
-    .expect("the api answers");
-    let body: Value = serde_json::from_slice(&reply.body).expect("JSON");
+    .await;
     assert_eq!(body["data"][0]["value"], "cmcd", "{body}");
     assert_eq!(body["data"][0]["views"], views, "{body}");
     assert!(pipeline.stop().await, "the pipeline stopped cleanly");

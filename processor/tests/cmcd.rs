@@ -103,24 +103,8 @@ async fn a_processor_taking_over_sessions_writes_the_same_numbers() {
         first.extend(early);
         second.extend(late);
     }
-    let group = qoe_testkit::unique("group");
-    let instance = ("QOE_PROCESSOR__INSTANCE_ID", "processor-0".to_owned());
-    setup.produce_raw(&records(&first)).await;
-    let doomed = setup.processor(&group, None, std::slice::from_ref(&instance));
-    setup
-        .wait_committed(&group, first.len() as i64, Duration::from_secs(60))
-        .await;
-    drop(doomed);
-
-    // The rest, read by a new processor that knows none of the sessions.
-    setup.produce_raw(&records(&second)).await;
-    let successor = setup.processor(&group, None, &[instance]);
-    setup
-        .wait_committed(
-            &group,
-            (first.len() + second.len()) as i64,
-            Duration::from_secs(60),
-        )
+    let successor = setup
+        .crash_and_take_over(&records(&first), &records(&second))
         .await;
     let metrics = successor.metrics().await;
     assert!(

@@ -9,14 +9,11 @@
 
 mod support;
 
-use std::time::Duration;
-
 use qoe_processor::mux::MuxView;
 use qoe_schema::beacon::Event;
 use qoe_schema::metrics::Range;
-use qoe_schema::mux;
 use qoe_schema::record::Source;
-use qoe_schema::validate::Checks;
+use qoe_schema::sample;
 use serde_json::{json, Value};
 use support::{assert_matches, records_of, whole_run, Setup};
 
@@ -97,23 +94,7 @@ fn view(i: usize, base_ms: i64) -> Vec<Event> {
             ),
         ]),
     }
-    let xid = format!("mux-view-{i}");
-    let events: Vec<Value> = plan
-        .into_iter()
-        .enumerate()
-        .map(|(n, (ms, name, keys))| {
-            let mut e = json!({"xid": xid, "xsqno": n + 1, "uti": start + ms, "e": name,
-                "ake": "k"});
-            for (k, v) in keys.as_object().expect("keys") {
-                e[k] = v.clone();
-            }
-            e
-        })
-        .collect();
-    let body = serde_json::to_vec(&json!({"metadata": {}, "events": events})).unwrap();
-    let d = mux::decode(&body, &Checks::at(start + 60_000)).expect("mux-embed");
-    assert!(d.decoded.rejected.is_empty(), "{:?}", d.decoded.rejected);
-    d.decoded.accepted
+    sample::mux_events(&format!("mux-view-{i}"), start, &plan)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,28 +115,10 @@ async fn a_processor_taking_over_views_writes_the_same_numbers() {
         first.extend(early);
         second.extend(late);
     }
-    let group = qoe_testkit::unique("group");
-    // Static membership: the successor takes the partitions at once.
-    let instance = ("QOE_PROCESSOR__INSTANCE_ID", "processor-0".to_owned());
-    setup
-        .produce_raw(&records_of(Source::MuxEmbed, &first))
-        .await;
-    let doomed = setup.processor(&group, None, std::slice::from_ref(&instance));
-    setup
-        .wait_committed(&group, first.len() as i64, Duration::from_secs(60))
-        .await;
-    drop(doomed);
-
-    // The rest, read by a new processor that knows none of the views.
-    setup
-        .produce_raw(&records_of(Source::MuxEmbed, &second))
-        .await;
-    let successor = setup.processor(&group, None, &[instance]);
-    setup
-        .wait_committed(
-            &group,
-            (first.len() + second.len()) as i64,
-            Duration::from_secs(60),
+    let successor = setup
+        .crash_and_take_over(
+            &records_of(Source::MuxEmbed, &first),
+            &records_of(Source::MuxEmbed, &second),
         )
         .await;
     let metrics = successor.metrics().await;

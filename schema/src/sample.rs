@@ -1,6 +1,7 @@
 //! Realistic sample events and bodies, for tests, benches and examples.
 
 use crate::beacon::{Event, EventType, PlayerState, StreamType};
+use crate::validate::Checks;
 
 /// 2026-11-01T00:00:00Z in ms: a fixed "now" for reproducible samples.
 pub const NOW_MS: i64 = 1_793_491_200_000;
@@ -221,4 +222,33 @@ pub fn cmcd_batch_body(n: usize) -> Vec<u8> {
         ));
     }
     body.into_bytes()
+}
+
+/// The events the collector makes of mux-embed view `xid`'s events, each
+/// step `(ms after start_ms, event name, other short keys)`, numbered from
+/// `xsqno` 1 (as the SDK numbers a view's events), of env key `k`.
+pub fn mux_events(
+    xid: &str,
+    start_ms: i64,
+    steps: &[(i64, &str, serde_json::Value)],
+) -> Vec<Event> {
+    let events: Vec<serde_json::Value> = steps
+        .iter()
+        .enumerate()
+        .map(|(n, (ms, name, keys))| {
+            let mut e = serde_json::json!({"xid": xid, "xsqno": n + 1, "uti": start_ms + ms,
+                "e": name, "ake": "k"});
+            for (k, v) in keys.as_object().into_iter().flatten() {
+                e[k] = v.clone();
+            }
+            e
+        })
+        .collect();
+    let body = serde_json::json!({"metadata": {}, "events": events}).to_string();
+    let last = steps.last().map_or(0, |(ms, _, _)| *ms);
+    let decoded = crate::mux::decode(body.as_bytes(), &Checks::at(start_ms + last))
+        .expect("a mux-embed body")
+        .decoded;
+    assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
+    decoded.accepted
 }

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub mod origin;
+pub mod page;
 
 /// The services' settings, for a test to adjust before [`Pipeline::start`].
 pub struct Settings {

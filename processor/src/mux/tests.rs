@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use qoe_schema::beacon::EventType;
-use qoe_schema::mux;
-use qoe_schema::validate::Checks;
+use qoe_schema::sample;
 use serde_json::{json, Value};
 
 use super::*;
@@ -16,23 +15,9 @@ use crate::sessions::{Forgetful, Sessions};
 
 const T0: i64 = 1_796_017_681_000;
 
-/// The events the collector makes of mux-embed events of view `xid`:
-/// each `(xsqno, ms after T0, name, other keys)`.
-fn events(xid: &str, steps: &[(u32, i64, &str, Value)]) -> Vec<Event> {
-    let events: Vec<Value> = steps
-        .iter()
-        .map(|(sq, ms, name, keys)| {
-            let mut e = json!({"xid": xid, "xsqno": sq, "uti": T0 + ms, "e": name, "ake": "k"});
-            for (k, v) in keys.as_object().expect("keys") {
-                e[k] = v.clone();
-            }
-            e
-        })
-        .collect();
-    let body = serde_json::to_vec(&json!({"metadata": {}, "events": events})).unwrap();
-    let d = mux::decode(&body, &Checks::at(T0 + 60_000)).expect("mux-embed");
-    assert!(d.decoded.rejected.is_empty(), "{:?}", d.decoded.rejected);
-    d.decoded.accepted
+/// View `xid`'s events, each `(ms after T0, name, other keys)`.
+fn events(xid: &str, steps: &[(i64, &str, Value)]) -> Vec<Event> {
+    sample::mux_events(xid, T0, steps)
 }
 
 fn run(events: &[Event]) -> Vec<Event> {
@@ -50,7 +35,6 @@ fn played() -> Vec<Event> {
         "v1",
         &[
             (
-                1,
                 0,
                 "viewstart",
                 json!({"xst": T0, "mvrid": "viewer-1", "vid": "clip",
@@ -58,56 +42,37 @@ fn played() -> Vec<Event> {
                 "pht": 180, "vsodu": null, "pauon": false, "xwati": 0, "xpntimscv": 0,
                 "vsobi": 800000}),
             ),
-            (2, 10, "play", json!({})),
-            (3, 20, "waiting", json!({})),
+            (10, "play", json!({})),
+            (20, "waiting", json!({})),
             (
-                4,
                 295,
                 "playing",
                 json!({"xwati": 295, "xtitofifr": 295, "vsodu": 30000}),
             ),
+            (6200, "waiting", json!({"xwati": 6200, "xpntimscv": 5905})),
             (
-                5,
-                6200,
-                "waiting",
-                json!({"xwati": 6200, "xpntimscv": 5905}),
-            ),
-            (
-                6,
                 6200,
                 "rebufferstart",
                 json!({"xwati": 7200, "xpntimscv": 6905, "xreco": 1}),
             ),
-            (7, 7300, "playing", json!({"xwati": 7300, "xredu": 1100})),
-            (8, 7300, "rebufferend", json!({"xredu": 1100})),
+            (7300, "playing", json!({"xwati": 7300, "xredu": 1100})),
+            (7300, "rebufferend", json!({"xredu": 1100})),
             (
-                9,
                 10000,
                 "renditionchange",
                 json!({"vsobi": 1600000, "xpntimscv": 9605}),
             ),
             (
-                10,
                 11000,
                 "seeking",
                 json!({"xwati": 11000, "xpntimscv": 10605, "xskco": 1}),
             ),
-            (11, 11020, "seeked", json!({"xskdu": 20})),
-            (12, 11030, "playing", json!({})),
-            (
-                13,
-                13000,
-                "pause",
-                json!({"xwati": 13000, "xpntimscv": 12605}),
-            ),
-            (14, 14500, "play", json!({})),
-            (15, 14510, "playing", json!({})),
-            (
-                16,
-                20000,
-                "ended",
-                json!({"xwati": 18500, "xpntimscv": 18105}),
-            ),
+            (11020, "seeked", json!({"xskdu": 20})),
+            (11030, "playing", json!({})),
+            (13000, "pause", json!({"xwati": 13000, "xpntimscv": 12605})),
+            (14500, "play", json!({})),
+            (14510, "playing", json!({})),
+            (20000, "ended", json!({"xwati": 18500, "xpntimscv": 18105})),
         ],
     )
 }
@@ -180,10 +145,10 @@ fn the_rebuffering_in_progress_counts_from_rebufferstart() {
     let rows = run(&events(
         "v1",
         &[
-            (1, 0, "viewstart", json!({})),
-            (2, 100, "playing", json!({"xtitofifr": 100})),
-            (3, 5000, "rebufferstart", json!({"xreco": 1})),
-            (4, 8000, "heartbeat", json!({})),
+            (0, "viewstart", json!({})),
+            (100, "playing", json!({"xtitofifr": 100})),
+            (5000, "rebufferstart", json!({"xreco": 1})),
+            (8000, "heartbeat", json!({})),
         ],
     ));
     assert_eq!(rows[3].state, PlayerState::Rebuffering);
@@ -195,22 +160,20 @@ fn an_error_fails_the_view_unless_a_warning() {
     let rows = run(&events(
         "v1",
         &[
-            (1, 0, "viewstart", json!({})),
+            (0, "viewstart", json!({})),
             (
-                2,
                 50,
                 "error",
                 json!({"percd": 2, "perme": "slow", "persy": "warning"}),
             ),
-            (3, 60, "playing", json!({"xtitofifr": 60})),
+            (60, "playing", json!({"xtitofifr": 60})),
             (
-                4,
                 900,
                 "error",
                 json!({"percd": 4, "perme": "MEDIA_ERR_SRC_NOT_SUPPORTED",
                 "persy": "fatal"}),
             ),
-            (5, 950, "loadstart", json!({})),
+            (950, "loadstart", json!({})),
         ],
     ));
     assert_eq!(rows[1].state, PlayerState::Idle);
@@ -245,9 +208,15 @@ fn late_and_repeated_events_change_nothing() {
 
 #[test]
 fn views_are_kept_apart() {
-    let mut seq = events("a", &[(1, 0, "viewstart", json!({"vid": "one"}))]);
-    seq.extend(events("b", &[(1, 5, "viewstart", json!({"vid": "two"}))]));
-    seq.extend(events("a", &[(2, 10, "playing", json!({"xtitofifr": 10}))]));
+    let mut a = events(
+        "a",
+        &[
+            (0, "viewstart", json!({"vid": "one"})),
+            (10, "playing", json!({"xtitofifr": 10})),
+        ],
+    );
+    let b = events("b", &[(5, "viewstart", json!({"vid": "two"}))]);
+    let seq = vec![a.remove(0), b[0].clone(), a.remove(0)];
     let rows = run(&seq);
     assert_eq!(rows.len(), 3);
     assert_eq!((&*rows[2].view_id, &*rows[2].video_id), ("a", "one"));

@@ -111,6 +111,29 @@ impl Setup {
         Service::spawn("qoe-processor", env!("CARGO_BIN_EXE_qoe-processor"), &env)
     }
 
+    /// Produces `first`, lets a processor commit them and kills it (`-9`),
+    /// then produces `second` for a successor of the same static member
+    /// (it takes the partitions at once) and returns it once it committed
+    /// everything.
+    pub async fn crash_and_take_over(
+        &self,
+        first: &[(String, Vec<u8>)],
+        second: &[(String, Vec<u8>)],
+    ) -> Service {
+        let group = unique("group");
+        let instance = ("QOE_PROCESSOR__INSTANCE_ID", "processor-0".to_owned());
+        let wait = Duration::from_secs(60);
+        self.produce_raw(first).await;
+        let doomed = self.processor(&group, None, std::slice::from_ref(&instance));
+        self.wait_committed(&group, first.len() as i64, wait).await;
+        drop(doomed);
+        self.produce_raw(second).await;
+        let successor = self.processor(&group, None, &[instance]);
+        self.wait_committed(&group, (first.len() + second.len()) as i64, wait)
+            .await;
+        successor
+    }
+
     /// Sum of `group`'s committed offsets over the topic's partitions.
     pub fn committed(&self, group: &str) -> i64 {
         let consumer: BaseConsumer = ClientConfig::new()

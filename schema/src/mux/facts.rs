@@ -48,7 +48,17 @@ pub const FACTS: &[Fact] = &[
     fact("player_width", &["player_width"]),
     fact("player_height", &["player_height"]),
     fact("watch_time_ms", &["view_watch_time"]),
-    fact("playing_time_ms", &["view_playing_time_ms_cumulative"]),
+    // The cumulative one also counts a stall's first second as playing
+    // (the SDK declares rebuffering once a stall has lasted 1 s): the
+    // content playback time, which the SDK sends at pauses, seeks and
+    // stalls, is preferred.
+    fact(
+        "playing_time_ms",
+        &[
+            "view_content_playback_time",
+            "view_playing_time_ms_cumulative",
+        ],
+    ),
     fact("rebuffer_count", &["view_rebuffer_count"]),
     fact("rebuffer_duration_ms", &["view_rebuffer_duration"]),
     fact("bitrate_kbps", &["video_source_bitrate"]),
