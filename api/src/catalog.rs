@@ -274,7 +274,7 @@ pub const DIMENSIONS: &[Dimension] = &[
     dim("video_id", "video_id"),
     dim("video_title", "video_title"),
     dim("error_code", "error_code"),
-    // `beacon` or `cmcd`: the wire format the view came in.
+    // `beacon`, `cmcd` or `mux-embed`: the wire format the view came in.
     dim("source", "source"),
 ];
 

@@ -25,6 +25,11 @@
 //!   failure; `sta=e` or `q` ends the view, and so does a content change
 //!   (a `viewend` of its own). A report whose `sn` is not above the
 //!   session's last changes nothing.
+//! - A **mux-embed view** (`crate::mux`) is one `xid`; its facts are the
+//!   SDK's own numbers (startup is its time to first frame, watch,
+//!   playing and rebuffering times and the rebuffer count its totals) in
+//!   the latest state its events in `xsqno` order make (`mux::facts`;
+//!   the state each event sets: `processor/src/mux.rs`).
 //! - **Engagement** metrics (views, unique viewers, watch and playing time)
 //!   count views whose *start* (`view_start`) is in the queried range.
 //!   **QoE** metrics (failures, exits, startup, rebuffering, bitrate) count
