@@ -140,6 +140,22 @@ fn a_played_view_carries_the_sdks_numbers() {
     );
 }
 
+/// The SDK sends `view_start` with `viewstart`, after the view's first
+/// events (`networkchange`, `playerready`, ...): the view's start stays
+/// its first event's time, or the view would seem two.
+#[test]
+fn the_start_of_a_view_never_moves() {
+    let rows = run(&events(
+        "v1",
+        &[
+            (0, "networkchange", json!({})),
+            (900, "viewstart", json!({"xst": T0 + 900})),
+            (1000, "playing", json!({"xtitofifr": 100})),
+        ],
+    ));
+    assert!(rows.iter().all(|r| r.view_start_ms == T0), "{rows:?}");
+}
+
 #[test]
 fn the_rebuffering_in_progress_counts_from_rebufferstart() {
     let rows = run(&events(

@@ -9,7 +9,10 @@
 //!
 //! What the keys do not say (the player state, `play_requested`, the
 //! rebuffering in progress, the average bitrate, whether an error was
-//! fatal) the processor derives from the events in order.
+//! fatal) the processor derives from the events in order. The view's
+//! start is its first event's time, not the SDK's `view_start`: that
+//! comes with the `viewstart` event, after the view's first events, and
+//! a view's start must not move once its first row is written.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +29,6 @@ pub struct Fact {
 
 /// Every field a view's keys fill.
 pub const FACTS: &[Fact] = &[
-    fact("view_start_ms", &["view_start"]),
     fact("viewer_id", &["viewer_user_id", "mux_viewer_id"]),
     fact("video_id", &["video_id"]),
     fact("video_title", &["video_title"]),
@@ -104,9 +106,6 @@ fn text(keys: &HashMap<String, String>, field: &str, limit: usize, prev: &Arc<st
 /// Writes what the view's `keys` say onto `row` (its other fields stay).
 pub fn fill(keys: &HashMap<String, String>, row: &mut Event) {
     use limits::*;
-    if let Some(start) = number(keys, "view_start_ms", i64::MAX as u64) {
-        row.view_start_ms = start as i64;
-    }
     row.viewer_id = text(keys, "viewer_id", VIEWER_ID, &row.viewer_id);
     row.video_id = text(keys, "video_id", VIDEO_ID, &row.video_id);
     row.video_title = text(keys, "video_title", VIDEO_TITLE, &row.video_title);
