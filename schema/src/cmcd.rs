@@ -151,36 +151,52 @@ pub fn decode(body: &[u8], checks: &Checks) -> Result<Decoded, BodyError> {
         reason: Reason::InvalidUtf8,
         message: format!("body is not UTF-8 (first bad byte at {})", e.valid_up_to()),
     })?;
-    let lines: Vec<&str> = text
-        .split('\n')
-        .map(|l| l.trim_matches([' ', '\t', '\r']))
-        .filter(|l| !l.is_empty())
-        .collect();
-    if lines.is_empty() {
+    // Lines are decoded as they are found: the scan of a line finds where
+    // it ends, so the common form is read once (splitting the body into
+    // lines first cost a tenth of a batch's decoding).
+    let b = text.as_bytes();
+    let mut out = Decoded {
+        // A report has 100 bytes or more; a body rarely holds more than 20.
+        accepted: Vec::with_capacity((b.len() / 100 + 1).min(MAX_REPORTS)),
+        ..Decoded::default()
+    };
+    let mut strings = Shared::default();
+    let mut keys = Keys::default();
+    let mut index = 0;
+    let mut at = 0;
+    loop {
+        while b
+            .get(at)
+            .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+        {
+            at += 1;
+        }
+        if at == b.len() {
+            break;
+        }
+        if index == MAX_REPORTS {
+            let n = MAX_REPORTS + text[at..].lines().filter(|l| !l.trim().is_empty()).count();
+            return Err(BodyError {
+                reason: Reason::TooManyEvents,
+                message: format!("{n} reports in one body; at most {MAX_REPORTS}"),
+            });
+        }
+        let (line, read, next) = keys.read_line(text, at);
+        at = next;
+        index += 1;
+        match report(line, read.map(|()| &keys), checks, &mut strings) {
+            Ok(e) => out.accepted.push(e),
+            Err(mut r) => {
+                r.index = index - 1;
+                out.rejected.push(r);
+            }
+        }
+    }
+    if index == 0 {
         return Err(BodyError {
             reason: Reason::EmptyBatch,
             message: "the body has no CMCD report (one report per line)".into(),
         });
-    }
-    if lines.len() > MAX_REPORTS {
-        return Err(BodyError {
-            reason: Reason::TooManyEvents,
-            message: format!("{} reports in one body; at most {MAX_REPORTS}", lines.len()),
-        });
-    }
-    let mut out = Decoded {
-        accepted: Vec::with_capacity(lines.len()),
-        ..Decoded::default()
-    };
-    let mut strings = Shared::default();
-    for (index, line) in lines.into_iter().enumerate() {
-        match report(line, checks, &mut strings) {
-            Ok(e) => out.accepted.push(e),
-            Err(mut r) => {
-                r.index = index;
-                out.rejected.push(r);
-            }
-        }
     }
     // Nothing in the body was CMCD: the sender is misconfigured.
     if out.accepted.is_empty() && out.rejected.iter().all(|r| r.reason == Reason::InvalidCmcd) {
@@ -232,8 +248,14 @@ fn refuse(reason: Reason, field: &str, message: impl Into<String>) -> Rejection 
     reject(reason, Some(field).filter(|f| !f.is_empty()), message)
 }
 
-/// One report line as an event holding what it said.
-fn report(line: &str, checks: &Checks, strings: &mut Shared) -> Result<Event, Rejection> {
+/// One report line (its keys read, or why not) as an event holding what
+/// it said.
+fn report(
+    line: &str,
+    keys: Result<&Keys<'_>, sfv::Error>,
+    checks: &Checks,
+    strings: &mut Shared,
+) -> Result<Event, Rejection> {
     if line.len() > MAX_LINE_BYTES {
         return Err(refuse(
             Reason::LineTooLong,
@@ -244,7 +266,7 @@ fn report(line: &str, checks: &Checks, strings: &mut Shared) -> Result<Event, Re
             ),
         ));
     }
-    let r = Keys::parse(line).map_err(|e| {
+    let r = keys.map_err(|e| {
         refuse(
             Reason::InvalidCmcd,
             "",

@@ -46,32 +46,69 @@ pub(super) enum Value<'de> {
 pub(super) struct Keys<'de>([Option<Value<'de>>; KEYS.len()]);
 
 impl<'de> Keys<'de> {
-    /// The wanted keys of `line`, or why it is not an RFC 8941 dictionary.
-    pub(super) fn parse(line: &'de str) -> Result<Keys<'de>, sfv::Error> {
-        match scan(line) {
-            Some(keys) => Ok(keys),
-            None => parse_with_sfv(line),
+    /// Reads the report line of `text` that starts at byte `at` (no blank
+    /// before it) into `self`: returns the line without its line break and
+    /// the whitespace before it, whether it is an RFC 8941 dictionary (or
+    /// why not), and where the next line starts. One pass over the line in
+    /// the common form: the scan finds its end. `self` is reused from line
+    /// to line rather than moved (it is a few hundred bytes).
+    pub(super) fn read_line(
+        &mut self,
+        text: &'de str,
+        at: usize,
+    ) -> (&'de str, Result<(), sfv::Error>, usize) {
+        self.0.iter_mut().for_each(|v| *v = None);
+        if let Some(end) = scan_at(text, at, self) {
+            return (&text[at..end], Ok(()), end);
         }
+        let end = text[at..].find('\n').map_or(text.len(), |n| at + n);
+        let line = text[at..end].trim_end_matches([' ', '\t', '\r']);
+        let parsed = parse_with_sfv(line).map(|keys| *self = keys);
+        (line, parsed, end)
     }
 
+    #[inline(always)]
     fn slot(key: &str) -> Option<usize> {
-        // A match, not a search of KEYS: this runs for every key of a line.
-        Some(match key {
-            "sid" => 0,
-            "cid" => 1,
-            "e" => 2,
-            "sn" => 3,
-            "ts" => 4,
-            "sta" => 5,
-            "st" => 6,
-            "cdn" => 7,
-            "ec" => 8,
-            "br" => 9,
-            "bl" => 10,
+        // Every wanted key has 1 to 3 bytes. With a literal key (the
+        // accessors below) this folds to a constant.
+        if key.len() > 3 {
+            return None;
+        }
+        Keys::slot_of_packed(pack(key.as_bytes()))
+    }
+
+    /// The slot of a key of at most 3 bytes, packed by [`pack`]: one
+    /// comparison each (this runs for every key of a line).
+    #[inline]
+    fn slot_of_packed(packed: u32) -> Option<usize> {
+        const SID: u32 = pack(b"sid");
+        const CID: u32 = pack(b"cid");
+        const E: u32 = pack(b"e");
+        const SN: u32 = pack(b"sn");
+        const TS: u32 = pack(b"ts");
+        const STA: u32 = pack(b"sta");
+        const ST: u32 = pack(b"st");
+        const CDN: u32 = pack(b"cdn");
+        const EC: u32 = pack(b"ec");
+        const BR: u32 = pack(b"br");
+        const BL: u32 = pack(b"bl");
+        Some(match packed {
+            SID => 0,
+            CID => 1,
+            E => 2,
+            SN => 3,
+            TS => 4,
+            STA => 5,
+            ST => 6,
+            CDN => 7,
+            EC => 8,
+            BR => 9,
+            BL => 10,
             _ => return None,
         })
     }
 
+    #[inline(always)]
     fn first(&self, key: &str) -> Option<&Value<'de>> {
         self.0[Keys::slot(key)?].as_ref()
     }
@@ -80,6 +117,7 @@ impl<'de> Keys<'de> {
         refuse(Reason::InvalidType, key, format!("`{key}` must be {what}"))
     }
 
+    #[inline(always)]
     pub(super) fn string(&self, key: &str) -> Result<Option<&str>, Rejection> {
         match self.first(key) {
             None => Ok(None),
@@ -90,6 +128,7 @@ impl<'de> Keys<'de> {
 
     /// A string, token or number as text (`ec` is a string list in the
     /// specification; dash.js sends its numeric error codes).
+    #[inline(always)]
     pub(super) fn text(&self, key: &str) -> Result<Option<String>, Rejection> {
         match self.first(key) {
             None => Ok(None),
@@ -100,6 +139,7 @@ impl<'de> Keys<'de> {
         }
     }
 
+    #[inline(always)]
     pub(super) fn token(&self, key: &str) -> Result<Option<&str>, Rejection> {
         match self.first(key) {
             None => Ok(None),
@@ -110,6 +150,7 @@ impl<'de> Keys<'de> {
 
     /// A non-negative integer up to `max` (decimals are rounded: some
     /// players send fractional kbit/s).
+    #[inline(always)]
     pub(super) fn integer(&self, key: &str, max: u64) -> Result<Option<u64>, Rejection> {
         let v = match self.first(key) {
             None => return Ok(None),
@@ -130,25 +171,52 @@ impl<'de> Keys<'de> {
     }
 }
 
+/// Up to the first 4 bytes of `key`, big-endian, in a `u32` (distinct for
+/// distinct keys of at most 3 bytes: none has a NUL).
+const fn pack(key: &[u8]) -> u32 {
+    let mut k = 0u32;
+    let mut i = 0;
+    while i < key.len() && i < 4 {
+        k = k << 8 | key[i] as u32;
+        i += 1;
+    }
+    k
+}
+
 // ------------------------------------------------------------ the scan --
 
 /// The common form read by hand; `None` for anything it does not cover,
 /// valid or not.
 fn scan(line: &str) -> Option<Keys<'_>> {
-    let b = line.as_bytes();
     let mut keys = Keys::default();
-    let mut i = 0;
+    (scan_at(line, 0, &mut keys)? == line.len()).then_some(keys)
+}
+
+/// [`scan`] of the line of `text` from byte `i` into `keys` (all `None`
+/// before): where the line ends (before the whitespace and line break that
+/// end it, or the text's end). On `None`, `keys` holds some of the line.
+fn scan_at<'de>(line: &'de str, mut i: usize, keys: &mut Keys<'de>) -> Option<usize> {
+    let b = line.as_bytes();
     loop {
         // key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" )
+        // packed as it is read (see `pack`).
         let start = i;
-        match b.get(i) {
-            Some(c) if c.is_ascii_lowercase() || *c == b'*' => i += 1,
+        let mut packed = match b.get(i) {
+            Some(&c) if c.is_ascii_lowercase() || c == b'*' => u32::from(c),
             _ => return None,
-        }
-        while b.get(i).is_some_and(|&c| CLASS[c as usize] & KEY != 0) {
+        };
+        i += 1;
+        while let Some(&c) = b.get(i) {
+            if CLASS[c as usize] & KEY == 0 {
+                break;
+            }
+            packed = packed << 8 | u32::from(c);
             i += 1;
         }
-        let slot = Keys::slot(&line[start..i]);
+        let slot = match i - start {
+            1..=3 => Keys::slot_of_packed(packed),
+            _ => None,
+        };
         let value = match b.get(i) {
             Some(b'=') if b.get(i + 1) == Some(&b'(') => {
                 let (first, next) = inner_list(line, i + 2)?;
@@ -170,9 +238,12 @@ fn scan(line: &str) -> Option<Keys<'_>> {
         if let Some(s) = slot {
             keys.0[s] = value;
         }
+        let end = i;
         i = skip_ows(b, i);
         match b.get(i) {
-            None => return Some(keys),
+            None | Some(b'\n') => return Some(end),
+            // A CR ends a line only before its LF (or the text's end).
+            Some(b'\r') if matches!(b.get(i + 1), None | Some(b'\n')) => return Some(end),
             Some(b',') => {
                 i = skip_ows(b, i + 1);
                 if i == b.len() {
@@ -231,19 +302,24 @@ fn item(line: &str, i: usize) -> Option<(Value<'_>, usize)> {
         }
         c if c == b'-' || c.is_ascii_digit() => {
             let digits_at = i + usize::from(c == b'-');
-            let digits = b[digits_at..]
-                .iter()
-                .take_while(|c| c.is_ascii_digit())
-                .count();
-            let end = digits_at + digits;
-            // More than 15 digits: sfv says what is wrong. (A decimal point
-            // after the digits ends the scan where the member should end.)
-            if digits == 0 || digits > 15 {
+            let mut end = digits_at;
+            let mut n = 0i64;
+            while let Some(&d) = b.get(end) {
+                if !d.is_ascii_digit() {
+                    break;
+                }
+                // More than 15 digits: sfv says what is wrong. (A decimal
+                // point after the digits ends the scan where the member
+                // should end.)
+                if end - digits_at == 15 {
+                    return None;
+                }
+                n = n * 10 + i64::from(d - b'0');
+                end += 1;
+            }
+            if end == digits_at {
                 return None;
             }
-            let n = b[digits_at..end]
-                .iter()
-                .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
             Some((Value::Integer(if c == b'-' { -n } else { n }), end))
         }
         c if c.is_ascii_alphabetic() || c == b'*' => {
@@ -396,6 +472,41 @@ mod tests {
 
     use super::*;
 
+    /// One line's keys, as `decode` reads a body of one line.
+    fn parse(line: &str) -> Result<Keys<'_>, sfv::Error> {
+        let mut keys = Keys::default();
+        keys.read_line(line, 0).1.map(|()| keys)
+    }
+
+    /// Where lines end: at LF, after trailing whitespace and a CR; a CR
+    /// inside a line is no end (and no valid dictionary).
+    #[test]
+    fn lines_end_where_decode_splits_them() {
+        let text = "e=t,sn=1 \r\ne=t,sn=2\n\ne=t,sn=3\ne=t,\rsn=4\n(bad\r\ne=t";
+        let mut at = 0;
+        let mut got = Vec::new();
+        let mut keys = Keys::default();
+        while at < text.len() {
+            while matches!(text.as_bytes().get(at), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+                at += 1;
+            }
+            let (line, read, next) = keys.read_line(text, at);
+            got.push((line, read.is_ok()));
+            at = next;
+        }
+        assert_eq!(
+            got,
+            [
+                ("e=t,sn=1", true),
+                ("e=t,sn=2", true),
+                ("e=t,sn=3", true),
+                ("e=t,\rsn=4", false),
+                ("(bad", false),
+                ("e=t", true),
+            ]
+        );
+    }
+
     #[test]
     fn each_key_has_its_slot() {
         for (i, key) in KEYS.iter().enumerate() {
@@ -441,13 +552,13 @@ mod tests {
         ];
         for (line, br) in cases {
             assert_eq!(scan(line), None, "{line}");
-            let parsed = Keys::parse(line);
+            let parsed = parse(line);
             match br {
                 Some(v) => assert_eq!(parsed.expect(line).first("br"), Some(&v), "{line}"),
                 None => assert!(parsed.is_err(), "{line}"),
             }
         }
-        let escaped = Keys::parse("sid=\"a\\\"b\"").expect("valid");
+        let escaped = parse("sid=\"a\\\"b\"").expect("valid");
         assert_eq!(escaped.string("sid"), Ok(Some("a\"b")));
     }
 
