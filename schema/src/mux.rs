@@ -8,7 +8,7 @@
 //!              "ake": "env-key", "xtitofifr": 295, "xwati": 295, …}, …]}
 //! ```
 //!
-//! Every key is shortened ([`keys`]); [`decode`] expands each to its full
+//! Every key is shortened (`mux/keys.rs`); [`decode`] expands each to its full
 //! name. An event after a view's first carries only the keys that changed
 //! (plus a few it always sends), so it says nothing alone: the decoder
 //! keeps every key the event carried, expanded, with its value as text,
