@@ -107,8 +107,31 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, below the kernel's
+/// ephemeral range (32768-60999 by default): a port from that range can be
+/// taken, between this check and the service's own bind, as the local port
+/// of any outgoing connection (a Kafka client's, say), which made a
+/// service fail to start now and then.
 pub fn free_port() -> u16 {
+    const FIRST: u32 = 21_000;
+    const COUNT: u32 = 11_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static SEED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    // Each process starts somewhere else in the range; each call moves on
+    // by a prime stride, so ports handed out in one process do not repeat.
+    let seed = *SEED.get_or_init(|| {
+        std::process::id()
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+    });
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + seed.wrapping_add(n.wrapping_mul(7_919)) % COUNT;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
