@@ -35,7 +35,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use qoe_schema::beacon::MAX_EVENTS_PER_BATCH;
-use qoe_schema::record::{Record, Source};
+use qoe_schema::record::Record;
 use qoe_schema::validate::{self, Checks};
 use qoe_schema::{cmcd, mux};
 
@@ -43,6 +43,8 @@ use crate::channel::{Channel, EnqueueError};
 use crate::config::CollectorConfig;
 use crate::enrich::Enricher;
 use crate::metrics::metrics;
+pub use crate::route::Listener;
+use crate::route::{query_key, Format, Route};
 use crate::shed::TokenBucket;
 
 /// Header carrying the property key when it is not in the path.
@@ -83,7 +85,6 @@ struct ErrorBody<'a> {
     message: &'a str,
 }
 
-/// A refusal: status, stable code, human message.
 /// Why a gzip body was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum GunzipError {
@@ -107,6 +108,7 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
     Ok(out)
 }
 
+/// A refusal: status, stable code, human message.
 struct Refusal {
     status: StatusCode,
     code: &'static str,
@@ -196,13 +198,7 @@ impl Ingest {
 
     /// The route of `path` on `listener`.
     fn route<'a>(&self, listener: Listener, path: &'a str) -> Option<Route<'a>> {
-        match listener {
-            Listener::Ingest => Route::of(path),
-            Listener::MuxEmbed => (path == self.cfg.mux_embed.path()).then_some(Route {
-                format: Format::MuxEmbed,
-                key: None,
-            }),
-        }
+        Route::of(listener, path, self.cfg.mux_embed.path())
     }
 
     async fn handle_inner(
@@ -520,64 +516,6 @@ impl Ingest {
     }
 }
 
-/// The listener a request came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    /// `[http]`: beacons and CMCD reports.
-    Ingest,
-    /// `[mux_embed]`: mux-embed beacons.
-    MuxEmbed,
-}
-
-/// The wire format a route takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Beacon,
-    Cmcd,
-    MuxEmbed,
-}
-
-impl Format {
-    /// The `route` label of the request metrics.
-    fn label(self) -> &'static str {
-        match self {
-            Format::Beacon => "beacon",
-            Format::Cmcd => "cmcd",
-            Format::MuxEmbed => "mux-embed",
-        }
-    }
-
-    fn source(self) -> Source {
-        match self {
-            Format::Beacon => Source::Beacon,
-            Format::Cmcd => Source::Cmcd,
-            Format::MuxEmbed => Source::MuxEmbed,
-        }
-    }
-}
-
-/// An ingest route: its format and the key in its path, if any.
-struct Route<'a> {
-    format: Format,
-    key: Option<&'a str>,
-}
-
-impl<'a> Route<'a> {
-    fn of(path: &'a str) -> Option<Route<'a>> {
-        let (format, rest) = if let Some(rest) = path.strip_prefix("/v1/beacon") {
-            (Format::Beacon, rest)
-        } else {
-            (Format::Cmcd, path.strip_prefix("/v1/cmcd")?)
-        };
-        let key = match rest {
-            "" | "/" => None,
-            _ if rest.starts_with('/') && !rest[1..].contains('/') => Some(&rest[1..]),
-            _ => return None,
-        };
-        Some(Route { format, key })
-    }
-}
-
 fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -606,13 +544,6 @@ fn all_accepted(n: usize) -> Bytes {
     }
 }
 
-fn query_key(query: Option<&str>) -> Option<&str> {
-    query?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("key="))
-        .filter(|k| !k.is_empty())
-}
-
 fn check_content_type(headers: &HeaderMap, format: Format) -> Result<(), Refusal> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(()); // curl and some SDK transports send none: try the route's format.
@@ -624,11 +555,7 @@ fn check_content_type(headers: &HeaderMap, format: Format) -> Result<(), Refusal
         .next()
         .unwrap_or("")
         .trim();
-    let accepted: &[&str] = match format {
-        Format::Beacon => &["application/json", "text/plain"],
-        Format::Cmcd => &["application/cmcd", "text/cmcd", "text/plain"],
-        Format::MuxEmbed => &["text/plain", "application/json"],
-    };
+    let accepted = format.content_types();
     if accepted.iter().any(|a| mime.eq_ignore_ascii_case(a)) {
         Ok(())
     } else {

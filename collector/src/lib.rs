@@ -3,10 +3,13 @@
 //! drain workers produce into Kafka.
 //!
 //! How data moves:
-//! 1. [`http`] accepts connections (capped) and hands each request to
-//!    [`ingest::Ingest::handle`]: key → content type → bounded body (gzip
-//!    capped) → `schema::validate::decode` → per-property rate limit
-//!    ([`shed`]) → [`enrich`] (country, ASN, OS, browser, device).
+//! 1. [`http`] accepts connections (capped) on the ingest listener and, if
+//!    configured, the mux-embed one, and hands each request to
+//!    [`ingest::Ingest::handle`]: [`route`] (listener and path → format) →
+//!    key → content type → bounded body (gzip capped) → decode and
+//!    validate (`schema::validate`, `schema::cmcd` or `schema::mux`) →
+//!    per-property rate limit ([`shed`]) → [`enrich`] (country, ASN, OS,
+//!    browser, device).
 //! 2. The accepted events become Kafka records, one per view
 //!    (`schema::record::Record::group`); [`channel`] reserves room for all of
 //!    them in the backlog (all or nothing: a full backlog is a 503 with
@@ -31,6 +34,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod producer;
 pub mod retry;
+pub mod route;
 pub mod shed;
 pub mod spill;
 
