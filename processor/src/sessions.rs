@@ -40,7 +40,6 @@
 //! tests check it), so the view's numbers come out as if the worker had
 //! never lost it. Offsets are committed only after rows are written, so
 //! every report not in ClickHouse is read again from Kafka.
-
 //!
 //! [`Sessions`] is shared by both sparse formats: it holds the open states
 //! of a [`Fold`] (CMCD's [`Session`] here, mux-embed's view in

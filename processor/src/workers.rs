@@ -3,16 +3,17 @@
 //! deduplicated and encoded into its shard's RowBinary rows by the same
 //! worker, which owns its views outright — no lock on the hot path.
 //!
-//! The Kafka key is the `view_id` of beacons and the session of CMCD
-//! reports (the collector's contract), so the consume loop routes a record
-//! by hashing its key without decoding it; the decoding, the CPU-heavy
-//! part, happens on the workers. CMCD reports go through the worker's
-//! [`Sessions`] first, which turn them into the rows beacons would make.
-//! A player posts each report on its own, so two of a session can arrive
-//! swapped (a seek and the stall after it, a few ms apart): the worker
-//! holds a batch's reports until the flush and applies them in `sn` order. Records travel in
-//! chunks to keep channel wake-ups rare, over bounded channels so a slow
-//! worker slows the consumer instead of growing a queue.
+//! The Kafka key is the `view_id` of beacons and mux-embed events and the
+//! session of CMCD reports (the collector's contract), so the consume loop
+//! routes a record by hashing its key without decoding it; the decoding,
+//! the CPU-heavy part, happens on the workers. CMCD reports and mux-embed
+//! events go through the worker's [`Sessions`] first (one per format),
+//! which turn them into the rows beacons would make. A player posts each
+//! report on its own, so two of a session can arrive swapped (a seek and
+//! the stall after it, a few ms apart): the worker holds a batch's sparse
+//! events until the flush and applies them in sequence order. Records
+//! travel in chunks to keep channel wake-ups rare, over bounded channels so
+//! a slow worker slows the consumer instead of growing a queue.
 //!
 //! At a flush the loop asks every worker for its rows (`collect`); because
 //! each channel is FIFO, the answer covers every record routed before it, so
@@ -83,8 +84,8 @@ pub struct Pool {
 impl Pool {
     /// Starts `workers` threads (at least one) writing rows for `shards`
     /// shards, sharing `max_open_views` between them (and as many CMCD
-    /// sessions, which `resume` reads back when a worker meets one it does
-    /// not know).
+    /// sessions and as many mux-embed views, which `resume` reads back
+    /// when a worker meets one it does not know).
     pub fn start(
         workers: usize,
         shards: usize,
