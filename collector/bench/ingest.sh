@@ -156,7 +156,7 @@ collector_row() {
   ADMIN=$ADMIN_ADDR
   [ -n "${RDKAFKA_CONFIG:-}" ] && extra=(--config "$RDKAFKA_CONFIG") || extra=()
   QOE_KAFKA__BROKERS=$BROKERS QOE_KAFKA__TOPIC=$TOPIC QOE_HTTP__LISTEN=127.0.0.1:$PORT \
-  QOE_ADMIN__LISTEN=$ADMIN QOE_PRODUCER__WORKERS=$1 QOE_LOG__LEVEL=warn \
+  QOE_ADMIN__LISTEN=$ADMIN QOE_PRODUCER__WORKERS=$1 QOE_LOG__LEVEL=warn QOE_PRODUCER__SPILL_DIR="$WORK/spill-$1-$RANDOM" \
     taskset -c 0 "$ROOT/target/release/qoe-collector" "${extra[@]}" &
   pid=$!
   for _ in $(seq 50); do curl -s -o /dev/null -X OPTIONS "http://127.0.0.1:$PORT/v1/beacon" && break; sleep 0.2; done

@@ -69,7 +69,7 @@ kill $server; wait $server 2>/dev/null || true
 
 start_broker "$BROKERS"
 QOE_KAFKA__BROKERS=$BROKERS QOE_KAFKA__TOPIC=$TOPIC QOE_HTTP__LISTEN=127.0.0.1:$PORT \
-QOE_ADMIN__LISTEN=127.0.0.1:18984 QOE_PRODUCER__WORKERS=1 QOE_LOG__LEVEL=warn \
+QOE_ADMIN__LISTEN=127.0.0.1:18984 QOE_PRODUCER__WORKERS=1 QOE_LOG__LEVEL=warn QOE_PRODUCER__SPILL_DIR="$WORK/spill" \
   valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out.%p" "$ROOT/target/release/qoe-collector" 2>"$WORK/vg.log" &
 server=$!
 url="http://127.0.0.1:$PORT/v1/beacon/dev-key"

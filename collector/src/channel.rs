@@ -7,8 +7,10 @@
 //! (channel plus the Kafka client's queue), so memory stays bounded even
 //! while the broker is down.
 //!
-//! What travels is a [`Queued`] `schema::record::Record`: the events one
-//! request carried for one view, which become one Kafka record. There is
+//! What travels is a [`Queued`] Kafka record, already encoded: the events
+//! one request carried for one view (`schema::record::Record`). Encoding
+//! happens here, in the handler, because with the [`Journal`] on the bytes
+//! are appended to it before the request is answered. There is
 //! one flume channel per drain worker and each view's records go to the
 //! worker `hash(view_id) % K`, so one view's heartbeats keep their order
 //! into Kafka while K workers share the serialization work.
@@ -19,7 +21,9 @@ use std::time::Instant;
 
 use qoe_schema::record::Record;
 
+use crate::journal::Journal;
 use crate::metrics::metrics;
+use crate::spill::Frame;
 
 /// Records accepted and not yet acknowledged, against a fixed capacity.
 #[derive(Debug)]
@@ -85,23 +89,34 @@ impl Backlog {
 }
 
 /// One Kafka record on its way: a view's events from one request
-/// (`schema::record::Record`, grouped by `Record::group`) and when the
-/// request was accepted (for the enqueue → delivery histogram).
+/// (`schema::record::Record`, grouped by `Record::group`), encoded, with
+/// when the request was accepted (for the enqueue → delivery histogram)
+/// and its journal slot.
 #[derive(Debug)]
 pub struct Queued {
-    /// The record.
-    pub record: Record,
+    /// Key (`view_id`), encoded record and event count.
+    pub frame: Frame,
     /// When its request was accepted.
     pub enqueued: Instant,
+    /// The journal segment slot its delivery reports to, if journaled.
+    pub slot: Option<u16>,
 }
 
 /// Why records could not be enqueued.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum EnqueueError {
     /// The backlog is full: shed (503 + Retry-After).
     Full,
     /// The collector is shutting down.
     Closed,
+    /// The journal could not be written (a full or failing disk): shed.
+    Journal(std::io::Error),
+}
+
+impl PartialEq for EnqueueError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
 }
 
 /// The handlers' side of the channel. Cloning is cheap; when every clone is
@@ -110,11 +125,17 @@ pub enum EnqueueError {
 pub struct Channel {
     senders: Arc<Vec<flume::Sender<Queued>>>,
     backlog: Arc<Backlog>,
+    journal: Option<Arc<Journal>>,
 }
 
 impl Channel {
-    /// A channel feeding `workers` drain workers; returns one receiver each.
-    pub fn new(workers: usize, backlog: Arc<Backlog>) -> (Channel, Vec<flume::Receiver<Queued>>) {
+    /// A channel feeding `workers` drain workers, journaling what it
+    /// takes if given a journal; returns one receiver per worker.
+    pub fn new(
+        workers: usize,
+        backlog: Arc<Backlog>,
+        journal: Option<Arc<Journal>>,
+    ) -> (Channel, Vec<flume::Receiver<Queued>>) {
         // Each queue may hold the whole backlog: the reservation, not the
         // queue, is the bound, so a send after a reservation never fails.
         let (senders, receivers) = (0..workers.max(1))
@@ -124,13 +145,15 @@ impl Channel {
             Channel {
                 senders: Arc::new(senders),
                 backlog,
+                journal,
             },
             receivers,
         )
     }
 
     /// Enqueues every record or none (room is reserved per event), each
-    /// stamped with `enqueued` (when its request was accepted).
+    /// stamped with `enqueued` (when its request was accepted). With a
+    /// journal, the records are in it when this returns `Ok`.
     pub fn enqueue(&self, records: Vec<Record>, enqueued: Instant) -> Result<(), EnqueueError> {
         let events: usize = records.iter().map(|r| r.events.len()).sum();
         if events == 0 {
@@ -139,15 +162,41 @@ impl Channel {
         if !self.backlog.try_reserve(events) {
             return Err(EnqueueError::Full);
         }
+        let workers: Vec<usize> = records.iter().map(|r| self.worker_of(r.key())).collect();
+        let frames: Vec<Frame> = records
+            .iter()
+            .map(|record| {
+                let mut payload = Vec::with_capacity(256 + 128 * record.events.len());
+                record.encode_into(&mut payload);
+                Frame {
+                    key: record.key().as_bytes().to_vec(),
+                    payload,
+                    events: record.events.len(),
+                }
+            })
+            .collect();
+        let slot = match &self.journal {
+            None => None,
+            Some(journal) => match journal.append(&frames) {
+                Ok(slot) => Some(slot),
+                Err(err) => {
+                    self.backlog.release(events);
+                    return Err(EnqueueError::Journal(err));
+                }
+            },
+        };
         let mut left = events;
-        for record in records {
-            let n = record.events.len();
-            if self.senders[self.worker_of(&record)]
-                .try_send(Queued { record, enqueued })
-                .is_err()
-            {
+        for (frame, worker) in frames.into_iter().zip(workers) {
+            let n = frame.events;
+            let queued = Queued {
+                frame,
+                enqueued,
+                slot,
+            };
+            if self.senders[worker].try_send(queued).is_err() {
                 // Only when the workers are gone (shutdown): give back the
-                // room of everything not enqueued.
+                // room of everything not enqueued. Journaled records stay
+                // in the journal, which a stop that follows keeps.
                 self.backlog.release(left);
                 return Err(EnqueueError::Closed);
             }
@@ -158,10 +207,10 @@ impl Channel {
     }
 
     /// The drain worker for `record`'s view.
-    fn worker_of(&self, record: &Record) -> usize {
+    fn worker_of(&self, view_id: &str) -> usize {
         match self.senders.len() {
             1 => 0,
-            k => (qoe_schema::rows::view_hash(record.key()) % k as u64) as usize,
+            k => (qoe_schema::rows::view_hash(view_id) % k as u64) as usize,
         }
     }
 
@@ -187,7 +236,7 @@ mod tests {
     #[test]
     fn all_or_nothing_reservation() {
         let backlog = Backlog::new(3);
-        let (channel, receivers) = Channel::new(2, backlog.clone());
+        let (channel, receivers) = Channel::new(2, backlog.clone(), None);
         assert_eq!(
             channel.enqueue(vec![record("a"), record("b")], Instant::now()),
             Ok(())
@@ -206,7 +255,7 @@ mod tests {
 
     #[test]
     fn one_view_always_goes_to_one_worker() {
-        let (channel, receivers) = Channel::new(4, Backlog::new(100));
+        let (channel, receivers) = Channel::new(4, Backlog::new(100), None);
         for _ in 0..10 {
             channel
                 .enqueue(vec![record("same-view")], Instant::now())

@@ -178,8 +178,20 @@ pub struct ProducerConfig {
     /// Where records undelivered at the shutdown deadline are written (one
     /// fsynced file per stop) and read back and produced again at the next
     /// start. Must survive a restart: a persistent volume, not a tmpfs.
-    /// Relative paths resolve against the working directory.
+    /// Relative paths resolve against the working directory. It also holds
+    /// the write-ahead journal, and one collector at a time (a lock file).
     pub spill_dir: PathBuf,
+    /// Append every accepted record to a journal in `spill_dir` before
+    /// answering, so that a collector killed with `-9` loses nothing it
+    /// acknowledged (the next start produces the journal again). Off, a
+    /// `202` means "in memory" and a kill loses what was undelivered.
+    pub journal: bool,
+    /// How often the journal closes its segment (syncing it to disk) and
+    /// deletes the segments whose records are all delivered. A host crash
+    /// can lose up to this long of acknowledged records; a process crash
+    /// loses none.
+    #[serde(with = "humantime_serde")]
+    pub journal_rotate: Duration,
     /// Extra librdkafka producer properties, applied last (e.g.
     /// `"batch.num.messages" = "20000"`). For tuning; the defaults are the
     /// project's (`qoe_common::kafka::producer_config`).
@@ -196,6 +208,8 @@ impl Default for ProducerConfig {
             retry_after_s: 1,
             shutdown_deadline: Duration::from_secs(30),
             spill_dir: PathBuf::from("spill"),
+            journal: true,
+            journal_rotate: Duration::from_secs(1),
             librdkafka_options: BTreeMap::new(),
         }
     }
@@ -268,6 +282,12 @@ impl Validate for CollectorConfig {
             return Err(ConfigError::invalid(
                 "mux_embed.listen",
                 "must differ from http.listen (mux-embed needs a listener of its own)",
+            ));
+        }
+        if self.producer.journal_rotate < Duration::from_millis(50) {
+            return Err(ConfigError::invalid(
+                "producer.journal_rotate",
+                "must be at least 50ms (each rotation syncs a file to disk)",
             ));
         }
         if self.ingest.max_age.is_zero() {

@@ -338,6 +338,18 @@ impl Ingest {
                     )
                 })
             }
+            Err(EnqueueError::Journal(err)) => {
+                m.drops.with_label_values(&["journal_unavailable"]).inc();
+                tracing::warn!(error = %err, dir = %self.cfg.producer.spill_dir.display(), "cannot append to the journal; refusing the request");
+                Err(Refusal {
+                    retry_after: Some(self.cfg.producer.retry_after_s),
+                    ..refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "journal_unavailable",
+                        "this collector cannot write its journal (disk full or failing); retry",
+                    )
+                })
+            }
             Err(EnqueueError::Closed) => {
                 m.drops.with_label_values(&["shutting_down"]).inc();
                 Err(Refusal {

@@ -13,24 +13,27 @@
 //! 2. The accepted events become Kafka records, one per view
 //!    (`schema::record::Record::group`); [`channel`] reserves room for all of
 //!    them in the backlog (all or nothing: a full backlog is a 503 with
-//!    `Retry-After`) and enqueues each record on the worker its `view_id`
-//!    hashes to.
-//! 3. [`producer`]'s workers serialize records (`schema::record`, one Kafka
-//!    record per view and request) into one rdkafka producer, keyed by
-//!    `view_id`; acknowledgements release the backlog, failed deliveries go
-//!    to [`retry`] and are produced again (still holding their room).
+//!    `Retry-After`), serializes them, appends them to the [`journal`] (so a
+//!    kill loses nothing acknowledged) and enqueues each record on the
+//!    worker its `view_id` hashes to. Only then is the request answered.
+//! 3. [`producer`]'s workers hand the records to one rdkafka producer,
+//!    keyed by `view_id`; acknowledgements release the backlog and the
+//!    journal, failed deliveries go to [`retry`] and are produced again
+//!    (still holding their room).
 //!
 //! On SIGTERM: `/readyz` turns 503, the listener closes, in-flight requests
 //! finish, the channel is drained into Kafka and every delivery report is
 //! awaited (bounded by `producer.shutdown_deadline`); what is undelivered
 //! then is written to the [`spill`] directory, which the next start reads
-//! back and produces again before deleting it.
+//! back and produces again before deleting it. After a kill, the next start
+//! does the same with the journal segments left there.
 
 pub mod channel;
 pub mod config;
 pub mod enrich;
 pub mod http;
 pub mod ingest;
+pub mod journal;
 pub mod metrics;
 pub mod producer;
 pub mod retry;
@@ -59,6 +62,13 @@ pub enum CollectorError {
     /// The spill directory could not be read (a damaged file is named).
     #[error("spill directory (configuration key `producer.spill_dir`): {0}")]
     Spill(#[from] spill::SpillError),
+    /// The journal could not be opened.
+    #[error("cannot open the journal in {dir} (configuration keys `producer.spill_dir`, `producer.journal`): {source}")]
+    Journal {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// An ingest listener could not bind.
     #[error("cannot listen on {addr} (configuration key `{key}`): {source}")]
     Listen {
@@ -79,11 +89,35 @@ pub async fn run(
         cfg.ingest.asn_db.as_deref(),
         &cfg.ingest.trusted_proxies,
     )?;
+    let spill_dir = &cfg.producer.spill_dir;
+    let _lock = spill::lock(spill_dir)?;
+    // What an earlier run left (spill files, journal segments), read before
+    // this run's journal adds its own.
+    let left = spill::load(spill_dir)?;
+    let journal = if cfg.producer.journal {
+        Some(
+            journal::Journal::open(spill_dir).map_err(|source| CollectorError::Journal {
+                dir: spill_dir.clone(),
+                source,
+            })?,
+        )
+    } else {
+        None
+    };
+    let rotating = journal
+        .as_ref()
+        .map(|j| j.start_rotating(cfg.producer.journal_rotate));
     let backlog = channel::Backlog::new(cfg.producer.channel_capacity);
     let workers = cfg.producer.worker_count();
-    let (channel, receivers) = channel::Channel::new(workers, backlog.clone());
-    let drain = producer::Drain::start(&cfg.kafka, &cfg.producer, receivers, backlog)?;
-    let spilled = replay_spill(&cfg.producer.spill_dir, &drain)?;
+    let (channel, receivers) = channel::Channel::new(workers, backlog.clone(), journal.clone());
+    let drain = producer::Drain::start(
+        &cfg.kafka,
+        &cfg.producer,
+        receivers,
+        backlog,
+        journal.clone(),
+    )?;
+    let spilled = replay_spill(spill_dir, left, &drain);
     let probes = vec![
         qoe_common::kafka::probe(&cfg.kafka, vec![cfg.kafka.topic.clone()])?,
         drain.probe(cfg.kafka.topic.clone()),
@@ -185,10 +219,22 @@ pub async fn run(
             lost: usize::MAX,
             ..Default::default()
         });
-    // The old spill files are delivered, or their undelivered records are
-    // in the new one: either way they are done with.
+    // The old spill files and this run's journal are delivered, or their
+    // undelivered records are in the new spill file: either way they are
+    // done with. If the spill file could not be written, the journal keeps
+    // every record for the next start.
     if report.lost == 0 {
         spilled.remove_all();
+    }
+    if let Some(journal) = &journal {
+        if report.lost == 0 {
+            journal.retire();
+        } else {
+            journal.keep();
+        }
+    }
+    if let Some(rotating) = rotating {
+        let _ = rotating.join();
     }
     if report.spilled == 0 && report.lost == 0 {
         tracing::info!(
@@ -201,6 +247,13 @@ pub async fn run(
             spilled = report.spilled,
             file = %report.spill_file.as_deref().unwrap_or(std::path::Path::new("")).display(),
             "collector stopped: records undelivered by the deadline are in the spill file and are produced at the next start"
+        );
+    } else if journal.is_some() {
+        tracing::error!(
+            delivered = report.delivered,
+            undelivered = report.lost,
+            dir = %spill_dir.display(),
+            "collector stopped without writing its spill file: the journal segments keep every accepted record and the next start produces them"
         );
     } else {
         tracing::error!(
@@ -234,17 +287,23 @@ impl Spilled {
     }
 }
 
-/// Reads the spill directory, hands its records to the producer, and
-/// deletes the files once the broker acknowledged all of them.
-fn replay_spill(dir: &std::path::Path, drain: &producer::Drain) -> Result<Spilled, CollectorError> {
-    let loaded = spill::load(dir)?;
+/// Hands what an earlier run left (`loaded`: spill files and journal
+/// segments) to the producer, and deletes the files once the broker
+/// acknowledged all of it.
+fn replay_spill(
+    dir: &std::path::Path,
+    loaded: Vec<(std::path::PathBuf, Vec<spill::Frame>)>,
+    drain: &producer::Drain,
+) -> Spilled {
     let files: Vec<_> = loaded.iter().map(|(path, _)| path.clone()).collect();
     let frames: Vec<_> = loaded.into_iter().flat_map(|(_, frames)| frames).collect();
     let spilled = Spilled {
         files: Arc::new(Mutex::new(files)),
     };
     if frames.is_empty() {
-        return Ok(spilled);
+        // Empty journal segments of a run that accepted nothing.
+        spilled.remove_all();
+        return spilled;
     }
     let events: usize = frames.iter().map(|f| f.events).sum();
     tracing::info!(
@@ -252,7 +311,7 @@ fn replay_spill(dir: &std::path::Path, drain: &producer::Drain) -> Result<Spille
         records = frames.len(),
         events,
         dir = %dir.display(),
-        "producing the records an earlier stop spilled"
+        "producing the records an earlier run spilled or journaled"
     );
     drain.replay(frames);
     let outstanding = drain.replay_outstanding();
@@ -262,7 +321,7 @@ fn replay_spill(dir: &std::path::Path, drain: &producer::Drain) -> Result<Spille
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         done.remove_all();
-        tracing::info!(events, "spilled records delivered; spill files removed");
+        tracing::info!(events, "replayed records delivered; their files removed");
     });
-    Ok(spilled)
+    spilled
 }

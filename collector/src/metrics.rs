@@ -50,6 +50,11 @@ pub struct Metrics {
     pub lost: IntCounterVec,
     /// Open ingest connections.
     pub open_connections: IntGauge,
+    /// Write-ahead journal segments on disk (the one being written
+    /// included): grows while deliveries lag.
+    pub journal_segments: IntGauge,
+    /// Bytes in the journal segments on disk.
+    pub journal_bytes: IntGauge,
     /// `requests{route="beacon",status="202"}` and
     /// `request_seconds{route="beacon"}`, looked up once: nearly every
     /// request counts there, and a lookup hashes the labels each time.
@@ -168,6 +173,16 @@ pub fn metrics() -> &'static Metrics {
             open_connections: register_int_gauge!(
                 "qoe_collector_open_connections",
                 "Open ingest connections"
+            )
+            .expect("metric"),
+            journal_segments: register_int_gauge!(
+                "qoe_collector_journal_segments",
+                "Write-ahead journal segments on disk, the open one included"
+            )
+            .expect("metric"),
+            journal_bytes: register_int_gauge!(
+                "qoe_collector_journal_bytes",
+                "Bytes in the write-ahead journal segments on disk"
             )
             .expect("metric"),
         }

@@ -34,6 +34,7 @@ use qoe_common::health::Probe;
 
 use crate::channel::{Backlog, Queued};
 use crate::config::ProducerConfig;
+use crate::journal::Journal;
 use crate::metrics::metrics;
 use crate::retry::{Retries, Retry};
 use crate::spill::{self, Frame};
@@ -49,48 +50,74 @@ const IDLE_AFTER: Duration = Duration::from_millis(20);
 /// What a delivery report needs to know about its record, packed into
 /// librdkafka's per-record opaque pointer (an integer: no allocation per
 /// record): how many events it holds, whether it came from the spill
-/// directory, and when it was enqueued, in microseconds since a
-/// process-wide epoch.
+/// directory, its journal slot if it was journaled, and when it was
+/// enqueued, in milliseconds since a process-wide epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sent {
     pub(crate) events: usize,
     pub(crate) replayed: bool,
-    enqueued_us: usize,
+    pub(crate) slot: Option<u16>,
+    enqueued_ms: usize,
 }
 
 /// Bits for the event count (records hold at most `binary::MAX_EVENTS`).
 const EVENT_BITS: u32 = 16;
 const _: () = assert!(qoe_schema::record::binary::MAX_EVENTS < 1 << EVENT_BITS);
-/// The bit after the count says "replayed from the spill directory".
+/// The bit after the count says "replayed from the spill directory", the
+/// next "journaled", and the slot follows.
 const REPLAYED_BIT: usize = 1 << EVENT_BITS;
-const TIME_SHIFT: u32 = EVENT_BITS + 1;
+const JOURNALED_BIT: usize = 1 << (EVENT_BITS + 1);
+const SLOT_SHIFT: u32 = EVENT_BITS + 2;
+const SLOT_BITS: u32 = 12;
+const _: () = assert!(crate::journal::SLOTS == 1 << SLOT_BITS);
+const TIME_SHIFT: u32 = SLOT_SHIFT + SLOT_BITS;
+/// The enqueue time wraps after 2^34 ms (198 days); ages are computed
+/// modulo that, so they stay right for any record younger than that.
+const TIME_MASK: usize = (1 << (usize::BITS - TIME_SHIFT)) - 1;
 
 impl Sent {
-    pub(crate) fn new(events: usize, enqueued: Instant) -> Sent {
-        let enqueued_us = enqueued.saturating_duration_since(epoch()).as_micros() as usize;
+    pub(crate) fn new(events: usize, enqueued: Instant, slot: Option<u16>) -> Sent {
         Sent {
             events,
             replayed: false,
-            enqueued_us,
+            slot,
+            enqueued_ms: ms_since_epoch(enqueued),
         }
     }
 
     pub(crate) fn pack(self) -> usize {
-        self.enqueued_us << TIME_SHIFT | usize::from(self.replayed) << EVENT_BITS | self.events
+        let slot = match self.slot {
+            Some(slot) => JOURNALED_BIT | (slot as usize) << SLOT_SHIFT,
+            None => 0,
+        };
+        self.enqueued_ms << TIME_SHIFT
+            | slot
+            | usize::from(self.replayed) << EVENT_BITS
+            | self.events
     }
 
     fn unpack(packed: usize) -> Sent {
         Sent {
             events: packed & ((1 << EVENT_BITS) - 1),
             replayed: packed & REPLAYED_BIT != 0,
-            enqueued_us: packed >> TIME_SHIFT,
+            slot: (packed & JOURNALED_BIT != 0)
+                .then_some(((packed >> SLOT_SHIFT) & ((1 << SLOT_BITS) - 1)) as u16),
+            enqueued_ms: packed >> TIME_SHIFT,
         }
     }
 
     fn age_seconds(self) -> f64 {
-        let now_us = epoch().elapsed().as_micros() as usize;
-        now_us.saturating_sub(self.enqueued_us) as f64 / 1e6
+        elapsed_ms(ms_since_epoch(Instant::now()), self.enqueued_ms) as f64 / 1e3
     }
+}
+
+/// `now - then` in the wrapping time field.
+fn elapsed_ms(now: usize, then: usize) -> usize {
+    now.wrapping_sub(then) & TIME_MASK
+}
+
+fn ms_since_epoch(at: Instant) -> usize {
+    at.saturating_duration_since(epoch()).as_millis() as usize & TIME_MASK
 }
 
 fn epoch() -> Instant {
@@ -106,6 +133,7 @@ pub struct DeliveryContext {
     failures: RateLimitedLog,
     /// Records from the spill directory not yet acknowledged.
     replay_outstanding: Arc<AtomicU64>,
+    journal: Option<Arc<Journal>>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -124,6 +152,9 @@ impl ProducerContext for DeliveryContext {
                 m.delivery_seconds.observe(sent.age_seconds());
                 if sent.replayed {
                     self.replay_outstanding.fetch_sub(1, Ordering::AcqRel);
+                }
+                if let (Some(journal), Some(slot)) = (&self.journal, sent.slot) {
+                    journal.delivered(slot);
                 }
                 self.backlog.release(sent.events);
             }
@@ -233,6 +264,8 @@ pub struct Drain {
     backlog: Arc<Backlog>,
     spill_dir: std::path::PathBuf,
     replay_outstanding: Arc<AtomicU64>,
+    /// Whether a journal keeps every accepted record until this run ends.
+    journaled: bool,
 }
 
 /// What a graceful stop achieved.
@@ -245,7 +278,7 @@ pub struct DrainReport {
     /// The spill file written, if any.
     pub spill_file: Option<std::path::PathBuf>,
     /// Events accepted and neither delivered nor spilled (the spill write
-    /// failed): lost.
+    /// failed): lost, unless the journal keeps them for the next start.
     pub lost: usize,
 }
 
@@ -279,14 +312,17 @@ impl Drain {
         cfg: &ProducerConfig,
         receivers: Vec<flume::Receiver<Queued>>,
         backlog: Arc<Backlog>,
+        journal: Option<Arc<Journal>>,
     ) -> Result<Drain, KafkaError> {
         let retries = Retries::default();
         let replay_outstanding = Arc::new(AtomicU64::new(0));
+        let journaled = journal.is_some();
         let context = DeliveryContext {
             backlog: backlog.clone(),
             retries: retries.clone(),
             failures: RateLimitedLog::new(),
             replay_outstanding: replay_outstanding.clone(),
+            journal,
         };
         let producer: ThreadedProducer<DeliveryContext> =
             client_config(kafka, cfg).create_with_context(context)?;
@@ -313,7 +349,6 @@ impl Drain {
                             abandon: &abandon,
                             retries: &retries,
                             left_over: &left_over,
-                            buf: Vec::with_capacity(1024),
                         };
                         drain(&rx, out, nap)
                     })
@@ -338,6 +373,7 @@ impl Drain {
             backlog,
             spill_dir: cfg.spill_dir.clone(),
             replay_outstanding,
+            journaled,
         })
     }
 
@@ -348,7 +384,7 @@ impl Drain {
         for frame in frames {
             self.backlog.force_reserve(frame.events);
             self.replay_outstanding.fetch_add(1, Ordering::AcqRel);
-            let mut sent = Sent::new(frame.events, Instant::now());
+            let mut sent = Sent::new(frame.events, Instant::now(), None);
             sent.replayed = true;
             metrics().replayed.inc_by(frame.events as u64);
             self.retries.replay(Retry { frame, sent });
@@ -448,6 +484,10 @@ impl Drain {
                 report.spill_file = file;
                 metrics().spilled.inc_by(events as u64);
             }
+            Err(err) if self.journaled => {
+                tracing::error!(error = %err, events, "cannot write the spill file: the journal keeps these accepted events for the next start");
+                report.lost = events;
+            }
             Err(err) => {
                 tracing::error!(error = %err, events, "cannot write the spill file: these accepted events are lost");
                 report.lost = events;
@@ -471,9 +511,7 @@ fn drain(rx: &flume::Receiver<Queued>, mut out: Output<'_>, nap: Duration) {
         let mut took = 0;
         for queued in rx.try_iter() {
             // Per record: under steady load this loop may not end for a while.
-            metrics()
-                .channel_depth
-                .sub(queued.record.events.len() as i64);
+            metrics().channel_depth.sub(queued.frame.events as i64);
             out.send(queued);
             took += 1;
         }
@@ -493,9 +531,7 @@ fn drain(rx: &flume::Receiver<Queued>, mut out: Output<'_>, nap: Duration) {
         // Idle: sleep on the channel until the next record (or the end).
         match rx.recv() {
             Ok(queued) => {
-                metrics()
-                    .channel_depth
-                    .sub(queued.record.events.len() as i64);
+                metrics().channel_depth.sub(queued.frame.events as i64);
                 out.send(queued);
                 idle_rounds = 0;
             }
@@ -511,33 +547,28 @@ struct Output<'a> {
     abandon: &'a AtomicBool,
     retries: &'a Retries,
     left_over: &'a Mutex<Vec<Frame>>,
-    buf: Vec<u8>,
 }
 
 impl Output<'_> {
-    /// Serializes the record and hands it to the Kafka client, waiting while
-    /// the client's queue is full. At the shutdown deadline it keeps the
-    /// record for the spill instead; a record the client refuses goes to the
-    /// retry queue.
-    fn send(&mut self, Queued { record, enqueued }: Queued) {
-        self.buf.clear();
-        record.encode_into(&mut self.buf);
-        let events = record.events.len();
-        let sent = Sent::new(events, enqueued);
-        let key = record.key().as_bytes();
-        let frame = |buf: &Vec<u8>| Frame {
-            key: key.to_vec(),
-            payload: buf.clone(),
-            events,
-        };
+    /// Hands the record to the Kafka client, waiting while the client's
+    /// queue is full. At the shutdown deadline it keeps the record for the
+    /// spill instead; a record the client refuses goes to the retry queue.
+    fn send(&mut self, queued: Queued) {
+        let Queued {
+            frame,
+            enqueued,
+            slot,
+        } = queued;
+        let events = frame.events;
+        let sent = Sent::new(events, enqueued, slot);
         if !self.abandon.load(Ordering::Relaxed) {
             // No headers: the payload's first byte is its format version, and
             // a broker that stores headers as rows (tansu) pays for each one.
             match produce(
                 self.producer,
                 self.topic,
-                key,
-                &self.buf,
+                &frame.key,
+                &frame.payload,
                 sent,
                 self.abandon,
             ) {
@@ -552,7 +583,6 @@ impl Output<'_> {
                         .with_label_values(&[reason])
                         .inc_by(events as u64);
                     tracing::warn!(error = %err, reason, events, "record could not be handed to Kafka; retrying");
-                    let frame = frame(&self.buf);
                     self.retries.failed(Retry { frame, sent });
                     return;
                 }
@@ -560,7 +590,6 @@ impl Output<'_> {
                 Err(_) => {}
             }
         }
-        let frame = frame(&self.buf);
         self.left_over
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -586,11 +615,21 @@ mod tests {
         let later = epoch() + Duration::from_secs(3 * 24 * 3600);
         for events in [1, 20, qoe_schema::record::binary::MAX_EVENTS] {
             for replayed in [false, true] {
-                let mut sent = Sent::new(events, later);
-                sent.replayed = replayed;
-                assert_eq!(Sent::unpack(sent.pack()), sent);
-                assert_eq!(sent.enqueued_us, 3 * 24 * 3600 * 1_000_000);
+                for slot in [None, Some(0), Some(7), Some(4095)] {
+                    let mut sent = Sent::new(events, later, slot);
+                    sent.replayed = replayed;
+                    assert_eq!(Sent::unpack(sent.pack()), sent);
+                    assert_eq!(sent.enqueued_ms, 3 * 24 * 3600 * 1_000);
+                }
             }
         }
+    }
+
+    #[test]
+    fn ages_survive_the_enqueue_time_wrapping() {
+        assert_eq!(elapsed_ms(3, TIME_MASK - 499), 503);
+        assert_eq!(elapsed_ms(900, 400), 500);
+        let sent = Sent::new(1, Instant::now(), None);
+        assert_eq!(Sent::unpack(sent.pack()).enqueued_ms, sent.enqueued_ms);
     }
 }

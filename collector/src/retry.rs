@@ -161,7 +161,7 @@ mod tests {
                 payload: vec![1, 2, 3],
                 events,
             },
-            sent: Sent::new(events, Instant::now()),
+            sent: Sent::new(events, Instant::now(), None),
         }
     }
 

@@ -49,6 +49,11 @@ pub enum SpillError {
         at: usize,
         what: &'static str,
     },
+    /// Another process holds the directory.
+    #[error(
+        "{path} is locked by another running collector: give each collector a spill directory of its own"
+    )]
+    Locked { path: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpillError + '_ {
@@ -88,21 +93,31 @@ pub fn write(dir: &Path, frames: &[Frame]) -> Result<Option<PathBuf>, SpillError
     Ok(Some(done))
 }
 
+/// One frame's bytes.
 fn encode(frame: &Frame) -> Vec<u8> {
     let mut buf = Vec::with_capacity(frame.key.len() + frame.payload.len() + 16);
+    encode_into(frame, &mut buf);
+    buf
+}
+
+/// Appends one frame's bytes to `buf`.
+pub(crate) fn encode_into(frame: &Frame, buf: &mut Vec<u8>) {
+    let start = buf.len();
     buf.extend_from_slice(&(frame.key.len() as u32).to_le_bytes());
     buf.extend_from_slice(&frame.key);
     buf.extend_from_slice(&(frame.payload.len() as u32).to_le_bytes());
     buf.extend_from_slice(&frame.payload);
     buf.extend_from_slice(&(frame.events as u32).to_le_bytes());
-    let crc = crc32fast::hash(&buf);
+    let crc = crc32fast::hash(&buf[start..]);
     buf.extend_from_slice(&crc.to_le_bytes());
-    buf
 }
 
-/// The complete spill files in `dir`, oldest first, each with its frames.
-/// Leftover `*.tmp` files (a write cut short by a crash: never
-/// acknowledged as spilled) are removed. A missing directory is empty.
+/// The complete spill files and journal segments in `dir`, oldest first,
+/// each with its frames. Leftover `*.tmp` files (a write cut short by a
+/// crash: never acknowledged as spilled) are removed. A journal segment
+/// may end in a frame torn by a kill mid-write, whose request was never
+/// answered: the whole frames before it are kept. A missing directory is
+/// empty.
 pub fn load(dir: &Path) -> Result<Vec<(PathBuf, Vec<Frame>)>, SpillError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -114,6 +129,7 @@ pub fn load(dir: &Path) -> Result<Vec<(PathBuf, Vec<Frame>)>, SpillError> {
         let path = entry.map_err(io_err(dir))?.path();
         match path.extension().and_then(|e| e.to_str()) {
             Some("spill") => paths.push(path),
+            Some(crate::journal::EXTENSION) => paths.push(path),
             Some("tmp") => {
                 tracing::warn!(path = %path.display(), "removing an incomplete spill file");
                 fs::remove_file(&path).map_err(io_err(&path))?;
@@ -130,38 +146,52 @@ pub fn load(dir: &Path) -> Result<Vec<(PathBuf, Vec<Frame>)>, SpillError> {
             File::open(&path)
                 .and_then(|mut f| f.read_to_end(&mut bytes))
                 .map_err(io_err(&path))?;
-            let frames = decode(&bytes).map_err(|(at, what)| SpillError::Damaged {
-                path: path.clone(),
-                at,
-                what,
-            })?;
+            let (frames, damage) = decode(&bytes);
+            let journal = path
+                .extension()
+                .is_some_and(|e| e == crate::journal::EXTENSION);
+            match damage {
+                None => {}
+                Some((at, what)) if journal && what != "checksum mismatch" => {
+                    tracing::warn!(path = %path.display(), at, what, "a journal segment ends in a torn write (a kill mid-request); keeping the whole frames before it");
+                }
+                Some((at, what)) => return Err(SpillError::Damaged { path, at, what }),
+            }
             Ok((path, frames))
         })
         .collect()
 }
 
-fn decode(mut bytes: &[u8]) -> Result<Vec<Frame>, (usize, &'static str)> {
+/// The frames of `bytes` up to the first damaged one, and where and how it
+/// is damaged.
+fn decode(mut bytes: &[u8]) -> (Vec<Frame>, Option<(usize, &'static str)>) {
     let total = bytes.len();
     let mut frames = Vec::new();
     while !bytes.is_empty() {
         let at = total - bytes.len();
-        let start = bytes;
-        let fail = |what| (at, what);
-        let key = take_sized(&mut bytes).ok_or_else(|| fail("truncated key"))?;
-        let payload = take_sized(&mut bytes).ok_or_else(|| fail("truncated payload"))?;
-        let events = take_u32(&mut bytes).ok_or_else(|| fail("truncated event count"))?;
-        let body_len = start.len() - bytes.len();
-        let crc = take_u32(&mut bytes).ok_or_else(|| fail("truncated checksum"))?;
-        if crc32fast::hash(&start[..body_len]) != crc {
-            return Err(fail("checksum mismatch"));
+        match decode_one(&mut bytes) {
+            Ok(frame) => frames.push(frame),
+            Err(what) => return (frames, Some((at, what))),
         }
-        frames.push(Frame {
-            key: key.to_vec(),
-            payload: payload.to_vec(),
-            events: events as usize,
-        });
     }
-    Ok(frames)
+    (frames, None)
+}
+
+fn decode_one(bytes: &mut &[u8]) -> Result<Frame, &'static str> {
+    let start = *bytes;
+    let key = take_sized(bytes).ok_or("truncated key")?;
+    let payload = take_sized(bytes).ok_or("truncated payload")?;
+    let events = take_u32(bytes).ok_or("truncated event count")?;
+    let body_len = start.len() - bytes.len();
+    let crc = take_u32(bytes).ok_or("truncated checksum")?;
+    if crc32fast::hash(&start[..body_len]) != crc {
+        return Err("checksum mismatch");
+    }
+    Ok(Frame {
+        key: key.to_vec(),
+        payload: payload.to_vec(),
+        events: events as usize,
+    })
 }
 
 fn take_u32(bytes: &mut &[u8]) -> Option<u32> {
@@ -178,6 +208,20 @@ fn take_sized<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (head, rest) = bytes.split_at(len);
     *bytes = rest;
     Some(head)
+}
+
+/// Takes the spill directory (created if missing) for this process: a
+/// second collector on the same directory would replay the first one's
+/// live journal. The lock lasts as long as the returned file is open.
+pub fn lock(dir: &Path) -> Result<File, SpillError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let path = dir.join("lock");
+    let file = File::create(&path).map_err(io_err(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(SpillError::Locked { path }),
+        Err(fs::TryLockError::Error(source)) => Err(SpillError::Io { path, source }),
+    }
 }
 
 /// Removes a spill file whose frames were all delivered.
@@ -247,6 +291,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("truncated checksum"));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_directory_is_locked_by_one_holder_at_a_time() {
+        let d = dir("lock");
+        let held = lock(&d).unwrap();
+        let err = lock(&d).unwrap_err().to_string();
+        assert!(err.contains("locked by another running collector"), "{err}");
+        drop(held);
+        assert!(lock(&d).is_ok(), "free again once the holder is gone");
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -9,6 +9,12 @@ fn listen() -> (&'static str, String) {
     ("QOE_HTTP__LISTEN", format!("127.0.0.1:{}", free_port()))
 }
 
+/// A spill directory of its own: one collector at a time may hold one.
+fn spill_dir() -> (&'static str, String) {
+    let dir = std::env::temp_dir().join(unique("boot-spill"));
+    ("QOE_PRODUCER__SPILL_DIR", dir.display().to_string())
+}
+
 #[tokio::test]
 async fn ready_follows_the_broker() {
     let mut broker = Broker::stopped();
@@ -20,6 +26,7 @@ async fn ready_follows_the_broker() {
             ("QOE_KAFKA__BROKERS", broker.addr.clone()),
             ("QOE_KAFKA__TOPIC", topic.clone()),
             listen(),
+            spill_dir(),
         ],
     );
     qoe_testkit::wait_until(Duration::from_secs(20), "healthz", || async {
@@ -48,7 +55,7 @@ async fn sigterm_exits_cleanly() {
     let mut svc = Service::spawn(
         "qoe-collector",
         env!("CARGO_BIN_EXE_qoe-collector"),
-        &[listen()],
+        &[listen(), spill_dir()],
     );
     qoe_testkit::wait_until(Duration::from_secs(20), "healthz", || async {
         status_of(&format!("{}/healthz", svc.admin)).await == Some(200)

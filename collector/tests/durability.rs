@@ -29,6 +29,17 @@ fn ids_in(records: &[(rdkafka::message::OwnedMessage, Vec<Heartbeat>)]) -> BTree
         .collect()
 }
 
+/// The files in `dir` with extension `ext`.
+fn files_in(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("the spill directory exists")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    files
+}
+
 /// Reads `topic` until every id of `accepted` arrived (panics naming the
 /// missing ones after 90 s).
 async fn assert_all_in_topic(brokers: &str, topic: &str, accepted: &BTreeSet<(String, u32)>) {
@@ -229,12 +240,13 @@ async fn undelivered_at_the_deadline_is_spilled_and_replayed_after_restart() {
         tokio::task::block_in_place(|| first.svc.process.terminate(Duration::from_secs(20)))
             .expect("the collector exits after SIGTERM");
     assert!(status.success(), "exit status {status}");
-    let spilled: Vec<_> = std::fs::read_dir(&spill_dir)
-        .expect("the spill directory exists")
-        .map(|e| e.unwrap().path())
-        .collect();
+    let spilled = files_in(&spill_dir, "spill");
     assert_eq!(spilled.len(), 1, "one spill file: {spilled:?}");
-    assert!(spilled[0].extension().is_some_and(|e| e == "spill"));
+    assert_eq!(
+        files_in(&spill_dir, "journal"),
+        Vec::<std::path::PathBuf>::new(),
+        "a clean stop removes the journal"
+    );
 
     broker.start().await;
     let second = Collector::start(&broker.addr, &topic, &settings);
@@ -255,5 +267,79 @@ async fn undelivered_at_the_deadline_is_spilled_and_replayed_after_restart() {
         "{metrics}"
     );
     assert!(!metrics.contains("qoe_collector_lost_total{"), "{metrics}");
+    let _ = std::fs::remove_dir_all(&spill_dir);
+}
+
+/// A collector killed with `-9` while every event it acknowledged is still
+/// in its Kafka client's queue (a 10 s linger holds them there): the next
+/// start finds them in the journal and produces them, then deletes the
+/// dead run's segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_nothing_acknowledged() {
+    let stack = Stack::from_env();
+    let topic = unique("kill9");
+    create_topic(&stack.brokers, &topic, 2).await;
+    let spill_dir = std::env::temp_dir().join(unique("kill9"));
+    let dir = ("QOE_PRODUCER__SPILL_DIR", spill_dir.display().to_string());
+    let holding = [dir.clone(), ("QOE_PRODUCER__LINGER", "10s".to_owned())];
+    let first = Collector::start(&stack.brokers, &topic, &holding);
+    first.svc.wait_ready(true, Duration::from_secs(30)).await;
+    let mut accepted = BTreeSet::new();
+    for i in 0..20 {
+        let (body, ids) = batch(&format!("kill9-{i}"), 0..5);
+        assert_eq!(first.post(body, &[]).await.status, 202);
+        accepted.extend(ids);
+    }
+    let metrics = first.svc.metrics().await;
+    assert!(
+        metrics.contains("qoe_collector_delivered_total 0"),
+        "nothing delivered before the kill: {metrics}"
+    );
+    let dead_run = files_in(&spill_dir, "journal");
+    assert!(!dead_run.is_empty());
+    drop(first); // SIGKILL
+
+    let second = Collector::start(&stack.brokers, &topic, &[dir]);
+    second.svc.wait_ready(true, Duration::from_secs(30)).await;
+    assert_all_in_topic(&stack.brokers, &topic, &accepted).await;
+    second
+        .svc
+        .wait_metric("qoe_collector_replayed_total 100", Duration::from_secs(20))
+        .await;
+    qoe_testkit::wait_until(
+        Duration::from_secs(20),
+        "the dead run's journal to be removed",
+        || {
+            let gone = dead_run.iter().all(|p| !p.exists());
+            async move { gone }
+        },
+    )
+    .await;
+    drop(second);
+    let _ = std::fs::remove_dir_all(&spill_dir);
+}
+
+/// Two collectors on one spill directory would replay each other's live
+/// journal: the second refuses to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spill_directory_serves_one_collector() {
+    let stack = Stack::from_env();
+    let topic = unique("locked");
+    create_topic(&stack.brokers, &topic, 1).await;
+    let spill_dir = std::env::temp_dir().join(unique("locked"));
+    let dir = [("QOE_PRODUCER__SPILL_DIR", spill_dir.display().to_string())];
+    let first = Collector::start(&stack.brokers, &topic, &dir);
+    first.svc.wait_ready(true, Duration::from_secs(30)).await;
+    let mut second = Collector::start(&stack.brokers, &topic, &dir);
+    let still_running = tokio::task::block_in_place(|| {
+        let start = std::time::Instant::now();
+        while second.svc.process.running() && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        second.svc.process.running()
+    });
+    assert!(!still_running, "the second collector exits");
+    first.svc.wait_ready(true, Duration::from_secs(5)).await;
+    drop(first);
     let _ = std::fs::remove_dir_all(&spill_dir);
 }

@@ -155,6 +155,7 @@ async fn acknowledged_events_survive_a_broker_kill_and_a_collector_restart() {
     let spilled: Vec<_> = std::fs::read_dir(&spill_dir)
         .expect("a spill directory")
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "spill"))
         .collect();
     assert_eq!(spilled.len(), 1, "{spilled:?}");
     let during_outage = accepted.lock().unwrap().len() - before_kill;
