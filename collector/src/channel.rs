@@ -195,8 +195,10 @@ impl Channel {
             };
             if self.senders[worker].try_send(queued).is_err() {
                 // Only when the workers are gone (shutdown): give back the
-                // room of everything not enqueued. Journaled records stay
-                // in the journal, which a stop that follows keeps.
+                // room of everything not enqueued. The refused records stay
+                // in the journal until the stop retires it; a client's
+                // retry of the request duplicates the ones already sent,
+                // which downstream collapses.
                 self.backlog.release(left);
                 return Err(EnqueueError::Closed);
             }
