@@ -47,6 +47,19 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Largest body after gzip decompression, bytes (gzip-bomb guard).
     pub max_decompressed_bytes: usize,
+    /// Bytes of request bodies being received at once, all connections
+    /// together (a body counts its `Content-Length`, or `max_body_bytes`
+    /// when it has none). A request beyond it gets 503 + `Retry-After`
+    /// (`body_budget`); together with the channel's bound this caps the
+    /// collector's memory whatever the clients do.
+    pub max_body_bytes_in_flight: usize,
+    /// Shed a share of new requests (503 + `Retry-After`, `overloaded`)
+    /// while tasks wait longer than this for a core, on average over
+    /// ~100 ms: none at this lag, all at twice it. Keeps the latency of the
+    /// requests taken bounded when offered more than the CPU can serve.
+    /// `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub overload_lag: Duration,
     /// Time allowed to receive the request headers (slowloris guard).
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
@@ -64,6 +77,8 @@ impl Default for HttpConfig {
             max_connections: 10_000,
             max_body_bytes: 512 * 1024,
             max_decompressed_bytes: 1024 * 1024,
+            max_body_bytes_in_flight: 64 * 1024 * 1024,
+            overload_lag: Duration::from_millis(200),
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
             cors_allow_origin: "*".into(),
@@ -259,6 +274,12 @@ impl Validate for CollectorConfig {
             "http.max_decompressed_bytes",
             self.http.max_decompressed_bytes,
         )?;
+        if self.http.max_body_bytes_in_flight < self.http.max_body_bytes {
+            return Err(ConfigError::invalid(
+                "http.max_body_bytes_in_flight",
+                "must be at least http.max_body_bytes (or no largest body could be received)",
+            ));
+        }
         positive("producer.channel_capacity", self.producer.channel_capacity)?;
         if self.producer.spill_dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid(

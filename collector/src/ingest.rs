@@ -45,7 +45,7 @@ use crate::enrich::Enricher;
 use crate::metrics::metrics;
 pub use crate::route::Listener;
 use crate::route::{query_key, Format, Route};
-use crate::shed::TokenBucket;
+use crate::shed::{BodyBudget, Overload, TokenBucket};
 
 /// Header carrying the property key when it is not in the path.
 pub const KEY_HEADER: &str = "x-qoe-key";
@@ -66,6 +66,8 @@ pub struct Ingest {
     enricher: Enricher,
     cfg: CollectorConfig,
     cors_origin: HeaderValue,
+    bodies: BodyBudget,
+    overload: Overload,
 }
 
 /// The answer to a beacon: how many events were accepted and why the others
@@ -153,8 +155,16 @@ impl Ingest {
             enricher,
             cors_origin: HeaderValue::from_str(&cfg.http.cors_allow_origin)
                 .unwrap_or(HeaderValue::from_static("*")),
+            bodies: BodyBudget::new(cfg.http.max_body_bytes_in_flight),
+            overload: Overload::new(cfg.http.overload_lag),
             cfg: cfg.clone(),
         }
+    }
+
+    /// Measures the runtime's lag for overload shedding; runs until the
+    /// process ends.
+    pub async fn probe_overload(&self) {
+        self.overload.probe().await
     }
 
     /// Stops accepting: drops the channel so the drain workers can finish.
@@ -226,6 +236,13 @@ impl Ingest {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "use POST (or OPTIONS for CORS preflight)",
+            ));
+        }
+        // Before any work: a shed request must cost next to nothing.
+        if self.overload.shed() {
+            return Err(self.unavailable(
+                "cpu_overloaded",
+                "the collector is short of CPU; retry after the given seconds",
             ));
         }
         // mux-embed names its key in the body, read first.
@@ -339,27 +356,14 @@ impl Ingest {
                 })
             }
             Err(EnqueueError::Journal(err)) => {
-                m.drops.with_label_values(&["journal_unavailable"]).inc();
                 tracing::warn!(error = %err, dir = %self.cfg.producer.spill_dir.display(), "cannot append to the journal; refusing the request");
-                Err(Refusal {
-                    retry_after: Some(self.cfg.producer.retry_after_s),
-                    ..refuse(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "journal_unavailable",
-                        "this collector cannot write its journal (disk full or failing); retry",
-                    )
-                })
+                Err(self.unavailable(
+                    "journal_unavailable",
+                    "this collector cannot write its journal (disk full or failing); retry",
+                ))
             }
             Err(EnqueueError::Closed) => {
-                m.drops.with_label_values(&["shutting_down"]).inc();
-                Err(Refusal {
-                    retry_after: Some(self.cfg.producer.retry_after_s),
-                    ..refuse(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "shutting_down",
-                        "this collector is shutting down; retry",
-                    )
-                })
+                Err(self.unavailable("shutting_down", "this collector is shutting down; retry"))
             }
         }
     }
@@ -414,6 +418,15 @@ impl Ingest {
         if declared.is_some_and(|n| n > http.max_body_bytes) {
             return Err(too_large("body", http.max_body_bytes));
         }
+        let Some(_room) = self
+            .bodies
+            .try_reserve(declared.unwrap_or(http.max_body_bytes))
+        else {
+            return Err(self.unavailable(
+                "body_budget",
+                "the collector is receiving as many bytes as it may at once; retry after the given seconds",
+            ));
+        };
         let limited = Limited::new(req.into_body(), http.max_body_bytes);
         let body = match tokio::time::timeout(http.body_timeout, limited.collect()).await {
             Err(_) => {
@@ -452,6 +465,15 @@ impl Ingest {
                 "invalid_gzip",
                 format!("Content-Encoding is gzip but the body is not: {err}"),
             )),
+        }
+    }
+
+    /// A 503 with `Retry-After`, counted in `drops{reason=code}`.
+    fn unavailable(&self, code: &'static str, message: &'static str) -> Refusal {
+        metrics().drops.with_label_values(&[code]).inc();
+        Refusal {
+            retry_after: Some(self.cfg.producer.retry_after_s),
+            ..refuse(StatusCode::SERVICE_UNAVAILABLE, code, message)
         }
     }
 

@@ -145,6 +145,10 @@ pub async fn run(
     };
     let admin = qoe_common::admin::start(&cfg.admin, probes).await?;
     let ingest = Arc::new(ingest::Ingest::new(&cfg, channel, enricher));
+    let probe = {
+        let ingest = ingest.clone();
+        tokio::spawn(async move { ingest.probe_overload().await })
+    };
     tracing::info!(
         addr = %listener.local_addr().unwrap_or(cfg.http.listen),
         workers,
@@ -210,6 +214,8 @@ pub async fn run(
         let _ = served.await;
     }
 
+    probe.abort();
+    let _ = probe.await;
     ingest.close();
     drop(ingest);
     let until = deadline();

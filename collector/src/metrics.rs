@@ -7,8 +7,9 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    register_gauge, register_histogram, register_histogram_vec, register_int_counter,
+    register_int_counter_vec, register_int_gauge, Gauge, Histogram, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge,
 };
 
 /// Every collector metric.
@@ -50,6 +51,8 @@ pub struct Metrics {
     pub lost: IntCounterVec,
     /// Open ingest connections.
     pub open_connections: IntGauge,
+    /// How late the runtime wakes a task, smoothed (`shed::Overload`).
+    pub runtime_lag: Gauge,
     /// Write-ahead journal segments on disk (the one being written
     /// included): grows while deliveries lag.
     pub journal_segments: IntGauge,
@@ -173,6 +176,11 @@ pub fn metrics() -> &'static Metrics {
             open_connections: register_int_gauge!(
                 "qoe_collector_open_connections",
                 "Open ingest connections"
+            )
+            .expect("metric"),
+            runtime_lag: register_gauge!(
+                "qoe_collector_runtime_lag_seconds",
+                "How late the runtime wakes a task, smoothed over ~100 ms; above http.overload_lag requests are shed"
             )
             .expect("metric"),
             journal_segments: register_int_gauge!(
