@@ -56,6 +56,9 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     /// Longest query string accepted, bytes (longer: 414).
     pub max_query_bytes: usize,
+    /// Most open connections; beyond it a new one gets `503
+    /// too_many_connections` and is closed.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -64,6 +67,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             header_timeout: Duration::from_secs(5),
             max_query_bytes: 4096,
+            max_connections: 1024,
         }
     }
 }
@@ -121,6 +125,12 @@ impl Validate for ApiConfig {
             return Err(ConfigError::invalid(
                 "query",
                 "max_execution_time and retention must be greater than zero",
+            ));
+        }
+        if self.http.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "http.max_connections",
+                "must be greater than zero",
             ));
         }
         if self.http.listen == self.admin.listen {

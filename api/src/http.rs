@@ -64,14 +64,14 @@ pub async fn bind(cfg: &ApiConfig) -> Result<TcpListener, BindError> {
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
-    header_timeout: std::time::Duration,
+    limits: qoe_common::serve::Limits,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let handle = Arc::new(move |req: Request<Incoming>| {
         let app = app.clone();
         async move { handle(&app, req).await }
     });
-    qoe_common::serve::serve("api", listener, header_timeout, handle, shutdown).await;
+    qoe_common::serve::serve("api", listener, limits, handle, shutdown).await;
 }
 
 /// The dashboard's files, built into the binary: `(path, content type,

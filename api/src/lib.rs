@@ -55,7 +55,11 @@ pub async fn run(cfg: ApiConfig, shutdown: impl Future<Output = ()>) -> Result<(
         "api started"
     );
     let health = admin.health.clone();
-    http::serve(listener, app, cfg.http.header_timeout, async move {
+    let limits = qoe_common::serve::Limits {
+        header_timeout: cfg.http.header_timeout,
+        max_connections: cfg.http.max_connections,
+    };
+    http::serve(listener, app, limits, async move {
         shutdown.await;
         health.set_draining();
     })

@@ -14,14 +14,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use qoe_common::serve::TOO_MANY_CONNECTIONS;
+
 use crate::config::HttpConfig;
 use crate::ingest::{Ingest, Listener};
 use crate::metrics::metrics;
-
-/// Written to connections over the cap: no parsing, no allocation.
-const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
-Content-Type: application/json\r\nContent-Length: 71\r\nConnection: close\r\n\r\n\
-{\"error\":{\"code\":\"too_many_connections\",\"message\":\"connection limit\"}}\n";
 
 /// Serves `listener` (which `which` says) until `shutdown` resolves, then
 /// waits for in-flight requests until `deadline`.

@@ -63,7 +63,11 @@ impl AdminServer {
         crate::serve::serve(
             "admin",
             self.listener,
-            std::time::Duration::from_secs(5),
+            // Scrapers and probes: a few connections at a time.
+            crate::serve::Limits {
+                header_timeout: std::time::Duration::from_secs(5),
+                max_connections: 256,
+            },
             handle,
             shutdown,
         )
