@@ -140,8 +140,8 @@ fn report(done: &qoe_loadgen::Finished) {
     let r = &done.record;
     for (i, s) in r.steps.iter().enumerate() {
         println!(
-            "step {}: {} viewers, {:.0} s, {:.0} events/s, request p50/p99 {:.1}/{:.1} ms, write p50/p99 {:.1}/{:.1} s ({} markers), read p90 {}, errors {:.3}/s, backlog {:?} -> {:?}{}",
-            i + 1, s.viewers, s.seconds, s.sent_per_s, s.request_p50_ms, s.request_p99_ms,
+            "step {}: {} viewers, {:.0} s, {:.0} events/s, accepted request p50/p99 {:.1}/{:.1} ms, shed {} refused {} failed {}, write p50/p99 {:.1}/{:.1} s ({} markers), read p90 {}, errors {:.3}/s, backlog {:?} -> {:?}{}",
+            i + 1, s.viewers, s.seconds, s.sent_per_s, s.request_p50_ms, s.request_p99_ms, s.shed, s.refused, s.failed,
             s.write_latency_p50_s, s.write_latency_p99_s, s.markers, qoe_loadgen::step::read_p90_text(s.read_latency_p90_ms),
             s.errors_per_s, s.backlog_start, s.backlog_end,
             if s.broken.is_empty() { String::new() } else { format!(" BROKE {}", s.broken.join(", ")) },

@@ -374,10 +374,13 @@ impl Driver<'_> {
         {
             self.outstanding -= 1;
             for w in [&mut self.window, &mut self.total] {
-                w.request_ms.push(latency_ms as f32);
+                w.answered += 1;
             }
             let retry_in_ms = match &outcome {
                 Outcome::Accepted { rejected } => {
+                    for w in [&mut self.window, &mut self.total] {
+                        w.request_ms.push(latency_ms as f32);
+                    }
                     let mut n_rejected = 0;
                     for (i, e) in job.events.iter().enumerate() {
                         if let Some((_, reason)) = rejected.iter().find(|r| r.0 == i) {
@@ -464,12 +467,13 @@ impl Driver<'_> {
         let sent_per_s = (w.requests - w.last_requests) as f64;
         w.last_requests = w.requests;
         let recent = &mut w.request_ms[w.last_latency..];
-        let answered = recent.len();
+        let answered = w.answered - w.last_answered;
+        w.last_answered = w.answered;
         recent.sort_by(f32::total_cmp);
         let (p50, p99) = (pick(recent, 0.5), pick(recent, 0.99));
         w.last_latency = w.request_ms.len();
         eprintln!(
-            "run: t={:>4}s viewers={} sent/s={:.0} answered/s={} accepted={} shed={} errors={} queued={} p50={:.1}ms p99={:.1}ms",
+            "run: t={:>4}s viewers={} sent/s={:.0} answered/s={} accepted={} shed={} errors={} queued={} accepted p50={:.1}ms p99={:.1}ms",
             (now - started) / 1000,
             self.viewers.len(),
             sent_per_s,

@@ -53,7 +53,11 @@ pub(crate) struct Window {
     pub(crate) failed: u64,
     pub(crate) dropped: u64,
     pub(crate) unsent: u64,
+    /// Latency of accepted requests only: a shed answer is fast by design
+    /// and would hide how long the accepted ones took.
     pub(crate) request_ms: Vec<f32>,
+    pub(crate) answered: u64,
+    pub(crate) last_answered: u64,
     pub(crate) write_s: Vec<f32>,
     pub(crate) read_ms: Vec<f32>,
     pub(crate) last_requests: u64,
