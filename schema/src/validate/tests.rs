@@ -193,6 +193,18 @@ fn whole_body_errors() {
         decode(many.as_bytes(), &c).unwrap_err().reason,
         Reason::TooManyEvents
     );
+    // In an envelope too, with or without metadata before the events.
+    for envelope in [
+        format!("{{\"events\": {many}}}"),
+        format!("{{\"metadata\": {{}}, \"events\": {many}}}"),
+        format!("{{\"events\": {many}, \"metadata\": {{}}}}"),
+    ] {
+        assert_eq!(
+            decode(envelope.as_bytes(), &c).unwrap_err().reason,
+            Reason::TooManyEvents,
+            "{envelope:.60}"
+        );
+    }
     // Deep nesting never overflows the stack: it is refused, per event.
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let out = decode(deep.as_bytes(), &c).unwrap();
