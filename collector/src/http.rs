@@ -38,6 +38,9 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.header_timeout)
+        // Request line and headers beyond 64 KiB: 431 (hyper's default
+        // allows ~400 KiB per connection).
+        .max_buf_size(64 * 1024)
         .keep_alive(true)
         // Otherwise, while a request is in flight, hyper polls the socket
         // for an early EOF, and to do so reserves a fresh 8 KiB read buffer

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use qoe_schema::record::FORMAT_VERSION;
+use qoe_testkit::httpc::Reply;
 use qoe_testkit::{unique, Stack};
 use rdkafka::message::{Headers, Message};
 use serde_json::json;
@@ -496,4 +497,69 @@ async fn a_body_that_never_arrives_is_timed_out() {
         .unwrap();
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     assert!(reply.contains("body_timeout"), "{reply}");
+}
+
+#[tokio::test]
+async fn bodies_in_flight_are_capped_across_connections() {
+    use tokio::io::AsyncWriteExt;
+    let stack = Stack::from_env();
+    let topic = unique("bodybudget");
+    stack.create_topic(&topic, 1).await;
+    let collector = Collector::start(
+        &stack.brokers,
+        &topic,
+        &[
+            ("QOE_HTTP__MAX_BODY_BYTES", "65536".into()),
+            ("QOE_HTTP__MAX_BODY_BYTES_IN_FLIGHT", "65536".into()),
+            ("QOE_HTTP__BODY_TIMEOUT", "2s".into()),
+        ],
+    );
+    collector.wait_listening().await;
+    let addr = collector.url.trim_start_matches("http://").to_owned();
+    // A slow client declares 60 000 bytes and sends a few: it holds 59 KiB
+    // of the 64 KiB budget until its body times out.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        b"POST /v1/beacon/testkey HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 60000\r\n\r\n{\"view_id\":",
+    )
+    .await
+    .unwrap();
+    // A batch of ~8 KiB does not fit beside it: refused at once, with a retry.
+    let batch: Vec<_> = (0..16).map(|i| event("budget", i)).collect();
+    let body = json!({ "events": batch }).to_string();
+    assert!(body.len() > 6 * 1024, "{}", body.len());
+    let refused = post_until(&collector, &body, 503, "the slow body to hold its room").await;
+    assert_eq!(json_of(&refused)["error"]["code"], "body_budget");
+    assert_eq!(refused.headers["retry-after"], "1");
+    // A small one fits.
+    let ok = collector.post(event("small", 1).to_string(), &[]).await;
+    assert_eq!(ok.status, 202, "{}", ok.text());
+    // Once the slow body times out, its room is given back.
+    drop(slow);
+    let ok = post_until(&collector, &body, 202, "the room to come back").await;
+    assert_eq!(json_of(&ok)["accepted"], 16);
+    let metrics = collector.svc.metrics().await;
+    assert!(
+        metrics.contains("qoe_collector_drops_total{reason=\"body_budget\"}"),
+        "{metrics}"
+    );
+}
+
+/// Posts `body` every 100 ms until the answer is `status`.
+async fn post_until(collector: &Collector, body: &str, status: u16, what: &str) -> Reply {
+    let start = std::time::Instant::now();
+    loop {
+        let r = collector.post(body.to_owned(), &[]).await;
+        if r.status == status {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}: last answer {} {}",
+            r.status,
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -73,6 +73,8 @@ pub async fn serve<H, Fut>(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
+                // Request line and headers beyond 64 KiB: 431.
+                .max_buf_size(64 * 1024)
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(err) = conn.await {
                 tracing::debug!(listener = name, error = %err, "connection ended with an error");

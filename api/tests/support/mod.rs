@@ -18,7 +18,7 @@ pub const TOKEN_A2: &str = "readtokenforpropa0002";
 pub const TOKEN_B: &str = "readtokenforpropb0001";
 
 pub struct Api {
-    _svc: Service,
+    pub svc: Service,
     url: String,
     /// The database read, and its shards.
     pub db: String,
@@ -103,7 +103,7 @@ pub async fn setup_with(events: &[qoe_schema::beacon::Event], extra: &[(&str, St
     );
     svc.wait_ready(true, Duration::from_secs(20)).await;
     Api {
-        _svc: svc,
+        svc,
         url: format!("http://127.0.0.1:{port}"),
         db,
         shards,
