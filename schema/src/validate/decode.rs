@@ -182,7 +182,10 @@ impl<'de> serde::de::Visitor<'de> for EnvelopeSeed<'_> {
             return Err(serde::de::Error::missing_field("events"));
         }
         // The slow path then names the reason (`too_many_events`).
-        if pending.as_ref().is_some_and(|p| p.len() > MAX_EVENTS_PER_BATCH) {
+        if pending
+            .as_ref()
+            .is_some_and(|p| p.len() > MAX_EVENTS_PER_BATCH)
+        {
             return Err(serde::de::Error::custom("too many events"));
         }
         for raw in pending.into_iter().flatten() {
