@@ -24,23 +24,6 @@ fn get(target: &str, headers: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-async fn rss_mib(admin: &str) -> f64 {
-    let reply = qoe_common::httpc::get(&format!("{admin}/metrics"), Duration::from_secs(3))
-        .await
-        .expect("metrics");
-    let text = reply.text();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("process_resident_memory_bytes "))
-        .expect("process_resident_memory_bytes exported");
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<f64>()
-        .unwrap()
-        / 1048576.0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_are_refused_while_good_reads_go_on() {
     let events = events();
@@ -105,7 +88,7 @@ async fn hostile_requests_are_refused_while_good_reads_go_on() {
         }
     };
     let before = good_reads(50).await;
-    let rss_before = rss_mib(&api.svc.admin).await;
+    let rss_before = api.svc.resident_mib().await;
 
     // A slowloris crowd holds 40 of the 64 connection slots while the
     // corpus runs three times and good reads go on.
@@ -146,7 +129,7 @@ async fn hostile_requests_are_refused_while_good_reads_go_on() {
         assert!(read.is_ok(), "a slow-header connection was not closed");
     }
     let after = good_reads(5).await;
-    let rss_after = rss_mib(&api.svc.admin).await;
+    let rss_after = api.svc.resident_mib().await;
     let p = |v: &[f64], q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     println!(
         "api hostile corpus: {} cases × 3 + 40 slow connections, then 64 more; good reads p50/p99 {:.1}/{:.1} ms before, {:.1}/{:.1} ms during, {:.1} ms after; RSS {:.1} MiB before, {:.1} MiB after",

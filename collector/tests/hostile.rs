@@ -134,20 +134,6 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-async fn rss_mib(collector: &Collector) -> f64 {
-    let metrics = collector.svc.metrics().await;
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("process_resident_memory_bytes "))
-        .expect("process_resident_memory_bytes exported");
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<f64>()
-        .unwrap()
-        / 1048576.0
-}
-
 /// Times each of the four clients sends the corpus.
 const ROUNDS: usize = 20;
 
@@ -195,7 +181,7 @@ async fn hostile_input_is_refused_while_good_beacons_flow() {
         })
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss_before = rss_mib(&collector).await;
+    let rss_before = collector.svc.resident_mib().await;
     let hostile_from = Instant::now();
 
     // The corpus ROUNDS times over from four clients at once, while a
@@ -226,7 +212,7 @@ async fn hostile_input_is_refused_while_good_beacons_flow() {
     let hostile_to = Instant::now();
     drop(crowd);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss_after = rss_mib(&collector).await;
+    let rss_after = collector.svc.resident_mib().await;
     stop.store(true, Ordering::Relaxed);
     let samples = good.await.unwrap();
 

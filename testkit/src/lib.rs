@@ -446,6 +446,17 @@ impl Service {
             .expect("metrics answers")
             .text()
     }
+
+    /// Its resident memory in MiB (`process_resident_memory_bytes`).
+    pub async fn resident_mib(&self) -> f64 {
+        let metrics = self.metrics().await;
+        let bytes = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("process_resident_memory_bytes exported");
+        bytes / 1048576.0
+    }
 }
 
 /// Reads records from the start of `topic` with a fresh consumer group until
