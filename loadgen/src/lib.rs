@@ -22,6 +22,7 @@ pub mod api;
 pub mod config;
 pub mod generate;
 pub mod model;
+pub mod plan;
 pub mod reads;
 pub mod record;
 pub mod rng;

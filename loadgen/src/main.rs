@@ -116,6 +116,43 @@ enum Command {
         #[arg(long)]
         format_header: bool,
     },
+    /// Size every tier for an audience: collector cores, Kafka brokers and
+    /// partitions, processor cores, ClickHouse shards and replicas, disk per
+    /// day. Each per-core input is read from a named row of
+    /// `docs/benchmarks.md`, printed with the arithmetic. Needs no running
+    /// service.
+    Plan {
+        /// Concurrent viewers at the peak.
+        #[arg(long)]
+        viewers: u64,
+        /// The players' heartbeat interval.
+        #[arg(long, default_value = "10s", value_parser = humantime_duration)]
+        interval: Duration,
+        /// Capacity over the expected peak (1.5 = 50 % more).
+        #[arg(long, default_value_t = 1.5)]
+        headroom: f64,
+        /// ClickHouse replicas per shard.
+        #[arg(long, default_value_t = 2)]
+        replicas: u32,
+        /// Kafka replication factor (also the fewest brokers).
+        #[arg(long, default_value_t = 3)]
+        replication_factor: u32,
+        /// Cores of one ClickHouse server.
+        #[arg(long, default_value_t = 16)]
+        cores_per_shard: u32,
+        /// Cores of one collector pod and of one processor pod.
+        #[arg(long, default_value_t = 1)]
+        cores_per_pod: u32,
+        /// Cores of one Kafka broker.
+        #[arg(long, default_value_t = 8)]
+        cores_per_broker: u32,
+        /// Days the heartbeat topic keeps records.
+        #[arg(long, default_value_t = 1.0)]
+        kafka_retention_days: f64,
+        /// The measured figures.
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        benchmarks: std::path::PathBuf,
+    },
 }
 
 fn read_scenario(path: &std::path::Path) -> anyhow::Result<Vec<Step>> {
@@ -277,6 +314,38 @@ fn run(args: Args) -> anyhow::Result<()> {
                     t.failures
                 );
             }
+        }
+        Command::Plan {
+            viewers,
+            interval,
+            headroom,
+            replicas,
+            replication_factor,
+            cores_per_shard,
+            cores_per_pod,
+            cores_per_broker,
+            kafka_retention_days,
+            benchmarks,
+        } => {
+            let text = std::fs::read_to_string(&benchmarks).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read {}: {e} (run from the checkout, or pass --benchmarks)",
+                    benchmarks.display()
+                )
+            })?;
+            let inputs = qoe_loadgen::plan::Inputs::from_benchmarks(&text)?;
+            let audience = qoe_loadgen::plan::Audience {
+                viewers,
+                interval,
+                headroom,
+                replicas,
+                replication_factor,
+                cores_per_shard,
+                cores_per_pod,
+                cores_per_broker,
+                kafka_retention_days,
+            };
+            print!("{}", qoe_loadgen::plan::plan(&inputs, &audience)?.text);
         }
         Command::Generate {
             heartbeats,
