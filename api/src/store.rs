@@ -2,6 +2,7 @@
 //! with `max_execution_time` and `max_rows_to_read`, and one over them
 //! answers with a code instead of holding the connection.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
@@ -28,20 +29,24 @@ pub struct Read<'a> {
     pub now: u32,
 }
 
-/// The read side of the cluster, through the `Distributed` tables.
+/// The read side of the cluster, through the `Distributed` tables of one
+/// server: the first configured, until it stops answering, then the next
+/// (any replica of any shard reads the whole cluster).
 pub struct Store {
-    client: Option<Client>,
+    servers: Vec<Client>,
+    /// Index into `servers` of the one in use.
+    current: AtomicUsize,
     database: String,
     limits: QueryConfig,
 }
 
 impl Store {
     pub fn new(ch: &ClickHouseConfig, limits: &QueryConfig) -> Store {
-        let client = qoe_common::clickhouse::shards(ch)
+        let servers = qoe_common::clickhouse::shards(ch)
             .into_iter()
-            .next()
-            .map(|shard| {
-                shard
+            .flat_map(|shard| shard.replicas)
+            .map(|replica| {
+                replica
                     .client
                     .with_setting(
                         "max_execution_time",
@@ -49,9 +54,11 @@ impl Store {
                     )
                     .with_setting("max_rows_to_read", limits.max_rows_to_read.to_string())
                     .with_setting("priority", qoe_common::clickhouse::READ_PRIORITY)
-            });
+            })
+            .collect();
         Store {
-            client,
+            servers,
+            current: AtomicUsize::new(0),
             database: ch.database.clone(),
             limits: limits.clone(),
         }
@@ -131,9 +138,12 @@ impl Store {
         self.timed("monitoring", live::fetch_live(query)).await
     }
 
-    /// The client, or 503 when no shard is configured.
+    /// The client of the server in use, or 503 when no shard is configured.
     pub(crate) fn client(&self) -> Result<&Client, RequestError> {
-        self.client.as_ref().ok_or_else(unavailable)
+        if self.servers.is_empty() {
+            return Err(unavailable());
+        }
+        Ok(&self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()])
     }
 
     /// How long before a range a view ending in it may have started.
@@ -152,6 +162,7 @@ impl Store {
         route: &str,
         query: impl std::future::Future<Output = Result<T, clickhouse::error::Error>>,
     ) -> Result<T, RequestError> {
+        let used = self.current.load(Ordering::Relaxed);
         let started = Instant::now();
         // The server stops at max_execution_time; this catches a server
         // that does not answer at all.
@@ -163,7 +174,20 @@ impl Store {
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(Ok(rows)) => Ok(rows),
-            Ok(Err(err)) => Err(classify(&err)),
+            Ok(Err(err)) => {
+                if matches!(err, clickhouse::error::Error::Network(_)) && !self.servers.is_empty() {
+                    // Unreachable: later requests go to the next server
+                    // (unless another request moved on already).
+                    let next = (used + 1) % self.servers.len();
+                    let _ = self.current.compare_exchange(
+                        used,
+                        next,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+                Err(classify(&err))
+            }
             Err(_) => Err(RequestError::new(
                 504,
                 "query_timeout",

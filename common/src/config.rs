@@ -290,9 +290,11 @@ impl KafkaConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClickHouseConfig {
-    /// HTTP URL of one server per shard, in shard order. Reads go through the
-    /// `Distributed` tables of the first reachable one; writes go to each
-    /// shard's `*_local` tables. A list, or one comma-separated string.
+    /// HTTP URL of one server per shard, in shard order; a shard with
+    /// replicas lists each, separated by `|` (`http://a:8123|http://b:8123`),
+    /// and is used through the first that answers. Writes go to each shard's
+    /// `*_local` tables; reads through the `Distributed` tables. A list, or
+    /// one comma-separated string.
     #[serde(deserialize_with = "string_or_list")]
     pub shards: Vec<String>,
     /// Database holding the pipeline's tables.
@@ -303,6 +305,12 @@ pub struct ClickHouseConfig {
     pub password: String,
     /// Name of the cluster in `remote_servers` that `Distributed` tables use.
     pub cluster: String,
+    /// `qoe-migrate` creates the `Replicated*MergeTree` variant of every
+    /// table (paths `/clickhouse/tables/{shard}/<database>/<table>`, replica
+    /// `{replica}`): every server needs ZooKeeper or ClickHouse Keeper and
+    /// those macros. Retried inserts of an identical block are then stored
+    /// once. Migrations run on every replica listed in `shards`.
+    pub replicated: bool,
 }
 
 impl Default for ClickHouseConfig {
@@ -316,6 +324,7 @@ impl Default for ClickHouseConfig {
             user: "default".into(),
             password: String::new(),
             cluster: "qoe".into(),
+            replicated: false,
         }
     }
 }
@@ -329,12 +338,21 @@ impl ClickHouseConfig {
                 "must list one HTTP URL per shard, e.g. \"http://127.0.0.1:8123\"",
             ));
         }
-        for url in &self.shards {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+        for entry in &self.shards {
+            let mut urls = crate::clickhouse::replica_urls(entry).peekable();
+            if urls.peek().is_none() {
                 return Err(ConfigError::invalid(
                     "clickhouse.shards",
-                    format!("`{url}` is not an http:// or https:// URL"),
+                    format!("`{entry}` names no server: give one URL, or replicas as `url|url`"),
                 ));
+            }
+            for url in urls {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::invalid(
+                        "clickhouse.shards",
+                        format!("`{url}` is not an http:// or https:// URL"),
+                    ));
+                }
             }
         }
         let ident = |s: &str| {
@@ -436,6 +454,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.clickhouse.shards, vec!["http://a:1", "http://b:2"]);
+    }
+
+    #[test]
+    fn replicas_of_a_shard_are_pipe_separated() {
+        let cfg: Sample = load_from(
+            None,
+            env(&[(
+                "QOE_CLICKHOUSE__SHARDS",
+                "http://a:1|http://a:2,http://b:1|http://b:2",
+            )]),
+        )
+        .unwrap();
+        let shards = crate::clickhouse::shards(&cfg.clickhouse);
+        assert_eq!(shards.len(), 2);
+        let urls: Vec<&str> = shards[1].replicas.iter().map(|r| r.url.as_str()).collect();
+        assert_eq!(urls, ["http://b:1", "http://b:2"]);
+        // A failed replica hands over to the next, and back round.
+        assert_eq!(shards[0].replica().0, 0);
+        shards[0].failed(0);
+        assert_eq!(shards[0].replica().1.url, "http://a:2");
+        shards[0].failed(0); // a stale report changes nothing
+        assert_eq!(shards[0].replica().0, 1);
+        shards[0].failed(1);
+        assert_eq!(shards[0].replica().0, 0);
+        let err = load_from::<Sample>(
+            None,
+            env(&[("QOE_CLICKHOUSE__SHARDS", "http://a:1|ftp://b")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`ftp://b`"), "{err}");
+        let err = load_from::<Sample>(None, env(&[("QOE_CLICKHOUSE__SHARDS", "http://a:1, |")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("names no server"), "{err}");
     }
 
     #[test]

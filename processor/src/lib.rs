@@ -129,11 +129,6 @@ pub async fn run(
 fn writing_shards(cfg: &ProcessorConfig) -> Vec<qoe_common::clickhouse::Shard> {
     qoe_common::clickhouse::shards(&cfg.clickhouse)
         .into_iter()
-        .map(|mut shard| {
-            shard.client = shard
-                .client
-                .with_setting("priority", qoe_common::clickhouse::WRITE_PRIORITY);
-            shard
-        })
+        .map(|shard| shard.with_setting("priority", qoe_common::clickhouse::WRITE_PRIORITY))
         .collect()
 }

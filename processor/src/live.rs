@@ -46,10 +46,11 @@ pub fn settling(now: u32, settle: Duration) -> Range {
 
 async fn settle(shard: &Shard, database: &str, buckets: Range) {
     let started = Instant::now();
+    let (replica, server) = shard.replica();
     // A shard that does not answer must not hold the others' buckets.
     let result = tokio::time::timeout(
         TIMEOUT,
-        live::settle_query(&shard.client, database, buckets).execute(),
+        live::settle_query(&server.client, database, buckets).execute(),
     )
     .await;
     let m = metrics();
@@ -61,7 +62,9 @@ async fn settle(shard: &Shard, database: &str, buckets: Range) {
         Err(_) => format!("no answer within {TIMEOUT:?}"),
     };
     m.live_settle_failures.inc();
-    tracing::warn!(shard = shard.number, error = %err, "live buckets not settled; retried next interval");
+    // The next interval tries the shard's next replica, if it has one.
+    shard.failed(replica);
+    tracing::warn!(shard = shard.number, replica = %server.url, error = %err, "live buckets not settled; retried next interval");
 }
 
 #[cfg(test)]

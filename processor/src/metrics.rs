@@ -24,6 +24,8 @@ pub struct Metrics {
     pub rows_written: IntCounterVec,
     /// Failed inserts that were retried, per table.
     pub insert_retries: IntCounterVec,
+    /// Times a shard's replica did not answer and the next one was used.
+    pub replica_failovers: IntCounterVec,
     /// 1 while consumption is paused for a slow or failing ClickHouse.
     pub paused: IntGauge,
     /// Total seconds spent paused.
@@ -104,6 +106,12 @@ pub fn metrics() -> &'static Metrics {
                 "qoe_processor_insert_retries_total",
                 "Failed inserts retried, per table",
                 &["table"]
+            )
+            .expect("metric"),
+            replica_failovers: register_int_counter_vec!(
+                "qoe_processor_replica_failovers_total",
+                "Times a shard's replica in use did not answer and the next was used, per shard",
+                &["shard"]
             )
             .expect("metric"),
             paused: register_int_gauge!(

@@ -94,7 +94,8 @@ impl Resume for ClickHouseResume {
         self.runtime.block_on(async {
             let mut rows = Vec::new();
             for shard in &self.shards {
-                let query = shard
+                let (replica, server) = shard.replica();
+                let query = server
                     .client
                     .query(SQL)
                     .bind(property)
@@ -106,13 +107,13 @@ impl Resume for ClickHouseResume {
                     .bind(source.as_str());
                 let fetched = tokio::time::timeout(self.timeout, query.fetch_all::<Stored>())
                     .await
-                    .map_err(|_| {
-                        format!(
-                            "shard {}: no answer within {:?}",
-                            shard.number, self.timeout
-                        )
-                    })?
-                    .map_err(|e| format!("shard {}: {e}", shard.number))?;
+                    .map_err(|_| format!("no answer within {:?}", self.timeout))
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                    .map_err(|e| {
+                        // The next read tries the shard's next replica.
+                        shard.failed(replica);
+                        format!("shard {} ({}): {e}", shard.number, server.url)
+                    })?;
                 for row in fetched {
                     rows.push(row.into_event()?);
                 }

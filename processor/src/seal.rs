@@ -30,26 +30,29 @@ pub async fn run(shards: Vec<Shard>, database: String, settings: SealSettings) {
     loop {
         tick.tick().await;
         for shard in &shards {
+            let (replica, server) = shard.replica();
             // A shard that does not answer must not hold the others' seals.
-            let err =
-                match tokio::time::timeout(TIMEOUT, seal_shard(shard, &database, after_s)).await {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(err)) => err.to_string(),
-                    Err(_) => format!("no answer within {TIMEOUT:?}"),
-                };
+            let sealing = seal_shard(shard.number, &server.client, &database, after_s);
+            let err = match tokio::time::timeout(TIMEOUT, sealing).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => format!("no answer within {TIMEOUT:?}"),
+            };
             metrics().seal_failures.inc();
-            tracing::warn!(shard = shard.number, error = %err, "days not sealed; retried next interval");
+            // The next run tries the shard's next replica, if it has one.
+            shard.failed(replica);
+            tracing::warn!(shard = shard.number, replica = %server.url, error = %err, "days not sealed; retried next interval");
         }
     }
 }
 
 /// Seals the shard's days that are due.
 async fn seal_shard(
-    shard: &Shard,
+    shard: usize,
+    client: &clickhouse::Client,
     database: &str,
     after_s: u32,
 ) -> Result<(), clickhouse::error::Error> {
-    let client = &shard.client;
     let changes: Vec<(u32, u32)> = seal::changes_query(client, database).fetch_all().await?;
     let seals: Vec<(u32, u32)> = seal::seals_query(client, database).fetch_all().await?;
     let now: u32 = seal::now_query(client).fetch_one().await?;
@@ -75,7 +78,7 @@ async fn seal_shard(
         metrics()
             .seal_seconds
             .observe(started.elapsed().as_secs_f64());
-        tracing::info!(shard = shard.number, day, generation, "day sealed");
+        tracing::info!(shard, day, generation, "day sealed");
     }
     Ok(())
 }

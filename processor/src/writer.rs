@@ -3,7 +3,11 @@
 //! and `live_local` from the same block). The rows arrive already
 //! RowBinary-encoded by the workers; the insert streams their chunks as one
 //! body. A shard already written is not written again when another shard's
-//! failure makes the batch retry. Shards are written concurrently.
+//! failure makes the batch retry. Shards are written concurrently. A shard
+//! with replicas is written through the replica in use, or, when that one
+//! fails, the next that takes the rows; a block a failed replica took
+//! after all is stored once, since replicated tables drop an identical
+//! block inserted again.
 
 use std::time::{Duration, Instant};
 
@@ -61,13 +65,12 @@ impl Writer {
                 let rows = &batch.rows[i];
                 async move {
                     let started = Instant::now();
-                    let result = tokio::time::timeout(self.timeout, self.insert(shard, rows)).await;
-                    let outcome = match result {
-                        Ok(Ok(())) => Ok(started.elapsed()),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err(format!("no answer within {:?}", self.timeout)),
-                    };
-                    (i, outcome)
+                    (
+                        i,
+                        self.insert_somewhere(shard, rows)
+                            .await
+                            .map(|()| started.elapsed()),
+                    )
                 }
             });
         let results = futures::future::join_all(pending).await;
@@ -102,12 +105,45 @@ impl Writer {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Inserts through the replica in use, then each other replica in turn
+    /// until one takes the rows; the errors of all, if none does.
+    async fn insert_somewhere(&self, shard: &Shard, rows: &ShardRows) -> Result<(), String> {
+        let mut errors = Vec::new();
+        for _ in 0..shard.replicas.len() {
+            let (index, replica) = shard.replica();
+            let result =
+                tokio::time::timeout(self.timeout, self.insert(&replica.client, rows)).await;
+            let reason = match result {
+                Ok(Ok(())) => {
+                    shard.answered(index);
+                    return Ok(());
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {:?}", self.timeout),
+            };
+            if shard.replicas.len() > 1 {
+                metrics()
+                    .replica_failovers
+                    .with_label_values(&[&shard.number.to_string()])
+                    .inc();
+                tracing::warn!(shard = shard.number, replica = %replica.url, error = %reason, "replica did not take the rows; trying the next");
+            }
+            errors.push(if shard.replicas.len() > 1 {
+                format!("{}: {reason}", replica.url)
+            } else {
+                reason
+            });
+            shard.failed(index);
+        }
+        Err(errors.join("; "))
+    }
+
     async fn insert(
         &self,
-        shard: &Shard,
+        client: &clickhouse::Client,
         rows: &ShardRows,
     ) -> Result<(), clickhouse::error::Error> {
-        let mut insert = shard.client.insert_formatted_with(self.sql.as_str());
+        let mut insert = client.insert_formatted_with(self.sql.as_str());
         for chunk in &rows.chunks {
             insert.send(chunk.clone()).await?;
         }

@@ -15,7 +15,8 @@
 //! - [`rows`]: the ClickHouse row a record becomes (and its RowBinary
 //!   encoding), and its shard.
 //! - [`migrate`] / [`migrations`]: the ClickHouse DDL as versioned
-//!   migrations, applied to every shard by `qoe-migrate`.
+//!   migrations, applied to every shard by `qoe-migrate`; [`retain`]: the
+//!   partitions `qoe-migrate retain` drops when their rows age out.
 //! - [`metrics`]: every QoE metric's definition, in Rust and in SQL.
 //! - [`sample`]: realistic events for tests and benches.
 //! - [`golden`]: hand-written beacon sequences with their expected metrics.
@@ -31,6 +32,7 @@ pub mod migrate;
 pub mod migrations;
 pub mod mux;
 pub mod record;
+pub mod retain;
 pub mod rows;
 pub mod sample;
 pub mod validate;

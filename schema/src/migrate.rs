@@ -21,7 +21,7 @@ use std::fmt;
 use clickhouse::Client;
 use serde::Deserialize;
 
-use qoe_common::clickhouse::server_client;
+use qoe_common::clickhouse::{replica_urls, server_client};
 use qoe_common::config::ClickHouseConfig;
 
 /// Server generations whose DDL differs.
@@ -215,6 +215,8 @@ pub enum MigrateError {
 pub struct ShardReport {
     /// 1-based shard number.
     pub shard: usize,
+    /// 1-based replica number within the shard.
+    pub replica: usize,
     /// Its URL.
     pub url: String,
     /// Its `SELECT version()`.
@@ -234,26 +236,105 @@ struct AppliedRow {
     checksum: String,
 }
 
-/// Applies every pending migration in `migrations` to every shard of `cfg`,
-/// in shard order. Stops at the first error.
+/// Applies every pending migration in `migrations` to every shard of `cfg`
+/// and to every replica listed for it (`url|url`): DDL is not replicated,
+/// each server holds its own tables and `schema_migrations`. In shard
+/// order; stops at the first error.
 pub async fn apply(
     cfg: &ClickHouseConfig,
     migrations: &[Migration],
 ) -> Result<Vec<ShardReport>, MigrateError> {
-    let mut reports = Vec::with_capacity(cfg.shards.len());
-    for (i, url) in cfg.shards.iter().enumerate() {
-        let shard = Shard {
-            number: i + 1,
-            url: url.clone(),
-            client: server_client(cfg, url),
-        };
-        reports.push(shard.apply(cfg, migrations).await?);
+    let mut servers = Vec::new();
+    for (i, entry) in cfg.shards.iter().enumerate() {
+        for (r, url) in replica_urls(entry).enumerate() {
+            let server = Shard {
+                number: i + 1,
+                replica: r + 1,
+                url: url.to_owned(),
+                client: server_client(cfg, url),
+            };
+            let (report, applied) = server.start(cfg).await?;
+            servers.push((server, report, applied));
+        }
     }
-    Ok(reports)
+    // Statement by statement across every server, so that a replica
+    // creating a replicated table finds in ZooKeeper the structure its own
+    // DDL gives, not one a later statement (an ALTER) already changed.
+    for m in migrations {
+        let label = format!("{:04}_{}", m.version, m.name);
+        let mut pending = Vec::new();
+        for (i, (server, report, applied)) in servers.iter_mut().enumerate() {
+            if server.pending(m, applied, report)? {
+                pending.push(i);
+            }
+        }
+        // Servers of one generation run the same text, in lockstep.
+        for variant in [Variant::V18, Variant::Current] {
+            let group: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|&i| servers[i].1.variant == variant)
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            for stmt in m.statements(variant, &cfg.database, &cfg.cluster) {
+                let stmt = if cfg.replicated {
+                    replicated_engine(&stmt)
+                } else {
+                    stmt
+                };
+                for &i in &group {
+                    servers[i].0.run_statement(&stmt, &label).await?;
+                }
+            }
+        }
+        for &i in &pending {
+            let (server, report, _) = &mut servers[i];
+            server.record(cfg, m, report).await?;
+        }
+    }
+    Ok(servers.into_iter().map(|(_, report, _)| report).collect())
+}
+
+/// `stmt` with its `…MergeTree` engine made `Replicated…MergeTree`, the
+/// table's replicas sharing `/clickhouse/tables/{shard}/<db>.<table>` in
+/// ZooKeeper; other statements unchanged.
+pub fn replicated_engine(stmt: &str) -> String {
+    const ENGINE: &str = "ENGINE = ";
+    let (Some(at), Some(rest)) = (
+        stmt.find(ENGINE),
+        stmt.strip_prefix("CREATE TABLE IF NOT EXISTS "),
+    ) else {
+        return stmt.to_owned();
+    };
+    let table = rest
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or_default();
+    let engine_at = at + ENGINE.len();
+    let Some(open) = stmt[engine_at..].find('(').map(|i| engine_at + i) else {
+        return stmt.to_owned();
+    };
+    let name = &stmt[engine_at..open];
+    if !name.ends_with("MergeTree") || name.starts_with("Replicated") {
+        return stmt.to_owned();
+    }
+    let args = &stmt[open + 1..];
+    let sep = if args.trim_start().starts_with(')') {
+        ""
+    } else {
+        ", "
+    };
+    format!(
+        "{}Replicated{name}('/clickhouse/tables/{{shard}}/{table}', '{{replica}}'{sep}{args}",
+        &stmt[..engine_at]
+    )
 }
 
 struct Shard {
     number: usize,
+    replica: usize,
     url: String,
     client: Client,
 }
@@ -280,11 +361,12 @@ impl Shard {
             .map_err(self.err(context))
     }
 
-    async fn apply(
+    /// Reads the server's version, creates the database and the bookkeeping
+    /// table; returns the report to fill and what was applied before.
+    async fn start(
         &self,
         cfg: &ClickHouseConfig,
-        migrations: &[Migration],
-    ) -> Result<ShardReport, MigrateError> {
+    ) -> Result<(ShardReport, Vec<AppliedRow>), MigrateError> {
         let server_version: String = self
             .client
             .query("SELECT version()")
@@ -298,6 +380,7 @@ impl Shard {
             "create database",
         )
         .await?;
+        // Each server's own record, replicated tables or not.
         self.execute(
             &format!(
                 "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (\
@@ -316,54 +399,82 @@ impl Shard {
             .fetch_all()
             .await
             .map_err(self.err("read schema_migrations"))?;
-
-        let mut report = ShardReport {
+        let report = ShardReport {
             shard: self.number,
+            replica: self.replica,
             url: self.url.clone(),
-            server_version: server_version.clone(),
+            server_version,
             variant,
             applied: Vec::new(),
             already: 0,
         };
-        for m in migrations {
-            let checksum = m.checksum(variant);
-            if let Some(row) = applied.iter().find(|r| r.version == m.version) {
-                if row.checksum != checksum {
-                    return Err(MigrateError::Checksum {
-                        shard: self.number,
-                        version: m.version,
-                        name: row.name.clone(),
-                        recorded: row.checksum.clone(),
-                        current: checksum,
-                    });
-                }
-                report.already += 1;
-                continue;
-            }
-            let label = format!("{:04}_{}", m.version, m.name);
-            for stmt in m.statements(variant, db, &cfg.cluster) {
-                match self.execute(&stmt, &format!("migration {label}")).await {
-                    // 18.x has no `ADD COLUMN IF NOT EXISTS`: on a re-run
-                    // of an interrupted migration the column is there.
-                    Err(e) if is_existing_column(&stmt, &e) => {
-                        tracing::info!(shard = self.number, migration = %label, "column already added");
-                    }
-                    other => other?,
-                }
-            }
-            self.execute(
-                &format!(
-                    "INSERT INTO {db}.schema_migrations (version, name, variant, checksum) \
-                     VALUES ({}, '{}', '{}', '{}')",
-                    m.version, m.name, variant, checksum
-                ),
-                "record migration",
-            )
-            .await?;
-            tracing::info!(shard = self.number, migration = %label, %variant, "applied");
-            report.applied.push(label);
+        Ok((report, applied))
+    }
+
+    /// Whether `m` is still to apply here: not if `applied` records it
+    /// (with the same checksum, or it is an error).
+    fn pending(
+        &self,
+        m: &Migration,
+        applied: &[AppliedRow],
+        report: &mut ShardReport,
+    ) -> Result<bool, MigrateError> {
+        let checksum = m.checksum(report.variant);
+        let Some(row) = applied.iter().find(|r| r.version == m.version) else {
+            return Ok(true);
+        };
+        if row.checksum != checksum {
+            return Err(MigrateError::Checksum {
+                shard: self.number,
+                version: m.version,
+                name: row.name.clone(),
+                recorded: row.checksum.clone(),
+                current: checksum,
+            });
         }
-        Ok(report)
+        report.already += 1;
+        Ok(false)
+    }
+
+    /// Runs one statement of migration `label`.
+    async fn run_statement(&self, stmt: &str, label: &str) -> Result<(), MigrateError> {
+        match self.execute(stmt, &format!("migration {label}")).await {
+            // 18.x has no `ADD COLUMN IF NOT EXISTS`: on a re-run of an
+            // interrupted migration the column is there, as it is on a
+            // replica that another replica's ALTER reached first.
+            Err(e) if is_existing_column(stmt, &e) => {
+                tracing::info!(shard = self.number, replica = self.replica, migration = %label, "column already added");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Records `m` as applied.
+    async fn record(
+        &self,
+        cfg: &ClickHouseConfig,
+        m: &Migration,
+        report: &mut ShardReport,
+    ) -> Result<(), MigrateError> {
+        let variant = report.variant;
+        let label = format!("{:04}_{}", m.version, m.name);
+        self.execute(
+            &format!(
+                "INSERT INTO {}.schema_migrations (version, name, variant, checksum) \
+                 VALUES ({}, '{}', '{}', '{}')",
+                cfg.database,
+                m.version,
+                m.name,
+                variant,
+                m.checksum(variant)
+            ),
+            "record migration",
+        )
+        .await?;
+        tracing::info!(shard = self.number, replica = self.replica, migration = %label, %variant, "applied");
+        report.applied.push(label);
+        Ok(())
     }
 }
 
@@ -385,6 +496,23 @@ mod tests {
         assert_eq!(Variant::for_version("19.17.4.11").unwrap(), Variant::V18);
         assert_eq!(Variant::for_version("24.8.4.13").unwrap(), Variant::Current);
         assert!(Variant::for_version("garbage").is_err());
+    }
+
+    #[test]
+    fn replicated_engines_keep_their_arguments() {
+        assert_eq!(
+            replicated_engine("CREATE TABLE IF NOT EXISTS d.t (x UInt8) ENGINE = ReplacingMergeTree(seq) ORDER BY x"),
+            "CREATE TABLE IF NOT EXISTS d.t (x UInt8) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/d.t', '{replica}', seq) ORDER BY x"
+        );
+        assert_eq!(
+            replicated_engine("CREATE TABLE IF NOT EXISTS d.s AS d.t\nENGINE = MergeTree()\nORDER BY x"),
+            "CREATE TABLE IF NOT EXISTS d.s AS d.t\nENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/d.s', '{replica}')\nORDER BY x"
+        );
+        let distributed =
+            "CREATE TABLE IF NOT EXISTS d.v AS d.t ENGINE = Distributed(c, d, t, rand())";
+        assert_eq!(replicated_engine(distributed), distributed);
+        let mv = "CREATE MATERIALIZED VIEW IF NOT EXISTS d.mv TO d.t AS SELECT 1";
+        assert_eq!(replicated_engine(mv), mv);
     }
 
     #[test]
@@ -414,6 +542,18 @@ mod tests {
                         m.version
                     );
                     assert!(!stmt.contains('{'), "unsubstituted placeholder in {stmt}");
+                    // Every table that stores rows has a replicated form.
+                    let replicated = replicated_engine(&stmt);
+                    if stmt.contains("MergeTree(") {
+                        assert!(
+                            replicated.contains("ENGINE = Replicated")
+                                && replicated.contains("'/clickhouse/tables/{shard}/qoe.")
+                                && replicated.contains("'{replica}'"),
+                            "no replicated form of {stmt}"
+                        );
+                    } else {
+                        assert_eq!(replicated, stmt);
+                    }
                 }
             }
         }

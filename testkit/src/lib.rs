@@ -33,21 +33,41 @@ pub use qoe_common::httpc;
 pub struct Stack {
     /// Kafka bootstrap address.
     pub brokers: String,
-    /// ClickHouse HTTP URLs, one per shard.
+    /// ClickHouse HTTP URLs, one per shard (its first replica's).
     pub shards: Vec<String>,
+    /// Every replica of each shard; `replicas[i][0] == shards[i]`.
+    pub replicas: Vec<Vec<String>>,
+    /// The shards hold `Replicated*MergeTree` tables
+    /// (`QOE_TEST_REPLICATED=1`, `deploy/local/stack up --replicated`).
+    pub replicated: bool,
 }
 
 impl Stack {
-    /// The stack `deploy/local/stack test` started.
+    /// The stack `deploy/local/stack test` started: `QOE_TEST_SHARDS` lists
+    /// each shard's URL, or its replicas' as `url|url`.
     pub fn from_env() -> Stack {
         let brokers =
             std::env::var("QOE_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
-        let shards = std::env::var("QOE_TEST_SHARDS")
+        let replicas: Vec<Vec<String>> = std::env::var("QOE_TEST_SHARDS")
             .unwrap_or_else(|_| "http://127.0.0.1:18123,http://127.0.0.1:18124".into())
             .split(',')
-            .map(str::to_owned)
+            .map(|entry| {
+                qoe_common::clickhouse::replica_urls(entry)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .collect();
-        Stack { brokers, shards }
+        Stack {
+            brokers,
+            shards: replicas.iter().map(|r| r[0].clone()).collect(),
+            replicas,
+            replicated: std::env::var("QOE_TEST_REPLICATED").is_ok_and(|v| v == "1"),
+        }
+    }
+
+    /// The `clickhouse.shards` entries: each shard's replicas, `|`-joined.
+    pub fn shard_entries(&self) -> Vec<String> {
+        self.replicas.iter().map(|r| r.join("|")).collect()
     }
 
     /// Kafka settings pointing at the stack's broker and `topic`.
@@ -63,8 +83,9 @@ impl Stack {
     /// ClickHouse settings for the stack's shards and `database`.
     pub fn clickhouse(&self, database: &str) -> qoe_common::config::ClickHouseConfig {
         qoe_common::config::ClickHouseConfig {
-            shards: self.shards.clone(),
+            shards: self.shard_entries(),
             database: database.to_owned(),
+            replicated: self.replicated,
             ..Default::default()
         }
     }

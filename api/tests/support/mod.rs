@@ -90,7 +90,7 @@ pub async fn setup_with(events: &[qoe_schema::beacon::Event], extra: &[(&str, St
         "qoe-api",
         env!("CARGO_BIN_EXE_qoe-api"),
         &[
-            ("QOE_CLICKHOUSE__SHARDS", stack.shards.join(",")),
+            ("QOE_CLICKHOUSE__SHARDS", stack.shard_entries().join(",")),
             ("QOE_CLICKHOUSE__DATABASE", db.clone()),
             ("QOE_HTTP__LISTEN", format!("127.0.0.1:{port}")),
             (&format!("QOE_READ_TOKENS__{TOKEN_A}"), "prop-a".into()),

@@ -95,7 +95,7 @@ impl Setup {
         shards: Option<Vec<String>>,
         extra: &[(&str, String)],
     ) -> Service {
-        let shards = shards.unwrap_or_else(|| self.stack.shards.clone());
+        let shards = shards.unwrap_or_else(|| self.stack.shard_entries());
         let mut env = vec![
             ("QOE_KAFKA__BROKERS", self.stack.brokers.clone()),
             ("QOE_KAFKA__TOPIC", self.topic.clone()),
@@ -211,7 +211,7 @@ impl Setup {
     }
 
     pub async fn drop_database(&self) {
-        for url in &self.stack.shards {
+        for url in self.stack.replicas.iter().flatten() {
             let _ = server_client(&self.stack.clickhouse(&self.db), url)
                 .query(&format!("DROP DATABASE IF EXISTS {}", self.db))
                 .execute()
