@@ -122,33 +122,8 @@ enum Command {
     /// `docs/benchmarks.md`, printed with the arithmetic. Needs no running
     /// service.
     Plan {
-        /// Concurrent viewers at the peak.
-        #[arg(long)]
-        viewers: u64,
-        /// The players' heartbeat interval.
-        #[arg(long, default_value = "10s", value_parser = humantime_duration)]
-        interval: Duration,
-        /// Capacity over the expected peak (1.5 = 50 % more).
-        #[arg(long, default_value_t = 1.5)]
-        headroom: f64,
-        /// ClickHouse replicas per shard.
-        #[arg(long, default_value_t = 2)]
-        replicas: u32,
-        /// Kafka replication factor (also the fewest brokers).
-        #[arg(long, default_value_t = 3)]
-        replication_factor: u32,
-        /// Cores of one ClickHouse server.
-        #[arg(long, default_value_t = 16)]
-        cores_per_shard: u32,
-        /// Cores of one collector pod and of one processor pod.
-        #[arg(long, default_value_t = 1)]
-        cores_per_pod: u32,
-        /// Cores of one Kafka broker.
-        #[arg(long, default_value_t = 8)]
-        cores_per_broker: u32,
-        /// Days the heartbeat topic keeps records.
-        #[arg(long, default_value_t = 1.0)]
-        kafka_retention_days: f64,
+        #[command(flatten)]
+        audience: qoe_loadgen::plan::Audience,
         /// The measured figures.
         #[arg(long, default_value = "docs/benchmarks.md")]
         benchmarks: std::path::PathBuf,
@@ -316,15 +291,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         Command::Plan {
-            viewers,
-            interval,
-            headroom,
-            replicas,
-            replication_factor,
-            cores_per_shard,
-            cores_per_pod,
-            cores_per_broker,
-            kafka_retention_days,
+            audience,
             benchmarks,
         } => {
             let text = std::fs::read_to_string(&benchmarks).map_err(|e| {
@@ -334,17 +301,6 @@ fn run(args: Args) -> anyhow::Result<()> {
                 )
             })?;
             let inputs = qoe_loadgen::plan::Inputs::from_benchmarks(&text)?;
-            let audience = qoe_loadgen::plan::Audience {
-                viewers,
-                interval,
-                headroom,
-                replicas,
-                replication_factor,
-                cores_per_shard,
-                cores_per_pod,
-                cores_per_broker,
-                kafka_retention_days,
-            };
             print!("{}", qoe_loadgen::plan::plan(&inputs, &audience)?.text);
         }
         Command::Generate {

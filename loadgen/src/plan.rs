@@ -265,26 +265,35 @@ pub fn number(cell: &str) -> Option<f64> {
     Some(value * multiplier)
 }
 
-/// What the plan is for.
-#[derive(Debug, Clone)]
+/// What the plan is for (`qoe-loadgen plan`'s options).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Audience {
     /// Concurrent viewers at the peak.
+    #[arg(long)]
     pub viewers: u64,
     /// The players' heartbeat interval (the measured viewers send every 10 s).
+    #[arg(long, default_value = "10s", value_parser = humantime_serde::re::humantime::parse_duration)]
     pub interval: Duration,
-    /// Capacity over the expected peak: 1.5 plans for 50 % more.
+    /// Capacity over the expected peak (1.5 = 50 % more).
+    #[arg(long, default_value_t = 1.5)]
     pub headroom: f64,
     /// ClickHouse replicas per shard.
+    #[arg(long, default_value_t = 2)]
     pub replicas: u32,
-    /// Kafka replication factor.
+    /// Kafka replication factor (also the fewest brokers).
+    #[arg(long, default_value_t = 3)]
     pub replication_factor: u32,
     /// Cores of one ClickHouse server.
+    #[arg(long, default_value_t = 16)]
     pub cores_per_shard: u32,
-    /// Cores of one collector, and of one processor, pod.
+    /// Cores of one collector pod and of one processor pod.
+    #[arg(long, default_value_t = 1)]
     pub cores_per_pod: u32,
     /// Cores of one Kafka broker.
+    #[arg(long, default_value_t = 8)]
     pub cores_per_broker: u32,
     /// Days the heartbeat topic keeps records.
+    #[arg(long, default_value_t = 1.0)]
     pub kafka_retention_days: f64,
 }
 
@@ -466,6 +475,20 @@ mod tests {
 
     const BENCH: &str = "# Benchmarks\n\n## Collector ingest on loopback (`collector`)\n\n| configuration | requests/s | events/s |\n| --- | --- | --- |\n| nginx return 204 | 124.7–134.3 k | — |\n| collector K=1, single | 80 k | 80 k |\n\n## Processor throughput to ClickHouse (`processor`)\n\n| heartbeats | per CPU-second | ceiling rows/s |\n| --- | --- | --- |\n| 2 000 000 | 300 000 | 90 000 |\n| 2 000 000 | 250 000 | 100 000 |\n\n## Broker storage engines\n\n| engine | header | records/s |\n| --- | --- | --- |\n| memory | no | 241 874 |\n| sqlite | no | 50 000 |\n\n## End-to-end load (`loadgen`)\n\n| run | viewers | events/s |\n| --- | --- | --- |\n| run (while x) | 50 000 for 5 min | 5 000 |\n\n## Storage per event\n\n| store | bytes per event |\n| --- | --- |\n| ClickHouse, all tables | 100 |\n| broker (tansu SQLite) | 500 |\n";
 
+    fn audience(viewers: u64, interval_s: u64, headroom: f64) -> Audience {
+        Audience {
+            viewers,
+            interval: Duration::from_secs(interval_s),
+            headroom,
+            replicas: 2,
+            replication_factor: 3,
+            cores_per_shard: 8,
+            cores_per_pod: 1,
+            cores_per_broker: 1,
+            kafka_retention_days: 1.0,
+        }
+    }
+
     #[test]
     fn numbers_read_as_people_write_them() {
         assert_eq!(number("79.9 k"), Some(79_900.0));
@@ -506,21 +529,7 @@ mod tests {
     #[test]
     fn the_arithmetic_sizes_each_tier() {
         let i = Inputs::from_benchmarks(BENCH).unwrap();
-        let p = plan(
-            &i,
-            &Audience {
-                viewers: 1_000_000,
-                interval: Duration::from_secs(10),
-                headroom: 1.5,
-                replicas: 2,
-                replication_factor: 3,
-                cores_per_shard: 8,
-                cores_per_pod: 1,
-                cores_per_broker: 1,
-                kafka_retention_days: 1.0,
-            },
-        )
-        .unwrap();
+        let p = plan(&i, &audience(1_000_000, 10, 1.5)).unwrap();
         // 1 M × 0.1 = 100 k events/s, 150 k planned.
         assert_eq!(p.events_per_s, 100_000.0);
         assert_eq!(p.planned_events_per_s, 150_000.0);
@@ -535,21 +544,7 @@ mod tests {
         assert_eq!(p.clickhouse_bytes_per_day, 1.728e12);
         assert!(p.text.contains("collector K=1, single"), "{}", p.text);
         // Shorter heartbeats mean more events.
-        let fast = plan(
-            &i,
-            &Audience {
-                interval: Duration::from_secs(5),
-                viewers: 1_000_000,
-                headroom: 1.0,
-                replicas: 2,
-                replication_factor: 3,
-                cores_per_shard: 8,
-                cores_per_pod: 1,
-                cores_per_broker: 1,
-                kafka_retention_days: 1.0,
-            },
-        )
-        .unwrap();
+        let fast = plan(&i, &audience(1_000_000, 5, 1.0)).unwrap();
         assert_eq!(fast.events_per_s, 200_000.0);
     }
 

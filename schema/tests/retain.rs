@@ -58,7 +58,11 @@ async fn expired_partitions_go_and_recent_ones_stay() {
     };
     let planned = retain(&cfg, &retention, true).await.expect("dry run");
     assert_eq!(planned.len(), stack.shards.len());
-    assert_eq!(rows(&stack, &db, "heartbeats_local").await, 3 * shards, "a dry run drops nothing");
+    assert_eq!(
+        rows(&stack, &db, "heartbeats_local").await,
+        3 * shards,
+        "a dry run drops nothing"
+    );
     let dropped = retain(&cfg, &retention, false).await.expect("retain");
     for (plan, done) in planned.iter().zip(&dropped) {
         assert_eq!(plan.partitions, done.partitions);
@@ -68,10 +72,21 @@ async fn expired_partitions_go_and_recent_ones_stay() {
         assert_eq!(count("views_local"), 1, "{:?}", done.partitions);
         assert_eq!(count("live_local"), 2, "{:?}", done.partitions);
     }
-    assert_eq!(rows(&stack, &db, "heartbeats_local").await, shards, "raw: only today's");
-    assert_eq!(rows(&stack, &db, "views_local").await, 2 * shards, "views: 4 days and today");
+    assert_eq!(
+        rows(&stack, &db, "heartbeats_local").await,
+        shards,
+        "raw: only today's"
+    );
+    assert_eq!(
+        rows(&stack, &db, "views_local").await,
+        2 * shards,
+        "views: 4 days and today"
+    );
     let live_after = rows(&stack, &db, "live_local").await;
-    assert!(live_after > 0 && live_after < live_before, "{live_before} -> {live_after}");
+    assert!(
+        live_after > 0 && live_after < live_before,
+        "{live_before} -> {live_after}"
+    );
 
     // Nothing left to drop: a second run is a no-op.
     let again = retain(&cfg, &retention, false).await.expect("retain again");

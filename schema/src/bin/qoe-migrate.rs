@@ -99,7 +99,10 @@ fn run(args: Args) -> anyhow::Result<()> {
                 println!("shard {} ({}): nothing expired", d.shard, d.url);
             }
             for (table, partition) in &d.partitions {
-                println!("shard {} ({}): {verb} {table} partition {partition}", d.shard, d.url);
+                println!(
+                    "shard {} ({}): {verb} {table} partition {partition}",
+                    d.shard, d.url
+                );
             }
         }
         return Ok(());
