@@ -1,9 +1,10 @@
 //! On a replicated stack (two replicas per shard, `deploy/local/stack up
 //! --replicated`): a shard's replica in use stops mid-load; the processor
 //! writes through the other, reads go on, the stopped replica catches up
-//! once started, and every number is exact. `deploy/local/stack test` runs
-//! it with `--ignored` on a replicated stack of its own, since it stops one
-//! of that stack's servers.
+//! once started, and every number is exact; a block inserted again on the
+//! other replica is stored once. `deploy/local/stack test` runs these with
+//! `--ignored`, one at a time, on a replicated stack of its own, since the
+//! first stops one of that stack's servers.
 
 mod support;
 
@@ -101,5 +102,46 @@ async fn a_replica_stopped_mid_load_changes_no_number() {
         after, during,
         "the restarted replica reads the same numbers"
     );
+    setup.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a replicated stack: deploy/local/stack test runs it"]
+async fn a_block_retried_on_the_other_replica_is_stored_once() {
+    // What the writer's failover relies on: a replica that took a batch
+    // and timed out, then the batch sent again to its peer, stores it once.
+    let setup = Setup::new("dedup").await;
+    assert!(setup.stack.replicated, "QOE_TEST_REPLICATED=1");
+    let replicas = &setup.stack.replicas[0];
+    let block = format!(
+        "INSERT INTO {}.heartbeats_local (property_id, view_id, seq, event, ts, received_at, view_start) \
+         VALUES ('p', 'v1', 1, 'viewstart', '2026-12-01 10:00:00', '2026-12-01 10:00:01', '2026-12-01 10:00:00'), \
+                ('p', 'v1', 2, 'heartbeat', '2026-12-01 10:00:10', '2026-12-01 10:00:11', '2026-12-01 10:00:00')",
+        setup.db
+    );
+    let cfg = setup.stack.clickhouse(&setup.db);
+    for url in [&replicas[0], &replicas[1], &replicas[0]] {
+        server_client(&cfg, url)
+            .query(&block)
+            .execute()
+            .await
+            .expect("insert");
+    }
+    for url in replicas {
+        qoe_testkit::wait_until(
+            Duration::from_secs(30),
+            "the block on every replica",
+            || async { rows(&setup, url, "heartbeats_local").await == 2 },
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for url in replicas {
+        assert_eq!(
+            rows(&setup, url, "heartbeats_local").await,
+            2,
+            "{url}: stored once"
+        );
+    }
     setup.drop_database().await;
 }
