@@ -1,6 +1,7 @@
 //! The hostile-input corpus: every case gets its documented answer while
 //! good beacons keep flowing beside it, and the collector's memory and the
-//! good beacons' latency stay flat. Figures are printed (`--nocapture`);
+//! good beacons' latency stay flat. The corpus covers each ingest route:
+//! the beacon (JSON), CMCD v2 reports and the mux-embed listener. Figures are printed (`--nocapture`);
 //! the bounds asserted are loose enough for a loaded 2-core machine and
 //! tight enough to catch a leak or a stall.
 
@@ -12,13 +13,15 @@ use std::time::{Duration, Instant};
 
 use qoe_testkit::{unique, Stack};
 use serde_json::json;
-use support::{event, gzip, json_of, Collector};
+use support::{event, gzip, json_of, now_ms, Collector, KEY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How a corpus case is sent.
 enum Send {
     /// A POST to `/v1/beacon/testkey` with extra headers.
     Post(Vec<u8>, Vec<(&'static str, String)>),
+    /// A POST to another ingest route, with its usual content type.
+    At(Route, Vec<u8>),
     /// Raw bytes on a fresh connection, then read the answer (or the close).
     Raw(Vec<u8>),
     /// Raw bytes, then the connection is closed without waiting.
@@ -33,6 +36,15 @@ enum Expect {
     Nothing,
 }
 
+/// The ingest routes besides the beacon's.
+#[derive(Clone, Copy)]
+enum Route {
+    /// `/v1/cmcd/testkey`, `application/cmcd`.
+    Cmcd,
+    /// The mux-embed listener's `/`, `text/plain` as the SDK sends.
+    Mux,
+}
+
 struct Case {
     name: &'static str,
     send: Send,
@@ -43,6 +55,41 @@ fn body_with(field: &str, raw_value: &str) -> Vec<u8> {
     let mut e = event("hostile", 1);
     e[field] = json!("__RAW__");
     e.to_string().replace("\"__RAW__\"", raw_value).into_bytes()
+}
+
+/// A valid CMCD v2 event-mode report, timed now.
+fn cmcd_report() -> String {
+    format!(
+        "bl=1,br=(3200),cid=\"c\",e=ps,sf=h,sid=\"hostile\",sn=0,st=v,sta=p,ts={},v=2",
+        now_ms()
+    )
+}
+
+/// The report with `from` replaced by `to`.
+fn cmcd_with(from: &str, to: &str) -> Vec<u8> {
+    let good = cmcd_report();
+    assert!(good.contains(from), "{from} in {good}");
+    good.replacen(from, to, 1).into_bytes()
+}
+
+/// A valid mux-embed event, timed now; `ake` is the ingest key.
+fn mux_event() -> String {
+    format!(
+        r#"{{"mem":"mux-embed","xsqno":5,"uti":{},"ake":"{KEY}","xid":"hostile","e":"viewstart","vid":"clip"}}"#,
+        now_ms()
+    )
+}
+
+/// A mux-embed body of one event.
+fn mux_body() -> String {
+    format!("{{\"metadata\":{{}},\"events\":[{}]}}", mux_event())
+}
+
+/// A mux-embed body of one event with `from` replaced by `to`.
+fn mux_with(from: &str, to: &str) -> Vec<u8> {
+    let good = mux_body();
+    assert!(good.contains(from), "{from} in {good}");
+    good.replacen(from, to, 1).into_bytes()
 }
 
 fn request_head(extra: &str, length: usize) -> String {
@@ -68,6 +115,21 @@ fn corpus() -> Vec<Case> {
     let many_events = json!({ "events": vec![json!({}); 501] }).to_string();
     let many_headers: String = (0..200).map(|i| format!("X-Junk-{i}: {i}\r\n")).collect();
     let big_header = format!("X-Big: {}\r\n", "a".repeat(128 * 1024));
+    let cmcd_good = cmcd_report();
+    let cmcd_latin1: Vec<u8> = cmcd_good
+        .replace("\"c\"", "\"\u{f4}\"")
+        .chars()
+        .map(|c| c as u8)
+        .collect();
+    let mux_many = format!(
+        "{{\"metadata\":{{}},\"events\":[{}]}}",
+        vec![mux_event(); 501].join(",")
+    );
+    let mux_latin1: Vec<u8> = mux_body()
+        .replace("clip", "cl\u{f4}p")
+        .chars()
+        .map(|c| c as u8)
+        .collect();
     vec![
         Case { name: "huge number", send: Post(body_with("seq", "1e400"), vec![]), expect: Answer(400, "invalid_json") },
         Case { name: "negative number", send: Post(body_with("seq", "-1"), vec![]), expect: Answer(400, "out_of_range") },
@@ -91,16 +153,59 @@ fn corpus() -> Vec<Case> {
         Case { name: "not HTTP", send: Raw(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n".to_vec()), expect: StatusLine("HTTP/1.1 400") },
         Case { name: "truncated body", send: Abandon(format!("{}{{\"view_id\":", request_head("", 1000)).into_bytes()), expect: Nothing },
         Case { name: "declared but never sent", send: Abandon(request_head("", 500_000).into_bytes()), expect: Nothing },
+        // CMCD v2 reports: one per line, `key=value` pairs.
+        Case { name: "CMCD huge number", send: At(Route::Cmcd, cmcd_with("bl=1", "bl=99999999999999999999999")), expect: Answer(400, "invalid_cmcd") },
+        Case { name: "CMCD negative number", send: At(Route::Cmcd, cmcd_with("sn=0", "sn=-1")), expect: Answer(400, "out_of_range") },
+        Case { name: "CMCD NaN", send: At(Route::Cmcd, cmcd_with("bl=1", "bl=NaN")), expect: Answer(400, "invalid_type") },
+        // RFC 8941: the last instance of a key counts.
+        Case { name: "CMCD duplicate key", send: At(Route::Cmcd, cmcd_with("sn=0", "sn=0,sn=1")), expect: Answer(204, "") },
+        Case { name: "CMCD bad UTF-8", send: At(Route::Cmcd, cmcd_latin1), expect: Answer(400, "invalid_utf8") },
+        Case { name: "CMCD huge string", send: At(Route::Cmcd, cmcd_with("cid=\"c\"", &format!("cid=\"{}\"", "c".repeat(60_000)))), expect: Answer(400, "line_too_long") },
+        Case { name: "CMCD deep nesting", send: At(Route::Cmcd, cmcd_with("br=(3200)", &format!("br={}3200{}", "(".repeat(1500), ")".repeat(1500)))), expect: Answer(400, "invalid_cmcd") },
+        Case { name: "CMCD too many reports", send: At(Route::Cmcd, vec![cmcd_good.as_str(); 501].join("\n").into_bytes()), expect: Answer(400, "too_many_events") },
+        Case { name: "CMCD oversized body", send: At(Route::Cmcd, vec![b' '; 70_000]), expect: Answer(413, "body_too_large") },
+        // mux-embed beacons on their own listener.
+        Case { name: "mux NaN", send: At(Route::Mux, mux_with("\"xsqno\":5", "\"xsqno\":NaN")), expect: Answer(400, "invalid_json") },
+        // As JSON.parse in the SDK: the last instance of a key counts.
+        Case { name: "mux duplicate key", send: At(Route::Mux, mux_with("\"xsqno\":5", "\"xsqno\":5,\"xsqno\":6")), expect: Answer(202, "") },
+        Case { name: "mux huge number", send: At(Route::Mux, mux_with("\"xsqno\":5", "\"xsqno\":1e400")), expect: Answer(400, "invalid_json") },
+        Case { name: "mux negative number", send: At(Route::Mux, mux_with("\"xsqno\":5", "\"xsqno\":-1")), expect: Answer(400, "out_of_range") },
+        Case { name: "mux bad UTF-8", send: At(Route::Mux, mux_latin1), expect: Answer(400, "invalid_json") },
+        // Kept, cut to 2 048 bytes (schema::mux::MAX_VALUE_BYTES), as mux's own collector does.
+        Case { name: "mux huge string", send: At(Route::Mux, mux_with("\"clip\"", &format!("\"{}\"", "v".repeat(60_000)))), expect: Answer(202, "") },
+        Case { name: "mux deep nesting", send: At(Route::Mux, format!("{}{}", "[".repeat(30_000), "]".repeat(30_000)).into_bytes()), expect: Answer(400, "invalid_json") },
+        Case { name: "mux too many events", send: At(Route::Mux, mux_many.into_bytes()), expect: Answer(400, "too_many_events") },
+        Case { name: "mux oversized body", send: At(Route::Mux, vec![b' '; 70_000]), expect: Answer(413, "body_too_large") },
     ]
 }
 
 /// Sends one case and checks its answer.
-async fn run_case(collector: &Collector, addr: &str, case: &Case) {
+async fn run_case(collector: &Collector, mux_url: &str, addr: &str, case: &Case) {
     match (&case.send, &case.expect) {
-        (Send::Post(body, headers), Expect::Answer(status, code)) => {
-            let headers: Vec<(&str, &str)> =
-                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let r = collector.post(body.clone(), &headers).await;
+        (Send::Post(..) | Send::At(..), Expect::Answer(status, code)) => {
+            let r = match &case.send {
+                Send::Post(body, headers) => {
+                    let headers: Vec<(&str, &str)> =
+                        headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    collector.post(body.clone(), &headers).await
+                }
+                Send::At(Route::Cmcd, body) => {
+                    let cmcd = [("content-type", "application/cmcd")];
+                    collector
+                        .post_to(&format!("/v1/cmcd/{KEY}"), body.clone(), &cmcd)
+                        .await
+                }
+                Send::At(Route::Mux, body) => qoe_testkit::httpc::send(
+                    hyper::Method::POST,
+                    &format!("{mux_url}/"),
+                    &[("content-type", "text/plain")],
+                    body.clone().into(),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", case.name)),
+                _ => unreachable!(),
+            };
             assert_eq!(r.status.as_u16(), *status, "{}: {}", case.name, r.text());
             if !code.is_empty() {
                 let body = json_of(&r);
@@ -142,10 +247,13 @@ async fn hostile_input_is_refused_while_good_beacons_flow() {
     let stack = Stack::from_env();
     let topic = unique("hostile");
     stack.create_topic(&topic, 2).await;
+    let mux_port = qoe_testkit::free_port();
+    let mux_url = format!("http://127.0.0.1:{mux_port}");
     let collector = Arc::new(Collector::start(
         &stack.brokers,
         &topic,
         &[
+            ("QOE_MUX_EMBED__LISTEN", format!("127.0.0.1:{mux_port}")),
             ("QOE_HTTP__MAX_BODY_BYTES", "65536".into()),
             ("QOE_HTTP__HEADER_TIMEOUT", "2s".into()),
             ("QOE_HTTP__BODY_TIMEOUT", "2s".into()),
@@ -189,12 +297,17 @@ async fn hostile_input_is_refused_while_good_beacons_flow() {
     let corpus = Arc::new(corpus());
     let mut clients = Vec::new();
     for client in 0..4 {
-        let (collector, corpus, addr) = (collector.clone(), corpus.clone(), addr.clone());
+        let (collector, corpus, addr, mux_url) = (
+            collector.clone(),
+            corpus.clone(),
+            addr.clone(),
+            mux_url.clone(),
+        );
         clients.push(tokio::spawn(async move {
             for round in 0..ROUNDS {
                 for i in 0..corpus.len() {
                     let case = &corpus[(i + client * 5 + round) % corpus.len()];
-                    run_case(&collector, &addr, case).await;
+                    run_case(&collector, &mux_url, &addr, case).await;
                 }
             }
         }));

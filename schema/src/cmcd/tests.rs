@@ -123,6 +123,13 @@ fn events_and_states_map_to_the_heartbeat_types() {
     }
 }
 
+/// RFC 8941 §4.2.2: of a key given twice, the last instance counts.
+#[test]
+fn a_repeated_key_takes_its_last_value() {
+    let line = format!("cid=\"c\",e=ps,sid=\"s\",sn=0,sn=7,st=v,sta=p,ts={NOW},v=2");
+    assert_eq!(one(&line).expect("accepted").seq, 7);
+}
+
 #[test]
 fn bad_reports_name_the_key() {
     let ok = format!("sid=\"s\",e=t,sn=1,ts={NOW}");
