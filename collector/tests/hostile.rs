@@ -1,9 +1,9 @@
 //! The hostile-input corpus: every case gets its documented answer while
 //! good beacons keep flowing beside it, and the collector's memory and the
 //! good beacons' latency stay flat. The corpus covers each ingest route:
-//! the beacon (JSON), CMCD v2 reports and the mux-embed listener. Figures are printed (`--nocapture`);
-//! the bounds asserted are loose enough for a loaded 2-core machine and
-//! tight enough to catch a leak or a stall.
+//! the beacon (JSON), CMCD v2 reports and the mux-embed listener. Figures
+//! are printed (`--nocapture`); the bounds asserted are loose enough for a
+//! loaded 2-core machine and tight enough to catch a leak or a stall.
 
 mod support;
 
