@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use qoe_testkit::{unique, Stack};
 use serde_json::json;
-use support::{event, gzip, json_of, now_ms, Collector, KEY};
+use support::{event, gzip, json_of, latin1, now_ms, post_mux, Collector, KEY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How a corpus case is sent.
@@ -107,29 +107,17 @@ fn corpus() -> Vec<Case> {
         .replacen('{', "{\"view_id\":\"other\",", 1)
         .into_bytes();
     let utf16: Vec<u8> = good.encode_utf16().flat_map(u16::to_le_bytes).collect();
-    let latin1: Vec<u8> = good
-        .replace("hostile", "h\u{f4}stile")
-        .chars()
-        .map(|c| c as u8)
-        .collect();
+    let beacon_latin1 = latin1(&good.replace("hostile", "h\u{f4}stile"));
     let many_events = json!({ "events": vec![json!({}); 501] }).to_string();
     let many_headers: String = (0..200).map(|i| format!("X-Junk-{i}: {i}\r\n")).collect();
     let big_header = format!("X-Big: {}\r\n", "a".repeat(128 * 1024));
     let cmcd_good = cmcd_report();
-    let cmcd_latin1: Vec<u8> = cmcd_good
-        .replace("\"c\"", "\"\u{f4}\"")
-        .chars()
-        .map(|c| c as u8)
-        .collect();
+    let cmcd_latin1 = latin1(&cmcd_good.replace("\"c\"", "\"\u{f4}\""));
     let mux_many = format!(
         "{{\"metadata\":{{}},\"events\":[{}]}}",
         vec![mux_event(); 501].join(",")
     );
-    let mux_latin1: Vec<u8> = mux_body()
-        .replace("clip", "cl\u{f4}p")
-        .chars()
-        .map(|c| c as u8)
-        .collect();
+    let mux_latin1 = latin1(&mux_body().replace("clip", "cl\u{f4}p"));
     vec![
         Case { name: "huge number", send: Post(body_with("seq", "1e400"), vec![]), expect: Answer(400, "invalid_json") },
         Case { name: "negative number", send: Post(body_with("seq", "-1"), vec![]), expect: Answer(400, "out_of_range") },
@@ -138,7 +126,7 @@ fn corpus() -> Vec<Case> {
         Case { name: "Infinity", send: Post(body_with("seq", "Infinity"), vec![]), expect: Answer(400, "invalid_json") },
         Case { name: "duplicate key", send: Post(dup, vec![]), expect: Answer(400, "invalid_json") },
         Case { name: "UTF-16 body", send: Post(utf16, vec![]), expect: Answer(400, "invalid_json") },
-        Case { name: "Latin-1 body", send: Post(latin1, vec![]), expect: Answer(400, "invalid_utf8") },
+        Case { name: "Latin-1 body", send: Post(beacon_latin1, vec![]), expect: Answer(400, "invalid_utf8") },
         Case { name: "huge string", send: Post(body_with("view_id", &format!("\"{}\"", "v".repeat(60_000))), vec![]), expect: Answer(400, "field_too_long") },
         Case { name: "too many events", send: Post(many_events.into_bytes(), vec![]), expect: Answer(400, "too_many_events") },
         Case { name: "oversized body", send: Post(vec![b' '; 70_000], vec![]), expect: Answer(413, "body_too_large") },
@@ -195,15 +183,7 @@ async fn run_case(collector: &Collector, mux_url: &str, addr: &str, case: &Case)
                         .post_to(&format!("/v1/cmcd/{KEY}"), body.clone(), &cmcd)
                         .await
                 }
-                Send::At(Route::Mux, body) => qoe_testkit::httpc::send(
-                    hyper::Method::POST,
-                    &format!("{mux_url}/"),
-                    &[("content-type", "text/plain")],
-                    body.clone().into(),
-                    Duration::from_secs(10),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{}: {e}", case.name)),
+                Send::At(Route::Mux, body) => post_mux(mux_url, "/", body.clone()).await,
                 _ => unreachable!(),
             };
             assert_eq!(r.status.as_u16(), *status, "{}: {}", case.name, r.text());

@@ -12,7 +12,7 @@ use qoe_schema::record::Source;
 use qoe_testkit::{free_port, unique, Stack};
 use rdkafka::message::Message;
 use serde_json::{json, Value};
-use support::{consume_events, json_of, now_ms, Collector, KEY, PROPERTY};
+use support::{consume_events, json_of, now_ms, post_mux, Collector, KEY, PROPERTY};
 
 /// A body as mux-embed 5.19.0 posts it: the view's first event in full,
 /// then one with only what changed.
@@ -48,15 +48,7 @@ async fn start(topic: &str) -> Mux {
 
 impl Mux {
     async fn post(&self, path: &str, body: Vec<u8>) -> qoe_testkit::httpc::Reply {
-        qoe_testkit::httpc::send(
-            hyper::Method::POST,
-            &format!("{}{path}", self.url),
-            &[("content-type", "text/plain")],
-            body.into(),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("the mux-embed listener answers")
+        post_mux(&self.url, path, body).await
     }
 }
 

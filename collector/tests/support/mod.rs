@@ -107,6 +107,26 @@ impl Collector {
 
 pub use qoe_common::clock::now_ms;
 
+/// POSTs `body` to `path` on a mux-embed listener (`base`:
+/// `http://127.0.0.1:<port>`), as the SDK sends it (`text/plain`).
+pub async fn post_mux(base: &str, path: &str, body: Vec<u8>) -> Reply {
+    httpc::send(
+        Method::POST,
+        &format!("{base}{path}"),
+        &[("content-type", "text/plain")],
+        body.into(),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("POST {base}{path} (mux-embed): {e}"))
+}
+
+/// `text` as Latin-1 bytes (each char must be below U+0100): not UTF-8
+/// wherever it has a char above U+007F.
+pub fn latin1(text: &str) -> Vec<u8> {
+    text.chars().map(|c| c as u8).collect()
+}
+
 /// A valid wire event of `view` with `seq`, timed now.
 pub fn event(view: &str, seq: u32) -> Value {
     let mut e = qoe_schema::sample::wire(&qoe_schema::sample::event(view, seq));
