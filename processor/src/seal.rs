@@ -1,8 +1,9 @@
 //! The seal job: every `seal.interval`, on each shard, seals the days
 //! whose views have all ended (`seal.after` past the day's end) and whose
 //! data changed since their last seal (`schema::metrics::seal`). Sealing a
-//! day copies each view's latest row once, so 30-day reads scan plain rows
-//! instead of collapsing every view each time. Idempotent: a day sealed
+//! day copies each view's latest row once and rolls the day up by
+//! dimension, so 30-day reads merge a few rows per day instead of
+//! collapsing every view each time. Idempotent: a day sealed
 //! twice, or by several processors, gives the same rows, and readers take
 //! one generation; so every processor runs it and none coordinates.
 
@@ -67,13 +68,16 @@ async fn seal_shard(
         seal::copy_query(client, database, day, generation)
             .execute()
             .await?;
+        seal::rollup_query(client, database, day, generation)
+            .execute()
+            .await?;
         seal::record_query(client, database, day, generation, began)
             .execute()
             .await?;
         if sealed_before.contains(&day) {
-            seal::prune_query(client, database, day, generation)
-                .execute()
-                .await?;
+            for prune in seal::prune_queries(client, database, day, generation) {
+                prune.execute().await?;
+            }
         }
         metrics()
             .seal_seconds

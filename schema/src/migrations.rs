@@ -50,4 +50,9 @@ pub const ALL: &[Migration] = &[
         name: "extra",
         sql: Sql::Any(include_str!("../migrations/0009_extra.sql")),
     },
+    Migration {
+        version: 10,
+        name: "view_days",
+        sql: Sql::Any(include_str!("../migrations/0010_view_days.sql")),
+    },
 ];

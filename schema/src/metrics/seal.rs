@@ -1,8 +1,10 @@
 //! Sealing a day (migration 0007): once every view that started on a day
 //! has ended, the processor's seal job copies each view's latest row
 //! (`views_local FINAL`) into `views_sealed_local` under a new generation,
+//! rolls them up by dimension into `view_days_local` (migration 0010),
 //! then records the seal in `sealed_days_local`. Reads take a fresh seal's
-//! rows instead of collapsing the day's views again
+//! roll-up for the days wholly in their range and its rows at the edges,
+//! instead of collapsing the day's views again
 //! ([`super::sql::view_source`]); a seal goes stale when its day's
 //! partition changes (a later heartbeat, a replay, a merge), and the job
 //! seals the day again. Everything here runs per shard, on local tables.
@@ -31,11 +33,13 @@ pub fn changes_query(client: &Client, database: &str) -> Query {
 }
 
 /// When each day was last sealed on this shard: `(day start, seal start)`.
+/// Seals without a roll-up (made before migration 0010) do not count, so
+/// their days are sealed again.
 pub fn seals_query(client: &Client, database: &str) -> Query {
     client
         .query(
             "SELECT toUInt32(toDateTime(day)), toUInt32(argMax(sealed_at, generation)) \
-             FROM ?.sealed_days_local GROUP BY day",
+             FROM ?.sealed_days_local WHERE rolled = 1 GROUP BY day",
         )
         .bind(Identifier(database))
 }
@@ -93,17 +97,73 @@ pub fn record_query(
     began: u32,
 ) -> Query {
     client
-        .query("INSERT INTO ?.sealed_days_local SELECT toDate(toDateTime(?)), ?, toDateTime(?)")
+        .query(
+            "INSERT INTO ?.sealed_days_local (day, generation, sealed_at, rolled) \
+             SELECT toDate(toDateTime(?)), ?, toDateTime(?), 1",
+        )
         .bind(Identifier(database))
         .bind(day)
         .bind(generation)
         .bind(began)
 }
 
-/// Deletes `day`'s rows of generations before `generation` (a mutation,
-/// done in the background; readers already skip them).
-pub fn prune_query(client: &Client, database: &str, day: u32, generation: u64) -> Query {
+/// The `views` columns a day is rolled up by, besides `all` (every view):
+/// every dimension the api filters and breaks down by.
+pub const ROLLED_UP: &[&str] = &[
+    "country",
+    "asn",
+    "os",
+    "browser",
+    "device_type",
+    "player_name",
+    "player_version",
+    "cdn",
+    "stream_type",
+    "video_id",
+    "video_title",
+    "error_code",
+    "source",
+];
+
+/// Rolls up `day`'s sealed rows of `generation` (written by
+/// [`copy_query`]) into `view_days_local`: per dimension value and end
+/// day, what each metric needs (`super::sql::PARTIALS` reads it). Every
+/// sealed view has ended, so each counts as ended.
+pub fn rollup_query(client: &Client, database: &str, day: u32, generation: u64) -> Query {
+    let dims: Vec<String> = std::iter::once("('all', '')".to_string())
+        .chain(
+            ROLLED_UP
+                .iter()
+                .map(|c| format!("('{c}', CAST({c} AS String))")),
+        )
+        .collect();
     client
+        .query(&format!(
+            "INSERT INTO ?.view_days_local \
+             SELECT property_id, toDate(view_start) AS day, generation, d.1 AS dim, d.2 AS value, \
+                    toDate(last_ts) AS end_day, count(), uniqState(viewer_id), \
+                    sum(watch_time_ms), sum(playing_time_ms), countIf(error_fatal = 1), \
+                    countIf(play_requested = 1 AND started = 0 AND error_fatal = 0), \
+                    quantilesExactStateIf(0.5, 0.9, 0.95)(startup_time_ms, started = 1), \
+                    sum(rebuffer_duration_ms), sum(rebuffer_count), \
+                    sum(avg_bitrate_kbps * playing_time_ms), max(last_ts) \
+             FROM ?.views_sealed_local ARRAY JOIN [{}] AS d \
+             WHERE view_start >= toDateTime(?) AND view_start < toDateTime(?) AND generation = ? \
+             GROUP BY property_id, day, generation, dim, value, end_day",
+            dims.join(", ")
+        ))
+        .bind(Identifier(database))
+        .bind(Identifier(database))
+        .bind(day)
+        .bind(day.saturating_add(DAY_S))
+        .bind(generation)
+}
+
+/// Deletes `day`'s sealed rows and roll-up of generations before
+/// `generation` (mutations, done in the background; readers already skip
+/// them).
+pub fn prune_queries(client: &Client, database: &str, day: u32, generation: u64) -> [Query; 2] {
+    let rows = client
         .query(
             "ALTER TABLE ?.views_sealed_local DELETE \
              WHERE view_start >= toDateTime(?) AND view_start < toDateTime(?) AND generation < ?",
@@ -111,7 +171,16 @@ pub fn prune_query(client: &Client, database: &str, day: u32, generation: u64) -
         .bind(Identifier(database))
         .bind(day)
         .bind(day.saturating_add(DAY_S))
-        .bind(generation)
+        .bind(generation);
+    let rollup = client
+        .query(
+            "ALTER TABLE ?.view_days_local DELETE \
+             WHERE day = toDate(toDateTime(?)) AND generation < ?",
+        )
+        .bind(Identifier(database))
+        .bind(day)
+        .bind(generation);
+    [rows, rollup]
 }
 
 #[cfg(test)]
