@@ -45,14 +45,16 @@
 
 pub mod check;
 pub mod live;
+pub mod rollup;
 pub mod seal;
+pub mod source;
 pub mod sql;
 
 pub use check::{MetricCheck, Tolerance};
 pub use sql::{
-    bind_view_source, breakdown_query, fetch_breakdown, fetch_overview, overview_query,
-    timeseries_query, view_source, Filter, FilterValue, Group, MetricSql, Scope, Select,
-    OVERVIEW_METRICS,
+    bind_view_source, breakdown_query, errors_query, fetch_breakdown, fetch_overview,
+    overview_query, timeseries_query, view_source, ErrorCode, Filter, FilterValue, Group,
+    MetricSql, Scope, Select, OVERVIEW_METRICS,
 };
 
 use serde::{Deserialize, Serialize};

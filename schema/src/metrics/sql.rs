@@ -1,295 +1,215 @@
-//! The metrics as ClickHouse queries. Every value is bound by the client
-//! (which escapes it), the database name as an identifier; a query's
-//! `sql_display()` shows the text it sends.
+//! The metrics as ClickHouse queries: each metric is an expression over
+//! partial aggregates ([`PARTIALS`]) that single views
+//! ([`super::source`]) and sealed days' roll-ups ([`super::rollup`]) both
+//! give, and each read (overview, breakdown, time series, error codes)
+//! merges the two. Every value is bound by the client (which escapes it),
+//! the database name as an identifier; a query's `sql_display()` shows the
+//! text it sends.
 
 use clickhouse::query::Query;
-use clickhouse::sql::Identifier;
 use clickhouse::Client;
 
-use super::Range;
+use super::rollup::{Days, Grouping};
+pub use super::source::{
+    bind_view_source, fresh_seals_query, view_source, Filter, FilterValue, Scope, Select,
+};
+use super::source::{bind_views, views_subquery, FRESH_SEALS};
 
-/// A metric's SQL, over the per-view rows of [`overview_query`].
+/// A metric's SQL: an expression over merged [`PARTIALS`], each named
+/// in braces (`{p_ended}`).
 #[derive(Debug, Clone, Copy)]
 pub struct MetricSql {
     /// Column name in the result (= the [`Overview`](super::Overview) field).
     pub name: &'static str,
-    /// The aggregate expression.
+    /// The expression, over `{partial}`s.
     pub sql: &'static str,
 }
 
 /// The SQL of every [`Overview`](super::Overview) field, in field order.
 pub const OVERVIEW_METRICS: &[MetricSql] = &[
-    MetricSql { name: "views", sql: "countIf(in_start)" },
-    MetricSql { name: "unique_viewers", sql: "uniqIf(viewer, in_start)" },
-    MetricSql { name: "watch_time_ms", sql: "sumIf(watch_ms, in_start)" },
-    MetricSql { name: "playing_time_ms", sql: "sumIf(playing_ms, in_start)" },
-    MetricSql { name: "ended_in_range", sql: "countIf(in_end)" },
+    MetricSql {
+        name: "views",
+        sql: "{p_views}",
+    },
+    MetricSql {
+        name: "unique_viewers",
+        sql: "{p_viewers}",
+    },
+    MetricSql {
+        name: "watch_time_ms",
+        sql: "{p_watch}",
+    },
+    MetricSql {
+        name: "playing_time_ms",
+        sql: "{p_playing}",
+    },
+    MetricSql {
+        name: "ended_in_range",
+        sql: "{p_ended}",
+    },
     MetricSql {
         name: "playback_failure_pct",
-        sql: "if(countIf(in_end) = 0, 0, 100 * countIf(in_end AND fatal = 1) / countIf(in_end))",
+        sql: "if({p_ended} = 0, 0, 100 * {p_failed} / {p_ended})",
     },
     MetricSql {
         name: "exits_before_start_pct",
-        sql: "if(countIf(in_end) = 0, 0, 100 * countIf(in_end AND ended AND requested = 1 AND has_startup = 0 AND fatal = 0) / countIf(in_end))",
+        sql: "if({p_ended} = 0, 0, 100 * {p_exits} / {p_ended})",
     },
     MetricSql {
         name: "startup_time_ms_p50",
-        sql: "toUInt32(quantileExactIf(0.5)(startup_ms, in_end AND has_startup = 1))",
+        sql: "toUInt32({p_startup}[1])",
     },
     MetricSql {
         name: "startup_time_ms_p90",
-        sql: "toUInt32(quantileExactIf(0.9)(startup_ms, in_end AND has_startup = 1))",
+        sql: "toUInt32({p_startup}[2])",
     },
     MetricSql {
         name: "startup_time_ms_p95",
-        sql: "toUInt32(quantileExactIf(0.95)(startup_ms, in_end AND has_startup = 1))",
+        sql: "toUInt32({p_startup}[3])",
     },
     MetricSql {
         name: "rebuffer_pct",
-        sql: "if(sumIf(watch_ms, in_end) = 0, 0, 100 * sumIf(rebuffer_ms, in_end) / sumIf(watch_ms, in_end))",
+        sql: "if({p_watch_ended} = 0, 0, 100 * {p_rebuffer_ms} / {p_watch_ended})",
     },
     MetricSql {
         name: "rebuffer_frequency_per_min",
-        sql: "if(sumIf(watch_ms, in_end) = 0, 0, sumIf(rebuffers, in_end) / (sumIf(watch_ms, in_end) / 60000))",
+        sql: "if({p_watch_ended} = 0, 0, {p_rebuffers} / ({p_watch_ended} / 60000))",
     },
     MetricSql {
         name: "rebuffer_duration_ms_per_view",
-        sql: "if(countIf(in_end) = 0, 0, sumIf(rebuffer_ms, in_end) / countIf(in_end))",
+        sql: "if({p_ended} = 0, 0, {p_rebuffer_ms} / {p_ended})",
     },
     MetricSql {
         name: "avg_bitrate_kbps",
-        sql: "if(sumIf(playing_ms, in_end) = 0, 0, sumIf(bitrate_kbps * playing_ms, in_end) / sumIf(playing_ms, in_end))",
+        sql: "if({p_playing_ended} = 0, 0, {p_bitrate} / {p_playing_ended})",
     },
 ];
 
-/// Where each view's latest row comes from: a sealed day's collapsed
-/// rows (`views_sealed`, migration 0007) while the seal is fresh, else
-/// `views FINAL`, which collapses a view's rows as the
-/// `ReplacingMergeTree(seq)` merge would (correct before merges, a plain
-/// scan after them); its `PREWHERE` skips the sealed days' rows before
-/// `FINAL` reads them, safely, as a view's rows share one `view_start`.
-/// Its columns are `{columns}`; its `?` placeholders are
-/// bound by [`bind_view_source`]. Conditions on it belong outside: a
-/// `WHERE` over it runs after `FINAL`, so a filter sees each view's latest
-/// value (`schema/tests/clickhouse.rs` holds both servers to that).
-const VIEW_SOURCE: &str = "SELECT {columns} FROM ?.views_sealed \
-      WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
-        AND (toDate(view_start), generation) IN ({fresh}) \
-    UNION ALL \
-    SELECT {columns} FROM ?.views FINAL \
-      PREWHERE toDate(view_start) NOT IN (SELECT day FROM ({fresh})) \
-      WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?)";
-
-/// A shard's fresh seals, `(day, latest generation)`: each day's latest seal,
-/// when no part of the day's `views_local` partition was written in or
-/// after the second the seal began (a later heartbeat, a replay or a merge
-/// makes it stale until the seal job seals the day again). Runs on each
-/// shard against its own tables.
-const FRESH_SEALS: &str = "SELECT day, latest FROM ( \
-        SELECT day, max(generation) AS latest, argMax(sealed_at, generation) AS began \
-        FROM ?.sealed_days_local GROUP BY day) AS seals \
-      ANY LEFT JOIN ( \
-        SELECT toDate(concat(substring(partition, 1, 4), '-', substring(partition, 5, 2), '-', \
-                             substring(partition, 7, 2))) AS day, \
-               max(modification_time) AS modified \
-        FROM system.parts WHERE database = ? AND table = 'views_local' AND active \
-        GROUP BY day) AS parts USING day \
-      WHERE modified < began";
-
-/// A shard's fresh seals, `(day start, generation)` ([`FRESH_SEALS`], to
-/// run on one shard).
-pub fn fresh_seals_query(client: &Client, database: &str) -> Query {
-    client
-        .query(&format!(
-            "SELECT toUInt32(toDateTime(day)), latest FROM ({FRESH_SEALS}) ORDER BY day"
-        ))
-        .bind(Identifier(database))
-        .bind(database)
+/// A partial aggregate the metrics are made of, computed two ways that
+/// merge into one: over single views (the per-view subquery's columns and
+/// flags: `in_start`, the view counts as started in the range; `in_end`,
+/// as ended in it) and over a sealed day's roll-up rows (`view_days`,
+/// migration 0010; `{s}`: the row's views count as started in the range,
+/// `{e}`: as ended in it). Sums, or states that merge exactly, so a read
+/// taking some days from roll-ups and the rest view by view gives the
+/// numbers one pass over every view would.
+#[derive(Debug, Clone, Copy)]
+pub struct Partial {
+    pub name: &'static str,
+    /// Over per-view rows.
+    pub view: &'static str,
+    /// Over roll-up rows.
+    pub rollup: &'static str,
+    /// The aggregate function merging its values.
+    pub merge: &'static str,
 }
 
-/// [`VIEW_SOURCE`] reading `columns` (`views` columns, from fixed tables,
-/// never user text).
-pub fn view_source(columns: &[&str]) -> String {
-    VIEW_SOURCE
-        .replace("{fresh}", FRESH_SEALS)
-        .replace("{columns}", &columns.join(", "))
-}
-
-/// Binds [`view_source`]'s values: `property`'s views that started in
-/// `starts`.
-pub fn bind_view_source(query: Query, database: &str, property: &str, starts: Range) -> Query {
-    let range = |query: Query| query.bind(property).bind(starts.from).bind(starts.to);
-    let fresh = |query: Query| query.bind(Identifier(database)).bind(database);
-    let sealed = fresh(range(query.bind(Identifier(database))));
-    range(fresh(sealed.bind(Identifier(database))))
-}
-
-/// The `views` columns the per-view subquery reads, before a breakdown's
-/// and the filters' own.
-const VIEW_COLUMNS_READ: &[&str] = &[
-    "view_start",
-    "viewer_id",
-    "last_ts",
-    "last_event",
-    "play_requested",
-    "started",
-    "startup_time_ms",
-    "error_fatal",
-    "watch_time_ms",
-    "playing_time_ms",
-    "rebuffer_count",
-    "rebuffer_duration_ms",
-    "avg_bitrate_kbps",
+/// Every partial, by name.
+pub const PARTIALS: &[Partial] = &[
+    Partial {
+        name: "p_views",
+        view: "countIf(in_start)",
+        rollup: "sumIf(views, {s})",
+        merge: "sum",
+    },
+    Partial {
+        name: "p_viewers",
+        view: "uniqStateIf(viewer, in_start)",
+        rollup: "uniqMergeStateIf(viewers, {s})",
+        merge: "uniqMerge",
+    },
+    Partial {
+        name: "p_watch",
+        view: "sumIf(watch_ms, in_start)",
+        rollup: "sumIf(watch_ms, {s})",
+        merge: "sum",
+    },
+    Partial {
+        name: "p_playing",
+        view: "sumIf(playing_ms, in_start)",
+        rollup: "sumIf(playing_ms, {s})",
+        merge: "sum",
+    },
+    Partial {
+        name: "p_ended",
+        view: "countIf(in_end)",
+        rollup: "sumIf(views, {e})",
+        merge: "sum",
+    },
+    Partial {
+        name: "p_failed",
+        view: "countIf(in_end AND fatal = 1)",
+        rollup: "sumIf(fatal, {e})",
+        merge: "sum",
+    },
+    // A sealed view has ended, so `ended` holds for every roll-up row.
+    Partial {
+        name: "p_exits",
+        view: "countIf(in_end AND ended AND requested = 1 AND has_startup = 0 AND fatal = 0)",
+        rollup: "sumIf(exits, {e})",
+        merge: "sum",
+    },
+    Partial {
+        name: "p_startup",
+        view: "quantilesExactStateIf(0.5, 0.9, 0.95)(startup_ms, in_end AND has_startup = 1)",
+        rollup: "quantilesExactMergeStateIf(0.5, 0.9, 0.95)(startup, {e})",
+        merge: STARTUP_MERGE,
+    },
+    Partial {
+        name: "p_watch_ended",
+        view: "sumIf(watch_ms, in_end)",
+        rollup: "sumIf(watch_ms, {e})",
+        merge: "sum",
+    },
+    Partial {
+        name: "p_rebuffer_ms",
+        view: "sumIf(rebuffer_ms, in_end)",
+        rollup: "sumIf(rebuffer_ms, {e})",
+        merge: "sum",
+    },
+    Partial {
+        name: "p_rebuffers",
+        view: "sumIf(rebuffers, in_end)",
+        rollup: "sumIf(rebuffers, {e})",
+        merge: "sum",
+    },
+    Partial {
+        name: "p_playing_ended",
+        view: "sumIf(playing_ms, in_end)",
+        rollup: "sumIf(playing_ms, {e})",
+        merge: "sum",
+    },
+    // When the latest view that ended in the range ended (for errors).
+    Partial {
+        name: "p_last_seen",
+        view: "maxIf(toUInt32(last), in_end)",
+        rollup: "maxIf(toUInt32(last_seen), {e})",
+        merge: "max",
+    },
+    Partial {
+        name: "p_bitrate",
+        view: "sumIf(bitrate_kbps * playing_ms, in_end)",
+        rollup: "sumIf(bitrate_ms, {e})",
+        merge: "sum",
+    },
 ];
 
-/// The per-view subquery: one row per view of `property` that may matter
-/// for `range` (started in it, or started up to `max_view_s` before it and
-/// possibly ending in it), each its latest ([`VIEW_SOURCE`]).
-///
-/// Its columns (named apart from the table's, as ClickHouse resolves
-/// aliases before columns): `start`, `viewer`, `last`, `final_event`,
-/// `requested`, `has_startup`, `startup_ms`, `fatal`, `watch_ms`,
-/// `playing_ms`, `rebuffers`, `rebuffer_ms`, `bitrate_kbps`, and the flags
-/// `in_start`, `in_end`, `ended`. Its `?` placeholders are bound by
-/// [`bind_views`], in order; `{source}` is the [`view_source`],
-/// `{filters}` where [`Scope::filters`] go, and `{group}` a breakdown's
-/// `group_value` column.
-const VIEWS_SUBQUERY: &str = "SELECT *, \
-        (start >= toDateTime(?) AND start < toDateTime(?)) AS in_start, \
-        (last >= toDateTime(?) AND last < toDateTime(?)) AS in_end, \
-        (final_event = 'viewend' OR fatal = 1 OR toDateTime(?) - last >= ?) AS ended \
-    FROM ( \
-      SELECT view_start AS start, viewer_id AS viewer, last_ts AS last, \
-             last_event AS final_event, play_requested AS requested, started AS has_startup, \
-             startup_time_ms AS startup_ms, error_fatal AS fatal, watch_time_ms AS watch_ms, \
-             playing_time_ms AS playing_ms, rebuffer_count AS rebuffers, \
-             rebuffer_duration_ms AS rebuffer_ms, avg_bitrate_kbps AS bitrate_kbps {group} \
-      FROM ({source}) \
-      WHERE 1 {filters})";
+/// Merges the startup-time quantiles' states (every value kept, so exact).
+const STARTUP_MERGE: &str = "quantilesExactMerge(0.5, 0.9, 0.95)";
 
-/// Binds [`VIEWS_SUBQUERY`]'s values (the client escapes them).
-fn bind_views(query: Query, scope: &Scope<'_>) -> Query {
-    let Range { from, to } = scope.range;
-    let query = query
-        .bind(from)
-        .bind(to)
-        .bind(from)
-        .bind(to)
-        .bind(scope.now)
-        .bind(scope.inactivity_timeout_s);
-    let starts = Range {
-        from: from.saturating_sub(scope.max_view_s),
-        to,
-    };
-    let query = bind_view_source(query, scope.database, scope.property, starts);
-    Filter::bind_all(query, scope.filters)
-}
-
-/// The per-view subquery with `scope`'s filters in place and, for a
-/// breakdown, each view's latest value of `group` as `group_value`.
-fn views_subquery(scope: &Scope<'_>, group: Option<&'static str>) -> String {
-    let mut columns: Vec<&str> = VIEW_COLUMNS_READ.to_vec();
-    columns.extend(group);
-    let columns = Filter::with_columns(&columns, scope.filters);
-    let group = group
-        .map(|column| format!(", {column} AS group_value"))
-        .unwrap_or_default();
-    VIEWS_SUBQUERY
-        .replace("{source}", &view_source(&columns))
-        .replace("{filters}", &Filter::conditions(scope.filters))
-        .replace("{group}", &group)
-}
-
-/// A condition on a view's dimension, as of its latest event: `column`
-/// (a `views` column, from the caller's fixed table, never user text)
-/// equals `value`, or differs from it when `negate`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Filter<'a> {
-    pub column: &'static str,
-    pub value: FilterValue<'a>,
-    pub negate: bool,
-}
-
-/// A filter's value, bound as a query parameter.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FilterValue<'a> {
-    Text(&'a str),
-    Number(u64),
-}
-
-impl Filter<'_> {
-    /// ` AND …` of `filters`, to follow a `WHERE` over a [`view_source`]
-    /// (so each condition sees a view's latest value), or nothing; bind its
-    /// values with [`Filter::bind_all`].
-    pub fn conditions(filters: &[Filter<'_>]) -> String {
-        filters
-            .iter()
-            .map(|f| {
-                let op = if f.negate { "!=" } else { "=" };
-                format!(" AND {} {op} ?", f.column)
-            })
-            .collect()
+impl MetricSql {
+    /// The expression with each partial merged.
+    fn merged(&self) -> String {
+        PARTIALS.iter().fold(self.sql.to_owned(), |sql, p| {
+            sql.replace(
+                &format!("{{{}}}", p.name),
+                &format!("{}({})", p.merge, p.name),
+            )
+        })
     }
 
-    /// `columns` and the columns `filters` name, once each: what a
-    /// [`view_source`] must read for them.
-    pub fn with_columns<'c>(columns: &[&'c str], filters: &[Filter<'_>]) -> Vec<&'c str> {
-        let mut all: Vec<&str> = columns.to_vec();
-        all.extend(filters.iter().map(|f| f.column));
-        all.sort_unstable();
-        all.dedup();
-        all
-    }
-
-    /// Binds the values of [`Filter::conditions`]' placeholders, in order.
-    pub fn bind_all(query: Query, filters: &[Filter<'_>]) -> Query {
-        filters
-            .iter()
-            .fold(query, |query, filter| filter.value.bind_to(query))
-    }
-}
-
-impl FilterValue<'_> {
-    fn bind_to(&self, query: Query) -> Query {
-        match self {
-            FilterValue::Text(s) => query.bind(*s),
-            FilterValue::Number(n) => query.bind(*n),
-        }
-    }
-}
-
-/// What an overview query covers: one property, a range, "now" (for the
-/// inactivity timeout), and how long a view may last (how far before the
-/// range a view may have started and still end in it).
-#[derive(Debug, Clone, Copy)]
-pub struct Scope<'a> {
-    pub database: &'a str,
-    pub property: &'a str,
-    pub range: Range,
-    pub now: u32,
-    pub inactivity_timeout_s: u64,
-    pub max_view_s: u32,
-    /// Only views matching all of these.
-    pub filters: &'a [Filter<'a>],
-    /// Which [`OVERVIEW_METRICS`] the query computes.
-    pub select: Select<'a>,
-}
-
-/// Which overview metrics a query computes: each costs time over millions
-/// of views, and a request usually needs a few.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Select<'a> {
-    All,
-    /// These [`OVERVIEW_METRICS`] names; the others read 0.
-    Only(&'a [&'a str]),
-}
-
-impl Select<'_> {
-    fn includes(&self, name: &str) -> bool {
-        match self {
-            Select::All => true,
-            Select::Only(names) => names.contains(&name),
-        }
+    fn uses(&self, partial: &Partial) -> bool {
+        self.sql.contains(&format!("{{{}}}", partial.name))
     }
 }
 
@@ -298,12 +218,19 @@ impl Select<'_> {
 /// `fetch_one` reads it; else [`fetch_overview`]), its values bound.
 /// `sql_display()` shows its text.
 pub fn overview_query(client: &Client, scope: &Scope<'_>) -> Query {
+    let days = Days::of(scope, Grouping::None);
+    let partials = partials(scope.select, Grouping::None);
+    let views = format!(
+        "SELECT {} FROM ({})",
+        view_partials(&partials),
+        views_subquery(scope, None, &days)
+    );
     let sql = format!(
         "SELECT {} FROM ({})",
         overview_columns(scope.select),
-        views_subquery(scope, None)
+        beside_rollup(views, &days, Grouping::None, scope, &partials)
     );
-    bind_views(client.query(&sql), scope)
+    bind_read(client.query(&sql), scope, &days, Grouping::None)
 }
 
 /// Runs [`overview_query`], whatever it selects.
@@ -356,14 +283,68 @@ pub async fn fetch_json_rows<T: serde::de::DeserializeOwned>(
 /// (run it with [`fetch_breakdown`]). Values with no view in the range
 /// (only in the look-back) are left out.
 pub fn breakdown_query(client: &Client, scope: &Scope<'_>, column: &'static str) -> Query {
+    let grouping = Grouping::Column(column);
+    let days = Days::of(scope, grouping);
+    let partials = partials(scope.select, grouping);
     let sql = format!(
-        "SELECT toString(group_value) AS value, {} FROM ({}) \
-         GROUP BY group_value HAVING countIf(in_start) + countIf(in_end) > 0 \
+        "SELECT key AS value, {} FROM ({}) \
+         GROUP BY key HAVING sum(p_views) + sum(p_ended) > 0 \
          ORDER BY value LIMIT {MAX_GROUPS}",
         overview_columns(scope.select),
-        views_subquery(scope, Some(column))
+        by_column(scope, column, &days, &partials)
     );
-    bind_views(client.query(&sql), scope)
+    bind_read(client.query(&sql), scope, &days, grouping)
+}
+
+/// `partials` per value (`key`, as text) of `column`, from single views
+/// and roll-ups, to merge.
+fn by_column(
+    scope: &Scope<'_>,
+    column: &'static str,
+    days: &Days,
+    partials: &[&Partial],
+) -> String {
+    let views = format!(
+        "SELECT CAST(group_value AS String) AS key, {} FROM ({}) GROUP BY key",
+        view_partials(partials),
+        views_subquery(scope, Some(column), days)
+    );
+    beside_rollup(views, days, Grouping::Column(column), scope, partials)
+}
+
+/// Most error codes [`errors_query`] returns.
+pub const MAX_ERROR_CODES: usize = 1000;
+
+/// One error code among the views of a range that ended in it.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
+pub struct ErrorCode {
+    pub code: String,
+    /// Views whose latest error was this code.
+    pub views: u64,
+    /// Of them, those the error stopped.
+    pub fatal: u64,
+    /// The latest of those views' last events, epoch seconds.
+    pub last_seen: u32,
+}
+
+/// The error codes ([`ErrorCode`]) of `scope`'s views that ended in its
+/// range, as of each view's latest event, most views first (up to
+/// [`MAX_ERROR_CODES`]).
+pub fn errors_query(client: &Client, scope: &Scope<'_>) -> Query {
+    let grouping = Grouping::Column("error_code");
+    let days = Days::of(scope, grouping);
+    let partials: Vec<&Partial> = PARTIALS
+        .iter()
+        .filter(|p| ["p_ended", "p_failed", "p_last_seen"].contains(&p.name))
+        .collect();
+    let sql = format!(
+        "SELECT key AS code, sum(p_ended) AS views, sum(p_failed) AS fatal, \
+                max(p_last_seen) AS last_seen FROM ({}) \
+         WHERE key != '' GROUP BY key HAVING views > 0 \
+         ORDER BY views DESC, code LIMIT {MAX_ERROR_CODES}",
+        by_column(scope, "error_code", &days, &partials)
+    );
+    bind_read(client.query(&sql), scope, &days, grouping)
 }
 
 /// The per-view columns the overview metrics read, besides `in_start`
@@ -380,31 +361,97 @@ const VIEW_COLUMNS: &str = "viewer, requested, has_startup, startup_ms, fatal, w
 /// range. Run it with [`fetch_breakdown`]; rows come in time order.
 pub fn timeseries_query(client: &Client, scope: &Scope<'_>, step_s: u32) -> Query {
     let step = step_s.max(1);
-    let sql = format!(
-        "SELECT toString(bucket) AS value, {columns} FROM ( \
+    let grouping = Grouping::Buckets(step);
+    let days = Days::of(scope, grouping);
+    let partials = partials(scope.select, grouping);
+    let views = format!(
+        "SELECT bucket, {partials} FROM ( \
            SELECT {VIEW_COLUMNS}, \
                   arrayJoin([(intDiv(toUInt32(start), {step}) * {step}, 1), \
                              (intDiv(toUInt32(last), {step}) * {step}, 2)]) AS b, \
-                  tupleElement(b, 1) AS bucket, \
+                  toUInt64(tupleElement(b, 1)) AS bucket, \
                   (tupleElement(b, 2) = 1 AND was_start) AS in_start, \
                   (tupleElement(b, 2) = 2 AND was_end) AS in_end \
            FROM (SELECT {VIEW_COLUMNS}, start, last, in_start AS was_start, in_end AS was_end \
                  FROM ({views}))) \
-         GROUP BY bucket HAVING countIf(in_start) + countIf(in_end) > 0 \
-         ORDER BY bucket",
-        columns = overview_columns(scope.select),
-        views = views_subquery(scope, None)
+         GROUP BY bucket",
+        partials = view_partials(&partials),
+        views = views_subquery(scope, None, &days)
     );
-    bind_views(client.query(&sql), scope)
+    let sql = format!(
+        "SELECT toString(bucket) AS value, {} FROM ({}) \
+         GROUP BY bucket HAVING sum(p_views) + sum(p_ended) > 0 \
+         ORDER BY bucket",
+        overview_columns(scope.select),
+        beside_rollup(views, &days, grouping, scope, &partials)
+    );
+    bind_read(client.query(&sql), scope, &days, grouping)
+}
+
+/// The partials the metrics `select` names need (with `p_views` and, for
+/// a grouped read, `p_ended`, which decide whether a group has views).
+fn partials(select: Select<'_>, grouping: Grouping) -> Vec<&'static Partial> {
+    let metrics: Vec<&MetricSql> = OVERVIEW_METRICS
+        .iter()
+        .filter(|m| select.includes(m.name))
+        .collect();
+    PARTIALS
+        .iter()
+        .filter(|p| {
+            p.name == "p_views"
+                || (p.name == "p_ended" && grouping != Grouping::None)
+                || metrics.iter().any(|m| m.uses(p))
+        })
+        .collect()
+}
+
+/// `partials` over per-view rows, each named.
+fn view_partials(partials: &[&Partial]) -> String {
+    let columns: Vec<String> = partials
+        .iter()
+        .map(|p| format!("{} AS {}", p.view, p.name))
+        .collect();
+    columns.join(", ")
+}
+
+/// `views` (per-view partials) and, when `days` has any, the same
+/// partials from their roll-ups, as one set of rows to merge.
+fn beside_rollup(
+    views: String,
+    days: &Days,
+    grouping: Grouping,
+    scope: &Scope<'_>,
+    partials: &[&Partial],
+) -> String {
+    match days.rollup_sql(grouping, scope.filters, partials, FRESH_SEALS) {
+        Some(rollup) => format!("{views} UNION ALL {rollup}"),
+        None => views,
+    }
+}
+
+/// Binds the values of a read built by [`beside_rollup`]: the per-view
+/// side's, then the roll-up side's.
+fn bind_read(query: Query, scope: &Scope<'_>, days: &Days, grouping: Grouping) -> Query {
+    let query = bind_views(query, scope);
+    if *days == Days::None {
+        return query;
+    }
+    Days::bind(
+        query,
+        scope.database,
+        scope.property,
+        grouping,
+        scope.filters,
+    )
 }
 
 /// `expr AS name, …` of the overview metrics `select` names (at least
-/// `views`, so the list is never empty).
+/// `views`, so the list is never empty), over merged partials.
 fn overview_columns(select: Select<'_>) -> String {
     let columns: Vec<String> = OVERVIEW_METRICS
         .iter()
         .filter(|m| select.includes(m.name) || m.name == "views")
-        .map(|m| format!("{} AS {}", m.sql, m.name))
+        .map(|m| format!("{} AS {}", m.merged(), m.name))
         .collect();
     columns.join(", ")
 }
@@ -412,6 +459,7 @@ fn overview_columns(select: Select<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Range;
 
     #[test]
     fn values_are_bound_and_escaped() {
@@ -441,7 +489,7 @@ mod tests {
             .to_string();
         assert!(!sql.contains('?'), "every placeholder bound: {sql}");
         assert!(
-            sql.starts_with("SELECT countIf(in_start) AS views, if("),
+            sql.starts_with("SELECT sum(p_views) AS views, if("),
             "{sql}"
         );
         assert!(
@@ -456,6 +504,74 @@ mod tests {
         assert!(
             sql.contains(r"WHERE 1  AND country = 'US\' OR 1=1 --' AND asn != 3320)"),
             "{sql}"
+        );
+        assert!(!sql.contains("view_days"), "two filters: no roll-up: {sql}");
+    }
+
+    #[test]
+    fn a_read_over_whole_days_takes_their_rollups() {
+        let day = 86_400;
+        let scope = Scope {
+            database: "qoe",
+            property: "p",
+            range: Range {
+                from: 10 * day + 7,
+                to: 40 * day + 7,
+            },
+            now: 40 * day + 7,
+            inactivity_timeout_s: 3600,
+            max_view_s: 21_600,
+            filters: &[Filter {
+                column: "country",
+                value: FilterValue::Text("US' --"),
+                negate: true,
+            }],
+            select: Select::Only(&["unique_viewers"]),
+        };
+        let sql = overview_query(&Client::default(), &scope)
+            .sql_display()
+            .to_string();
+        assert!(!sql.contains('?'), "every placeholder bound: {sql}");
+        assert!(sql.contains("uniqMergeStateIf(viewers, "), "{sql}");
+        assert!(
+            sql.contains("FROM `qoe`.view_days WHERE property_id = 'p'"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(r"dim = 'country' AND value != toString('US\' --')"),
+            "{sql}"
+        );
+        // Sealed rows only at the edges: up to a day after the start, and
+        // from a day and a view's length before the end.
+        assert!(
+            sql.contains("view_start < toDateTime(864007 + 90000)"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("view_start >= toDateTime(greatest(3456007, 111600) - 111600)"),
+            "{sql}"
+        );
+
+        let breakdown = breakdown_query(
+            &Client::default(),
+            &Scope {
+                filters: &[],
+                ..scope
+            },
+            "asn",
+        )
+        .sql_display()
+        .to_string();
+        assert!(
+            breakdown.contains("dim = 'asn' AND (day, generation)"),
+            "{breakdown}"
+        );
+        let filtered = breakdown_query(&Client::default(), &scope, "asn")
+            .sql_display()
+            .to_string();
+        assert!(
+            !filtered.contains("view_days"),
+            "filter and group: {filtered}"
         );
     }
 }
