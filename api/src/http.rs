@@ -277,11 +277,11 @@ async fn answer(app: &App, req: &Request<Incoming>, path: &str) -> Result<Value,
         }
         "/v1/metrics/{metric}/overall" => (overall(&app.store, property, id, &c, now).await?, None),
         "/v1/errors" => {
-            let (rows, total) = crate::views::errors(&app.store, property, &c).await?;
+            let (rows, total) = crate::views::errors(&app.store, property, &c, now).await?;
             (rows, Some(total))
         }
         "/v1/video-views" => {
-            let (rows, total) = crate::views::list(&app.store, property, &c, &pairs).await?;
+            let (rows, total) = crate::views::list(&app.store, property, &c, &pairs, now).await?;
             (rows, Some(total))
         }
         "/v1/video-views/{view_id}" => (

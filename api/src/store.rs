@@ -10,7 +10,7 @@ use clickhouse::Client;
 use qoe_common::config::ClickHouseConfig;
 use qoe_schema::metrics::live::{self, LiveGroup};
 use qoe_schema::metrics::{
-    self, Filter, Group, Overview, Range, Scope, Select, DEFAULT_INACTIVITY_TIMEOUT_S,
+    self, ErrorCode, Filter, Group, Overview, Range, Scope, Select, DEFAULT_INACTIVITY_TIMEOUT_S,
 };
 
 use crate::config::QueryConfig;
@@ -112,6 +112,17 @@ impl Store {
         let query = metrics::timeseries_query(self.client()?, &self.scope(read, fields), step_s);
         self.timed(read.route, metrics::fetch_breakdown(query))
             .await
+    }
+
+    /// The error codes of the views `read` covers that ended in its range,
+    /// most views first, and how many views ended in it.
+    pub async fn errors(&self, read: &Read<'_>) -> Result<(Vec<ErrorCode>, u64), RequestError> {
+        let codes = metrics::errors_query(self.client()?, &self.scope(read, &[]));
+        let (codes, ended) = tokio::try_join!(
+            self.timed(read.route, codes.fetch_all::<ErrorCode>()),
+            self.overview(read, &["ended_in_range"]),
+        )?;
+        Ok((codes, ended.ended_in_range))
     }
 
     /// The live counts of `property`'s views whose `dim` is `value` (`all`

@@ -11,7 +11,7 @@ use qoe_schema::metrics::{bind_view_source, view_source, Filter, Range};
 
 use crate::error::RequestError;
 use crate::params::Common;
-use crate::store::Store;
+use crate::store::{Read, Store};
 
 /// A view's facts, as of its latest event.
 #[derive(Debug, Row, Serialize, Deserialize)]
@@ -113,58 +113,119 @@ fn span_of(keys: &[(String, u32)]) -> Option<Range> {
 }
 
 impl Store {
-    /// A page of `property`'s views that started in `range`, newest first,
-    /// and how many there are.
+    /// A page of `property`'s views that started in `read`'s range, newest
+    /// first, and how many there are.
     pub async fn list_views(
         &self,
-        property: &str,
-        range: Range,
-        filters: &[Filter<'_>],
+        read: &Read<'_>,
         viewer: Option<&str>,
         limit: usize,
         offset: usize,
     ) -> Result<(Vec<ViewRow>, u64), RequestError> {
-        let client = self.client()?;
-        let mut conditions = Filter::conditions(filters);
-        if viewer.is_some() {
-            conditions.push_str(" AND viewer_id = ?");
-        }
-        // First the page's keys, reading only what the filters need (the
-        // whole facts of every view in range would not fit in memory at
-        // millions of views), then the facts of those views alone.
-        let mut key_columns = Filter::with_columns(&["view_id", "view_start"], filters);
-        if viewer.is_some() {
-            key_columns.push("viewer_id");
-        }
-        let keys = format!(
-            "SELECT view_id, view_start FROM ({}) WHERE 1 {conditions}",
-            view_source(&key_columns)
-        );
-        let bind = |sql: &str| {
-            let q = bind_view_source(client.query(sql), self.database(), property, range);
-            let q = Filter::bind_all(q, filters);
-            match viewer {
-                Some(v) => q.bind(v),
-                None => q,
-            }
+        let (keys, total) = match viewer {
+            // The count is the `views` metric, which roll-ups answer.
+            None => tokio::try_join!(self.page_keys(read, None, limit, offset), async {
+                Ok(self.overview(read, &["views"]).await?.views)
+            },)?,
+            Some(_) => tokio::try_join!(
+                self.page_keys(read, viewer, limit, offset),
+                self.count_views(read, viewer),
+            )?,
         };
-        let page = bind(&format!(
-            "SELECT view_id, toUInt32(view_start) FROM ({keys}) \
-             ORDER BY view_start DESC, view_id LIMIT {limit} OFFSET {offset}"
-        ));
-        let count = bind(&format!("SELECT count() FROM ({keys})"));
-        let (keys, total) = tokio::try_join!(
-            self.timed("video_views", page.fetch_all::<(String, u32)>()),
-            self.timed("video_views", count.fetch_one::<u64>()),
-        )?;
         let Some(starts) = span_of(&keys) else {
             return Ok((Vec::new(), total));
         };
         let ids: Vec<&str> = keys.iter().map(|(id, _)| id.as_str()).collect();
         let rows = self
-            .facts("video_views", property, starts, "AND has(?, view_id)", &ids)
+            .facts(
+                read.route,
+                read.property,
+                starts,
+                "AND has(?, view_id)",
+                &ids,
+            )
             .await?;
         Ok((rows, total))
+    }
+
+    /// The keys (`view_id`, start) of a page of `read`'s views, newest
+    /// first. The newest views are read first: the last hour, then the
+    /// last day, then the whole range, stopping at the first window that
+    /// holds the page (all its views are newer than any outside it).
+    async fn page_keys(
+        &self,
+        read: &Read<'_>,
+        viewer: Option<&str>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<(String, u32)>, RequestError> {
+        let Range { from, to } = read.range;
+        for window_s in [3600, 86_400, u32::MAX] {
+            let window = Range {
+                from: to.saturating_sub(window_s).max(from),
+                to,
+            };
+            let sql = format!(
+                "SELECT view_id, toUInt32(view_start) FROM ({}) \
+                 ORDER BY view_start DESC, view_id LIMIT {limit} OFFSET {offset}",
+                self.keys_sql(read, viewer)
+            );
+            let query = self.bind_keys(&sql, read, window, viewer)?;
+            let keys = self
+                .timed(read.route, query.fetch_all::<(String, u32)>())
+                .await?;
+            if keys.len() == limit || window.from == from {
+                return Ok(keys);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// How many of `read`'s views `viewer` watched.
+    async fn count_views(
+        &self,
+        read: &Read<'_>,
+        viewer: Option<&str>,
+    ) -> Result<u64, RequestError> {
+        let sql = format!("SELECT count() FROM ({})", self.keys_sql(read, viewer));
+        let query = self.bind_keys(&sql, read, read.range, viewer)?;
+        self.timed(read.route, query.fetch_one::<u64>()).await
+    }
+
+    /// The keys of `read`'s views (reading only what the filters need: the
+    /// facts of every view in range would not fit in memory at millions
+    /// of views), bound by [`Store::bind_keys`].
+    fn keys_sql(&self, read: &Read<'_>, viewer: Option<&str>) -> String {
+        let mut conditions = Filter::conditions(read.filters);
+        let mut key_columns = Filter::with_columns(&["view_id", "view_start"], read.filters);
+        if viewer.is_some() {
+            conditions.push_str(" AND viewer_id = ?");
+            key_columns.push("viewer_id");
+        }
+        format!(
+            "SELECT view_id, view_start FROM ({}) WHERE 1 {conditions}",
+            view_source(&key_columns)
+        )
+    }
+
+    fn bind_keys(
+        &self,
+        sql: &str,
+        read: &Read<'_>,
+        starts: Range,
+        viewer: Option<&str>,
+    ) -> Result<clickhouse::query::Query, RequestError> {
+        let q = bind_view_source(
+            self.client()?.query(sql),
+            self.database(),
+            read.property,
+            starts,
+        );
+        let q = Filter::bind_all(q, read.filters);
+        Ok(match viewer {
+            Some(v) => q.bind(v),
+            None => q,
+        })
     }
 
     /// The facts of the views of `property` that started in `starts`
@@ -238,64 +299,17 @@ impl Store {
     }
 }
 
-/// One error code among the views that ended in a range.
-#[derive(Debug, Row, Serialize, Deserialize)]
-pub struct ErrorRow {
-    pub code: String,
-    /// Views whose latest error was this code.
-    pub views: u64,
-    /// Of them, those the error stopped.
-    pub fatal: u64,
-    /// The latest of those views' last events, epoch seconds.
-    pub last_seen: u32,
-}
-
-impl Store {
-    /// The error codes of `property`'s views that ended in `range`, most
-    /// views first, and how many views ended in it. A view that started up
-    /// to `max_view` before the range may end in it.
-    pub async fn errors(
-        &self,
-        property: &str,
-        range: Range,
-        filters: &[Filter<'_>],
-    ) -> Result<(Vec<ErrorRow>, u64), RequestError> {
-        let client = self.client()?;
-        let inner = views_sql(
-            &Filter::with_columns(FACT_COLUMNS, filters),
-            &Filter::conditions(filters),
-        );
-        let ended = "last_event_at >= ? AND last_event_at < ?";
-        let starts = Range {
-            from: range.from.saturating_sub(self.max_view_s()),
-            to: range.to,
-        };
-        let bind = |sql: &str| {
-            let q = bind_view_source(client.query(sql), self.database(), property, starts);
-            Filter::bind_all(q, filters).bind(range.from).bind(range.to)
-        };
-        let codes = bind(&format!(
-            "SELECT error_code AS code, count() AS views, countIf(error_fatal = 1) AS fatal, \
-             max(last_event_at) AS last_seen FROM ({inner}) WHERE {ended} AND error_code != '' \
-             GROUP BY code ORDER BY views DESC, code LIMIT 1000"
-        ));
-        let total = bind(&format!("SELECT count() FROM ({inner}) WHERE {ended}"));
-        tokio::try_join!(
-            self.timed("errors", codes.fetch_all::<ErrorRow>()),
-            self.timed("errors", total.fetch_one::<u64>()),
-        )
-    }
-}
-
 /// `/v1/errors`: each error code with its views, their share of the views
 /// that ended in the timeframe, and when it was last seen.
 pub async fn errors(
     store: &Store,
     property: &str,
     c: &Common,
+    now: u32,
 ) -> Result<(Value, usize), RequestError> {
     let filters = c.filters();
-    let (codes, ended) = store.errors(property, c.range, &filters).await?;
+    let read = c.read("errors", property, &filters, now);
+    let (codes, ended) = store.errors(&read).await?;
     let rows: Vec<Value> = codes
         .iter()
         .map(|e| {
@@ -317,6 +331,7 @@ pub async fn list(
     property: &str,
     c: &Common,
     pairs: &[(String, String)],
+    now: u32,
 ) -> Result<(Value, usize), RequestError> {
     let (limit, page) = crate::params::paging(pairs)?;
     let viewer = pairs
@@ -324,15 +339,9 @@ pub async fn list(
         .find(|(k, _)| k == "viewer_id")
         .map(|(_, v)| v.as_str());
     let filters = c.filters();
+    let read = c.read("video_views", property, &filters, now);
     let (rows, total) = store
-        .list_views(
-            property,
-            c.range,
-            &filters,
-            viewer,
-            limit,
-            (page - 1) * limit,
-        )
+        .list_views(&read, viewer, limit, (page - 1) * limit)
         .await?;
     Ok((json!(rows), total as usize))
 }
