@@ -1,8 +1,9 @@
 //! Sealed days on the real two-shard ClickHouse (18.16): a settled day's
-//! views copied once, read instead of collapsing them, and every metric
-//! still equal to the definition — after sealing, after a late heartbeat
-//! (the seal goes stale and `views` answers until the day is sealed
-//! again), and after a replay.
+//! views copied once and rolled up, read instead of collapsing them, and
+//! every metric still equal to the definition — over hours (single views)
+//! and over whole days (their roll-ups), after sealing, after a late
+//! heartbeat (the seal goes stale and `views` answers until the day is
+//! sealed again), and after a replay.
 
 use qoe_common::clickhouse::{shards, Shard};
 use qoe_schema::beacon::Event;
@@ -49,6 +50,10 @@ async fn seal_due(shards: &[Shard], db: &str) -> usize {
                 .execute()
                 .await
                 .unwrap();
+            seal::rollup_query(c, db, day, generation)
+                .execute()
+                .await
+                .unwrap();
             seal::record_query(c, db, day, generation, began)
                 .execute()
                 .await
@@ -71,40 +76,67 @@ async fn fresh(shards: &[Shard], db: &str) -> usize {
     n
 }
 
-/// Every metric over the sample's hours, and a breakdown by CDN, against
-/// the definition.
+/// Every metric, and a breakdown by CDN, against the definition: over the
+/// sample's hours, and over whole days around them (which read the
+/// roll-ups of the days sealed).
 async fn assert_metrics(shards: &[Shard], db: &str, events: &[Event]) {
     let now = (sample::NOW_MS / 1000) as u32;
-    let range = Range {
+    let day = 86_400;
+    let hours = Range {
         from: now - 7200,
         to: now + 7200,
     };
-    let scope = metrics::Scope {
-        database: db,
-        property: "prop",
-        range,
-        now: now + 7200,
-        inactivity_timeout_s: 3600,
-        max_view_s: 86_400,
-        filters: &[],
-        select: metrics::Select::All,
+    let days = Range {
+        from: (now / day - 2) * day + 7,
+        to: (now / day + 3) * day + 7,
     };
-    let facts = ViewFacts::latest_per_view(events);
-    let got: Overview = metrics::overview_query(&shards[0].client, &scope)
-        .fetch_one()
-        .await
-        .unwrap();
-    let want = metrics::overview(&facts, range, now + 7200, 3600);
-    assert_eq!(want.views, 60);
-    if let Err(diff) = got.compare(&want) {
-        panic!("{diff}");
+    for (range, at) in [(hours, now + 7200), (days, days.to)] {
+        let scope = metrics::Scope {
+            database: db,
+            property: "prop",
+            range,
+            now: at,
+            inactivity_timeout_s: 3600,
+            max_view_s: 86_400,
+            filters: &[],
+            select: metrics::Select::All,
+        };
+        let overview = metrics::overview_query(&shards[0].client, &scope);
+        assert_eq!(
+            overview.sql_display().to_string().contains("view_days"),
+            range == days,
+            "roll-ups read over whole days only"
+        );
+        let facts = ViewFacts::latest_per_view(events);
+        let got: Overview = overview.fetch_one().await.unwrap();
+        let want = metrics::overview(&facts, range, at, 3600);
+        assert_eq!(want.views, 60);
+        if let Err(diff) = got.compare(&want) {
+            panic!("{range:?}: {diff}");
+        }
+        let groups =
+            metrics::fetch_breakdown(metrics::breakdown_query(&shards[0].client, &scope, "cdn"))
+                .await
+                .unwrap();
+        assert_eq!(groups.len(), 2);
+        for group in groups {
+            let of_cdn: Vec<Event> = events
+                .iter()
+                .filter(|e| latest_cdn(events, &e.view_id) == group.value)
+                .cloned()
+                .collect();
+            let want = metrics::overview(&ViewFacts::latest_per_view(&of_cdn), range, at, 3600);
+            if let Err(diff) = group.overview.compare(&want) {
+                panic!("{range:?}, cdn {}: {diff}", group.value);
+            }
+        }
     }
-    let groups =
-        metrics::fetch_breakdown(metrics::breakdown_query(&shards[0].client, &scope, "cdn"))
-            .await
-            .unwrap();
-    let views: u64 = groups.iter().map(|g| g.overview.views).sum();
-    assert_eq!(views, 60);
+}
+
+/// The CDN of `view`'s latest event.
+fn latest_cdn(events: &[Event], view: &str) -> String {
+    let latest = events.iter().filter(|e| &*e.view_id == view).max_by_key(|e| e.seq);
+    latest.map(|e| e.cdn.to_string()).unwrap_or_default()
 }
 
 #[tokio::test]
