@@ -90,6 +90,12 @@ pub struct QueryConfig {
     /// have started and still end in it.
     #[serde(with = "humantime_serde")]
     pub max_view: Duration,
+    /// How long a live answer (`/v1/monitoring`) is reused for the same
+    /// question: at most the processor's live interval, as the counts
+    /// change no faster. Many dashboards polling the same numbers then
+    /// cost one query per interval. `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub live_cache: Duration,
 }
 
 impl Default for QueryConfig {
@@ -99,6 +105,7 @@ impl Default for QueryConfig {
             max_rows_to_read: 2_000_000_000,
             retention: Duration::from_secs(31 * 86_400),
             max_view: Duration::from_secs(6 * 3600),
+            live_cache: Duration::from_secs(5),
         }
     }
 }

@@ -11,6 +11,8 @@ pub struct ApiMetrics {
     pub query_seconds: HistogramVec,
     /// Answers, by route and status.
     pub responses: IntCounterVec,
+    /// Live questions answered from the live cache (`hit`) or ClickHouse.
+    pub live_cache: IntCounterVec,
 }
 
 /// The process-wide metrics (registered once).
@@ -39,6 +41,12 @@ pub fn metrics() -> &'static ApiMetrics {
                 "qoe_api_responses_total",
                 "Answers, by route and HTTP status",
                 &["route", "status"]
+            )
+            .expect("metric"),
+            live_cache: register_int_counter_vec!(
+                "qoe_api_live_cache_total",
+                "Live questions answered from the live cache (hit) or by a query (miss)",
+                &["outcome"]
             )
             .expect("metric"),
         }

@@ -2,7 +2,9 @@
 //! with `max_execution_time` and `max_rows_to_read`, and one over them
 //! answers with a code instead of holding the connection.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
@@ -38,7 +40,16 @@ pub struct Store {
     current: AtomicUsize,
     database: String,
     limits: QueryConfig,
+    /// Recent live answers ([`QueryConfig::live_cache`]).
+    live: Mutex<HashMap<LiveKey, (Instant, Vec<LiveGroup>)>>,
 }
+
+/// A live question: its kind (series or breakdown), property, dimension,
+/// value and buckets.
+type LiveKey = (&'static str, String, String, String, u32, u32);
+
+/// Most live answers kept at once.
+const LIVE_CACHE_ENTRIES: usize = 4096;
 
 impl Store {
     pub fn new(ch: &ClickHouseConfig, limits: &QueryConfig) -> Store {
@@ -61,6 +72,7 @@ impl Store {
             current: AtomicUsize::new(0),
             database: ch.database.clone(),
             limits: limits.clone(),
+            live: Mutex::new(HashMap::new()),
         }
     }
 
@@ -134,8 +146,20 @@ impl Store {
         value: &str,
         range: Range,
     ) -> Result<Vec<LiveGroup>, RequestError> {
-        let query = live::series_query(self.client()?, &self.database, property, dim, value, range);
-        self.timed("monitoring", live::fetch_live(query)).await
+        let key = (
+            "series",
+            property.into(),
+            dim.into(),
+            value.into(),
+            range.from,
+            range.to,
+        );
+        self.live_cached(key, async {
+            let query =
+                live::series_query(self.client()?, &self.database, property, dim, value, range);
+            self.timed("monitoring", live::fetch_live(query)).await
+        })
+        .await
     }
 
     /// The live counts of each value of `dim` in `bucket`.
@@ -145,8 +169,56 @@ impl Store {
         dim: &str,
         bucket: u32,
     ) -> Result<Vec<LiveGroup>, RequestError> {
-        let query = live::breakdown_query(self.client()?, &self.database, property, dim, bucket);
-        self.timed("monitoring", live::fetch_live(query)).await
+        let key = (
+            "breakdown",
+            property.into(),
+            dim.into(),
+            String::new(),
+            bucket,
+            bucket,
+        );
+        self.live_cached(key, async {
+            let query =
+                live::breakdown_query(self.client()?, &self.database, property, dim, bucket);
+            self.timed("monitoring", live::fetch_live(query)).await
+        })
+        .await
+    }
+
+    /// The answer to `key` given within [`QueryConfig::live_cache`], or
+    /// `query`'s, kept for the next asker.
+    async fn live_cached(
+        &self,
+        key: LiveKey,
+        query: impl std::future::Future<Output = Result<Vec<LiveGroup>, RequestError>>,
+    ) -> Result<Vec<LiveGroup>, RequestError> {
+        let ttl = self.limits.live_cache;
+        if let Some((at, rows)) = self.live_cache().get(&key) {
+            if at.elapsed() < ttl {
+                metrics().live_cache.with_label_values(&["hit"]).inc();
+                return Ok(rows.clone());
+            }
+        }
+        metrics().live_cache.with_label_values(&["miss"]).inc();
+        let rows = query.await?;
+        if !ttl.is_zero() {
+            let mut cache = self.live_cache();
+            if cache.len() >= LIVE_CACHE_ENTRIES {
+                cache.retain(|_, (at, _)| at.elapsed() < ttl);
+                if cache.len() >= LIVE_CACHE_ENTRIES {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (Instant::now(), rows.clone()));
+        }
+        Ok(rows)
+    }
+
+    fn live_cache(&self) -> std::sync::MutexGuard<'_, HashMap<LiveKey, (Instant, Vec<LiveGroup>)>> {
+        // A panic while holding it leaves a map that is still whole.
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The client of the server in use, or 503 when no shard is configured.
