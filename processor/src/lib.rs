@@ -26,7 +26,8 @@
 //!    While ClickHouse fails, consumption is paused and the insert retried.
 //! 5. Beside the loop, [`live`] turns ClickHouse's live 5-second states
 //!    into the counts the api's `/v1/monitoring` reads, and [`seal`] copies
-//!    each settled day's views, collapsed, for long-range reads.
+//!    each settled day's views, collapsed, and rolls them up by dimension,
+//!    for long-range reads.
 //! 6. On SIGTERM the last batch is written and committed within
 //!    `processor.shutdown_flush_timeout`; past it the process exits without
 //!    committing, and the partitions' next owner reads those records again.

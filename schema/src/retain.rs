@@ -19,8 +19,9 @@ pub struct RetentionConfig {
     /// Raw heartbeats (`heartbeats_local`, hourly partitions by arrival).
     #[serde(with = "humantime_serde")]
     pub heartbeats: Duration,
-    /// Views and sealed views (`views_local`, `views_sealed_local`, daily
-    /// partitions by view start). The api reads up to `query.retention`
+    /// Views, sealed views and their roll-ups (`views_local`,
+    /// `views_sealed_local`, `view_days_local`, daily partitions by view
+    /// start). The api reads up to `query.retention`
     /// back, so keep at least that.
     #[serde(with = "humantime_serde")]
     pub views: Duration,
@@ -61,11 +62,12 @@ impl RetentionConfig {
     }
 
     /// Each partitioned table and how long it keeps rows.
-    pub fn tables(&self) -> [(&'static str, Duration); 5] {
+    pub fn tables(&self) -> [(&'static str, Duration); 6] {
         [
             ("heartbeats_local", self.heartbeats),
             ("views_local", self.views),
             ("views_sealed_local", self.views),
+            ("view_days_local", self.views),
             ("live_local", self.live),
             ("live_counts_local", self.live),
         ]
