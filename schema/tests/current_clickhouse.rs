@@ -120,6 +120,17 @@ fn current_ddl_and_metric_queries() {
         filters: &[],
         select: metrics::Select::All,
     };
+    // Whole days around the sample: read from the sealed days' roll-ups.
+    let day = seal::DAY_S;
+    let whole_days = Range {
+        from: (now / day - 2) * day + 7,
+        to: (now / day + 3) * day + 7,
+    };
+    let days_scope = metrics::Scope {
+        range: whole_days,
+        now: whole_days.to,
+        ..scope
+    };
     let not_cdn_c = [metrics::Filter {
         column: "cdn",
         value: metrics::FilterValue::Text("cdn-c"),
@@ -148,6 +159,11 @@ fn current_ddl_and_metric_queries() {
                 .to_string(),
         );
         after.push(
+            seal::rollup_query(&client, "qoe", day, 7)
+                .sql_display()
+                .to_string(),
+        );
+        after.push(
             seal::record_query(&client, "qoe", day, 7, now + 3600)
                 .sql_display()
                 .to_string(),
@@ -172,6 +188,7 @@ fn current_ddl_and_metric_queries() {
             "by_cdn": metrics::breakdown_query(&client, &scope, "cdn").sql_display().to_string(),
             "live": metrics::live::series_query(&client, "qoe", "prop-1", "all", "", live_range).sql_display().to_string(),
             "not_cdn_c": metrics::overview_query(&client, &metrics::Scope { filters: &not_cdn_c, ..scope }).sql_display().to_string(),
+            "days": metrics::overview_query(&client, &days_scope).sql_display().to_string(),
         },
     });
     let out = run_job(&job);
@@ -220,6 +237,9 @@ fn current_ddl_and_metric_queries() {
     let want = metrics::overview(&of(&|c| c != "cdn-c"), range, now, 3600);
     assert_same_row(&out["results"]["not_cdn_c"][0], &want, "!cdn:cdn-c");
     assert_eq!(want.views, 47);
+    let want = metrics::overview(&facts, whole_days, whole_days.to, 3600);
+    assert_same_row(&out["results"]["days"][0], &want, "whole days");
+    assert_eq!(want.views, 48);
 
     // The live series equals its definition, bucket by bucket.
     let got: Vec<(u32, metrics::live::LiveCounts)> = out["results"]["live"]

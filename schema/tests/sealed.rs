@@ -135,7 +135,10 @@ async fn assert_metrics(shards: &[Shard], db: &str, events: &[Event]) {
 
 /// The CDN of `view`'s latest event.
 fn latest_cdn(events: &[Event], view: &str) -> String {
-    let latest = events.iter().filter(|e| &*e.view_id == view).max_by_key(|e| e.seq);
+    let latest = events
+        .iter()
+        .filter(|e| &*e.view_id == view)
+        .max_by_key(|e| e.seq);
     latest.map(|e| e.cdn.to_string()).unwrap_or_default()
 }
 
