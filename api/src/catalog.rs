@@ -370,4 +370,17 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), n);
     }
+
+    /// A dimension the seal job does not roll up still reads right, but
+    /// view by view: every one must be rolled up.
+    #[test]
+    fn every_dimension_is_rolled_up() {
+        for d in DIMENSIONS {
+            assert!(
+                qoe_schema::metrics::seal::ROLLED_UP.contains(&d.column),
+                "{} is missing from schema::metrics::seal::ROLLED_UP",
+                d.column
+            );
+        }
+    }
 }
