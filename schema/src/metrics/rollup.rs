@@ -9,7 +9,9 @@
 //! (the per-view subquery of [`super::source`]), with its flags cleared where
 //! a roll-up already counts it. Each view is counted once either way,
 //! because a view's row and its roll-up row come from one seal, and both
-//! sides take the same fresh seals.
+//! sides judge a seal fresh by the same rule, on the same shard, within
+//! one query. (A seal going stale, or a day sealed again, between the
+//! two sides' look at it can miscount that day for that one read.)
 //!
 //! The bounds here are numbers this code computed (a range's seconds),
 //! written into the SQL; values from the request are bound.
