@@ -122,16 +122,14 @@ impl Store {
         limit: usize,
         offset: usize,
     ) -> Result<(Vec<ViewRow>, u64), RequestError> {
-        let (keys, total) = match viewer {
-            // The count is the `views` metric, which roll-ups answer.
-            None => tokio::try_join!(self.page_keys(read, None, limit, offset), async {
-                Ok(self.overview(read, &["views"]).await?.views)
-            },)?,
-            Some(_) => tokio::try_join!(
-                self.page_keys(read, viewer, limit, offset),
-                self.count_views(read, viewer),
-            )?,
+        let count = async {
+            match viewer {
+                // The `views` metric, which roll-ups answer.
+                None => Ok(self.overview(read, &["views"]).await?.views),
+                Some(_) => self.count_views(read, viewer).await,
+            }
         };
+        let (keys, total) = tokio::try_join!(self.page_keys(read, viewer, limit, offset), count)?;
         let Some(starts) = span_of(&keys) else {
             return Ok((Vec::new(), total));
         };
@@ -160,16 +158,17 @@ impl Store {
         offset: usize,
     ) -> Result<Vec<(String, u32)>, RequestError> {
         let Range { from, to } = read.range;
+        let sql = format!(
+            "SELECT view_id, toUInt32(view_start) FROM ({}) \
+             ORDER BY view_start DESC, view_id LIMIT {limit} OFFSET {offset}",
+            self.keys_sql(read, viewer)
+        );
+        // The last window is the whole range, which always ends the loop.
         for window_s in [3600, 86_400, u32::MAX] {
             let window = Range {
                 from: to.saturating_sub(window_s).max(from),
                 to,
             };
-            let sql = format!(
-                "SELECT view_id, toUInt32(view_start) FROM ({}) \
-                 ORDER BY view_start DESC, view_id LIMIT {limit} OFFSET {offset}",
-                self.keys_sql(read, viewer)
-            );
             let query = self.bind_keys(&sql, read, window, viewer)?;
             let keys = self
                 .timed(read.route, query.fetch_all::<(String, u32)>())
