@@ -90,6 +90,29 @@ pub fn switch_cdn_of_last_event(events: &mut [Event], view: &str, cdn: &str) {
     last.cdn = cdn.into();
 }
 
+/// Moves the highest-`seq` event of the first view in `events` that runs
+/// across `at_ms` back to its view's start, as a player whose clock jumps
+/// back does: by `seq` the view then ended before `at_ms`, though earlier
+/// events of it are later. Returns that view's id.
+///
+/// # Panics
+/// When no view has events on both sides of `at_ms` (a sample's mistake).
+pub fn rewind_last_event_across(events: &mut [Event], at_ms: i64) -> String {
+    let view = events
+        .iter()
+        .filter(|e| e.view_start_ms < at_ms && e.ts_ms >= at_ms)
+        .map(|e| e.view_id.to_string())
+        .next()
+        .expect("a view runs across the instant");
+    let last = events
+        .iter_mut()
+        .filter(|e| *e.view_id == *view)
+        .max_by_key(|e| e.seq)
+        .expect("the view has events");
+    last.ts_ms = last.view_start_ms;
+    view
+}
+
 /// The events of view number `i` of `n` (see [`views`]), starting at
 /// `start` (ms), appended to `out`.
 pub fn view_into(i: usize, n: usize, start: i64, out: &mut Vec<Event>) {

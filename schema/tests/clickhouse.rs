@@ -47,6 +47,10 @@ async fn migrate_insert_replay_and_read_every_metric() {
     // see only that latest value, also before merges (stopped here).
     let mut events = sample::views(60, sample::NOW_MS);
     sample::switch_cdn_of_last_event(&mut events, "view-00000", "cdn-c");
+    // One view's latest event carries an earlier time than its others,
+    // across the start of a range read below: that range must take the
+    // view as of its latest event (ended before it), not an earlier row.
+    let rewound = sample::rewind_last_event_across(&mut events, sample::NOW_MS - 1_200_000);
     let property = "prop-1";
     let rows: Vec<HeartbeatRow> = events
         .iter()
@@ -105,6 +109,8 @@ async fn migrate_insert_replay_and_read_every_metric() {
 
     let facts = ViewFacts::latest_per_view(&events);
     let now = (sample::NOW_MS / 1000) as u32;
+    let rewound_facts = facts.iter().find(|v| v.view_id == rewound).unwrap();
+    assert!(i64::from(rewound_facts.last_ts) * 1000 < sample::NOW_MS - 1_200_000);
     let reader = &shard_clients[0].client;
     for range in [
         Range {

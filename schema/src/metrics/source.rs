@@ -19,6 +19,12 @@ use super::Range;
 /// shard's days with data, less the fresh seals: a set the primary key
 /// can use, where `NOT IN` would read every day's `view_start`) before
 /// `FINAL` reads them, safely, as a view's rows share one `view_start`.
+/// A view that started before the range proper (`active_from`) is read
+/// only if its latest event is at or after it: it may end in the range,
+/// the others count nowhere. The collapsed side picks those views by
+/// `view_id` before `FINAL`, so it keeps all or none of a view's rows
+/// (a view's `last_ts` need not rise with `seq`), and the hours of views
+/// that ended before the range are not collapsed again.
 /// Its columns are `{columns}` and `from_seal` (1 for a sealed row);
 /// `{beside}` may leave out sealed rows a roll-up answers
 /// ([`Days::beside_rollups`]). Its `?` placeholders are
@@ -27,10 +33,15 @@ use super::Range;
 /// value (`schema/tests/clickhouse.rs` holds both servers to that).
 const VIEW_SOURCE: &str = "SELECT {columns}, 1 AS from_seal FROM ?.views_sealed \
       WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
+        AND (view_start >= toDateTime(?) OR last_ts >= toDateTime(?)) \
         AND (toDate(view_start), generation) IN ({fresh}){beside} \
     UNION ALL \
     SELECT {columns}, 0 AS from_seal FROM ?.views FINAL \
       PREWHERE toDate(view_start) IN (SELECT day FROM ({unsealed})) \
+        AND (view_start >= toDateTime(?) OR view_id IN ( \
+          SELECT view_id FROM ?.views_local \
+          WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
+            AND last_ts >= toDateTime(?))) \
       WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?)";
 
 /// A shard's fresh seals, `(day, latest generation)`: each day's latest seal
@@ -86,10 +97,33 @@ fn view_source_beside(columns: &[&str], days: &Days) -> String {
 /// Binds [`view_source`]'s values: `property`'s views that started in
 /// `starts`.
 pub fn bind_view_source(query: Query, database: &str, property: &str, starts: Range) -> Query {
+    bind_active_view_source(query, database, property, starts, starts.from)
+}
+
+/// Binds [`view_source`]'s values: `property`'s views that started in
+/// `starts`, those that started before `active_from` only if their latest
+/// event is at or after it.
+fn bind_active_view_source(
+    query: Query,
+    database: &str,
+    property: &str,
+    starts: Range,
+    active_from: u32,
+) -> Query {
     let range = |query: Query| query.bind(property).bind(starts.from).bind(starts.to);
     let fresh = |query: Query| query.bind(Identifier(database)).bind(database);
-    let sealed = fresh(range(query.bind(Identifier(database))));
-    range(fresh(sealed.bind(Identifier(database)).bind(database)))
+    let sealed = range(query.bind(Identifier(database)))
+        .bind(active_from)
+        .bind(active_from);
+    let unsealed = fresh(fresh(sealed).bind(Identifier(database)).bind(database));
+    let active = unsealed
+        .bind(active_from)
+        .bind(Identifier(database))
+        .bind(property)
+        .bind(starts.from)
+        .bind(active_from)
+        .bind(active_from);
+    range(active)
 }
 
 /// The `views` columns the per-view subquery reads, before a breakdown's
@@ -153,7 +187,7 @@ pub(super) fn bind_views(query: Query, scope: &Scope<'_>) -> Query {
         from: from.saturating_sub(scope.max_view_s),
         to,
     };
-    let query = bind_view_source(query, scope.database, scope.property, starts);
+    let query = bind_active_view_source(query, scope.database, scope.property, starts, from);
     Filter::bind_all(query, scope.filters)
 }
 
