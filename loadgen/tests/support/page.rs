@@ -141,11 +141,10 @@ pub async fn view_facts(
         )
         .await
         .expect("the api answers");
-        if reply.status == 200 {
-            last = serde_json::from_slice(&reply.body).expect("JSON");
-            if done(&last["data"]) {
-                return last["data"]["view"].clone();
-            }
+        last = serde_json::from_slice(&reply.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&reply.body).into_owned()));
+        if reply.status == 200 && done(&last["data"]) {
+            return last["data"]["view"].clone();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

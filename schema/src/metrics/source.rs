@@ -17,18 +17,19 @@ use super::Range;
 /// - [`Part::Days`]: a sealed day's collapsed rows (`views_sealed`,
 ///   migration 0007) while the day's seal is fresh.
 /// - [`Part::Hours`]: on the other days since yesterday's start (the hour
-///   window, [`hour_window`]), sealed hours' rows (migration 0011), up to
-///   the first hour of the window without a fresh seal (`{unfresh_from}`:
-///   every hour before it has one).
+///   window, [`hour_window`]), the rows of the hours with a fresh seal
+///   (migration 0011).
 /// - [`Part::Collapsed`]: `views FINAL`, which collapses a view's rows as
 ///   the `ReplacingMergeTree(seq)` merge would (correct before merges, a
-///   plain scan after them): the hours from that first unfresh one (those
-///   with views still running), and the unsealed days before the window.
-///   Its `PREWHERE` keeps the other days' rows (the shard's days with
-///   data, less the fresh seals: a set the primary key can use, where
-///   `NOT IN` would read every day's `view_start`) and the sealed hours'
-///   rows (by `view_start` bounds the primary key uses) before `FINAL`
-///   reads them, safely, as a view's rows share one `view_start`.
+///   plain scan after them): the window's hours without a fresh seal
+///   (those with views still running), and the unsealed days before the
+///   window. Its `PREWHERE` keeps the other days' and hours' rows (sets
+///   the primary key can use, where `NOT IN` would read every day's
+///   `view_start`) before `FINAL` reads them, safely, as a view's rows
+///   share one `view_start`.
+///
+/// Every set is a subquery each shard runs on its own tables (a scalar
+/// subquery would run once, on the server the read went to).
 ///
 /// A view that started before the range proper (`active_from`) is read
 /// only if its latest event is at or after it: it may end in the range,
@@ -56,8 +57,8 @@ const DAYS_PART: &str = "FROM ?.views_sealed{array_join} \
 const HOURS_PART: &str = "FROM ?.views_sealed{array_join} \
       WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
         AND (view_start >= toDateTime(?) OR last_ts >= toDateTime(?)) \
-        AND view_start >= toDateTime(?) AND view_start < {unfresh_from} \
-        AND (toStartOfHour(view_start), generation) IN (SELECT hour, latest FROM ({hour_seals}))";
+        AND view_start >= toDateTime(?) \
+        AND (toStartOfHour(view_start), generation) IN ({fresh_hours})";
 
 /// [`Part::Collapsed`]. Conditions added to its `WHERE` run after `FINAL`
 /// (its own `PREWHERE` keeps ClickHouse from moving them before), so a
@@ -65,7 +66,7 @@ const HOURS_PART: &str = "FROM ?.views_sealed{array_join} \
 /// holds both servers to that).
 const COLLAPSED_PART: &str = "FROM ?.views FINAL{array_join} \
       PREWHERE toDate(view_start) IN (SELECT day FROM ({unsealed})) \
-        AND (view_start < toDateTime(?) OR view_start >= {unfresh_from}) \
+        AND (view_start < toDateTime(?) OR toStartOfHour(view_start) IN ({unfresh_hours})) \
         AND (view_start >= toDateTime(?) OR view_id IN ( \
           SELECT view_id FROM ?.views_local \
           WHERE property_id = ? AND view_start >= toDateTime(?) AND view_start < toDateTime(?) \
@@ -89,25 +90,24 @@ impl Part {
     /// Its `FROM … WHERE …`, beside the roll-ups of `days`, with
     /// `array_join` after its table. ` AND …` may follow.
     fn from(self, days: &Days, array_join: &str) -> String {
-        let unfresh_from = UNFRESH_FROM
-            .replace("{hours}", &hours_sql())
-            .replace("{margin}", &WRITE_MARGIN_S.to_string());
+        let hours = |sql: &str| {
+            sql.replace("{hours}", &hours_sql())
+                .replace("{margin}", &WRITE_MARGIN_S.to_string())
+        };
         let sql = match self {
             Part::Days => DAYS_PART
                 .replace("{fresh}", FRESH_SEALS)
                 .replace("{beside}", &days.beside_rollups()),
-            Part::Hours => HOURS_PART
-                .replace("{unfresh_from}", &unfresh_from)
-                .replace("{hour_seals}", HOUR_SEALS),
+            Part::Hours => HOURS_PART.replace("{fresh_hours}", &hours(FRESH_HOURS)),
             Part::Collapsed => COLLAPSED_PART
                 .replace("{unsealed}", &UNSEALED_DAYS.replace("{fresh}", FRESH_SEALS))
-                .replace("{unfresh_from}", &unfresh_from),
+                .replace("{unfresh_hours}", &hours(UNFRESH_HOURS)),
         };
         sql.replace("{array_join}", array_join)
     }
 
     /// 1 for a sealed day's rows: only those can be in a roll-up.
-    fn from_seal(self) -> u8 {
+    fn seal_flag(self) -> u8 {
         u8::from(self == Part::Days)
     }
 
@@ -122,10 +122,7 @@ impl Part {
         };
         match self {
             Part::Days => sealed_rows(query).bind(Identifier(db)).bind(db),
-            Part::Hours => {
-                let query = bind_hours(sealed_rows(query).bind(b.window), db, b.window);
-                bind_hour_seals(query, db, b.window)
-            }
+            Part::Hours => bind_hours(sealed_rows(query).bind(b.window), db, b.window),
             Part::Collapsed => {
                 let query = bind_unsealed_days(query.bind(Identifier(db)), db);
                 let query = bind_hours(query.bind(b.window), db, b.window)
@@ -185,12 +182,14 @@ pub(super) const HOURS: &str = "SELECT hour, written, latest, began FROM ( \
         FROM ?.views_local WHERE view_start >= toDateTime(?) GROUP BY hour) AS rows \
       ANY LEFT JOIN ({hour_seals}) AS seals USING hour";
 
-/// The first of [`HOURS`] without a fresh seal (one begun at least
-/// `WRITE_MARGIN_S` after the hour's last row was written), or the
-/// latest `DateTime` when all have one. A scalar: the primary key uses
-/// bounds on it.
-const UNFRESH_FROM: &str = "(SELECT if(count() = 0, toDateTime(4294967295), min(hour)) \
-      FROM ({hours}) WHERE NOT (latest > 0 AND written < began - {margin}))";
+/// [`HOURS`] with a fresh seal, `(hour, latest)`: one begun at least
+/// `WRITE_MARGIN_S` after the hour's last row was written.
+const FRESH_HOURS: &str = "SELECT hour, latest FROM ({hours}) \
+      WHERE latest > 0 AND written < began - {margin}";
+
+/// [`HOURS`] without a fresh seal.
+const UNFRESH_HOURS: &str = "SELECT hour FROM ({hours}) \
+      WHERE NOT (latest > 0 AND written < began - {margin})";
 
 /// Binds [`HOUR_SEALS`]'s values: the window starts at `window`.
 fn bind_hour_seals(query: Query, database: &str, window: u32) -> Query {
@@ -248,7 +247,7 @@ pub fn view_source(columns: &[&str]) -> String {
         .map(|part| {
             format!(
                 "SELECT {columns}, {} AS from_seal {}",
-                part.from_seal(),
+                part.seal_flag(),
                 part.from(&Days::None, "")
             )
         })
@@ -344,7 +343,7 @@ pub(super) fn views_partials(
         .iter()
         .map(|part| {
             let aliases = VIEW_ALIASES
-                .replace("{sealed}", &part.from_seal().to_string())
+                .replace("{sealed}", &part.seal_flag().to_string())
                 .replace("{start_rolled}", &days.contain("toDate(start)"))
                 .replace("{end_rolled}", &days.contain("toDate(last)"))
                 .replace("{in_start}", in_start)
