@@ -46,6 +46,16 @@ enum Part {
 
 const PARTS: [Part; 3] = [Part::Days, Part::Hours, Part::Collapsed];
 
+/// The parts a read of `scope` needs: no sealed hours when its range ends
+/// before the hour window (the previous period of a 30-day read).
+fn parts_of(scope: &Scope<'_>) -> &'static [Part] {
+    if scope.range.to <= hour_window(scope.now) {
+        &[Part::Days, Part::Collapsed]
+    } else {
+        &PARTS
+    }
+}
+
 /// [`Part::Days`]: `{beside}` may leave out the rows a roll-up answers
 /// ([`Days::beside_rollups`]).
 const DAYS_PART: &str = "FROM ?.views_sealed{array_join} \
@@ -339,7 +349,7 @@ pub(super) fn views_partials(
     };
     let Range { from, to } = scope.range;
     let filters = Filter::conditions(scope.filters);
-    let parts: Vec<String> = PARTS
+    let parts: Vec<String> = parts_of(scope)
         .iter()
         .map(|part| {
             let aliases = VIEW_ALIASES
@@ -376,7 +386,7 @@ pub(super) fn bind_views(query: Query, scope: &Scope<'_>) -> Query {
         active_from: from,
         window: hour_window(scope.now),
     };
-    PARTS.iter().fold(query, |query, part| {
+    parts_of(scope).iter().fold(query, |query, part| {
         Filter::bind_all(part.bind(query, &bounds), scope.filters)
     })
 }
