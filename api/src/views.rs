@@ -139,7 +139,6 @@ impl Store {
                 read.route,
                 read.property,
                 starts,
-                read.now,
                 "AND has(?, view_id)",
                 &ids,
             )
@@ -220,7 +219,6 @@ impl Store {
             self.database(),
             read.property,
             starts,
-            read.now,
         );
         let q = Filter::bind_all(q, read.filters);
         Ok(match viewer {
@@ -231,14 +229,12 @@ impl Store {
 
     /// The facts of the views of `property` that started in `starts`
     /// and match `condition` (one placeholder, bound to `value`), newest
-    /// first, as read at `now`. A narrow `starts` keeps the read to a few
-    /// granules.
+    /// first. A narrow `starts` keeps the read to a few granules.
     async fn facts(
         &self,
         route: &str,
         property: &str,
         starts: Range,
-        now: u32,
         condition: &str,
         value: impl serde::Serialize,
     ) -> Result<Vec<ViewRow>, RequestError> {
@@ -246,7 +242,7 @@ impl Store {
         let query = self
             .client()?
             .query(&format!("{facts} ORDER BY view_start DESC, view_id"));
-        let query = bind_view_source(query, self.database(), property, starts, now).bind(value);
+        let query = bind_view_source(query, self.database(), property, starts).bind(value);
         self.timed(route, query.fetch_all::<ViewRow>()).await
     }
 
@@ -257,7 +253,6 @@ impl Store {
         property: &str,
         view_id: &str,
         range: Range,
-        now: u32,
     ) -> Result<Option<(ViewRow, Vec<EventRow>)>, RequestError> {
         let client = self.client()?;
         // Where the view starts (a scan of two columns, no FINAL), then its
@@ -296,14 +291,7 @@ impl Store {
             .bind(property)
             .bind(view_id);
         let (facts, events) = tokio::try_join!(
-            self.facts(
-                "video_view",
-                property,
-                second,
-                now,
-                "AND view_id = ?",
-                view_id
-            ),
+            self.facts("video_view", property, second, "AND view_id = ?", view_id),
             self.timed("video_view", events.fetch_all::<EventRow>()),
         )?;
         Ok(facts.into_iter().next().map(|f| (f, events)))
@@ -369,7 +357,7 @@ pub async fn one(
         from: now.saturating_sub(retention_s),
         to: now.saturating_add(3600),
     };
-    match store.view(property, view_id, range, now).await? {
+    match store.view(property, view_id, range).await? {
         Some((facts, events)) => Ok(json!({ "view": facts, "events": events })),
         None => Err(RequestError::new(
             404,

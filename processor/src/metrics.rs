@@ -55,8 +55,6 @@ pub struct Metrics {
     pub live_settle_failures: IntCounter,
     /// Time to seal one day on one shard.
     pub seal_seconds: Histogram,
-    /// Time to seal one shard's due hours in one run.
-    pub hour_seal_seconds: Histogram,
     /// Seal runs that failed (retried at the next interval).
     pub seal_failures: IntCounter,
 }
@@ -182,12 +180,6 @@ pub fn metrics() -> &'static Metrics {
             seal_seconds: register_histogram!(
                 "qoe_processor_seal_seconds",
                 "Time to seal one day on one shard",
-                seconds.clone()
-            )
-            .expect("metric"),
-            hour_seal_seconds: register_histogram!(
-                "qoe_processor_hour_seal_seconds",
-                "Time to seal one shard's due hours in one run",
                 seconds.clone()
             )
             .expect("metric"),

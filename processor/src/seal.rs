@@ -3,11 +3,9 @@
 //! data changed since their last seal (`schema::metrics::seal`). Sealing a
 //! day copies each view's latest row once and rolls the day up by
 //! dimension, so 30-day reads merge a few rows per day instead of
-//! collapsing every view each time. Then it seals the quiet hours of the
-//! days not due yet (today's), so reads collapse only the hours with views
-//! still running. Idempotent: a day or hour sealed twice, or by several
-//! processors, gives the same rows, and readers take one generation; so
-//! every processor runs it and none coordinates.
+//! collapsing every view each time. Idempotent: a day sealed
+//! twice, or by several processors, gives the same rows, and readers take
+//! one generation; so every processor runs it and none coordinates.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
@@ -22,11 +20,7 @@ use crate::metrics::metrics;
 /// does not hold the job for long.
 const MAX_DAYS_PER_RUN: usize = 8;
 
-/// Most hours one shard seals per run.
-const MAX_HOURS_PER_RUN: usize = 24;
-
-/// Longest one shard's run may take (up to [`MAX_DAYS_PER_RUN`] days and
-/// [`MAX_HOURS_PER_RUN`] hours).
+/// Longest one shard's run may take (up to [`MAX_DAYS_PER_RUN`] days).
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs until the task is dropped.
@@ -63,6 +57,7 @@ async fn seal_shard(
     let changes: Vec<(u32, u32)> = seal::changes_query(client, database).fetch_all().await?;
     let seals: Vec<(u32, u32)> = seal::seals_query(client, database).fetch_all().await?;
     let now: u32 = seal::now_query(client).fetch_one().await?;
+    let sealed_before: Vec<u32> = seals.iter().map(|(day, _)| *day).collect();
     for day in seal::days_to_seal(&changes, &seals, now, after_s)
         .into_iter()
         .take(MAX_DAYS_PER_RUN)
@@ -70,7 +65,7 @@ async fn seal_shard(
         let started = Instant::now();
         let began: u32 = seal::now_query(client).fetch_one().await?;
         let generation = generation();
-        seal::copy_query(client, database, day, seal::DAY_S, generation)
+        seal::copy_query(client, database, day, generation)
             .execute()
             .await?;
         seal::rollup_query(client, database, day, generation)
@@ -79,28 +74,15 @@ async fn seal_shard(
         seal::record_query(client, database, day, generation, began)
             .execute()
             .await?;
-        // Earlier seals of the day, and of its hours, are void now.
-        for prune in seal::prune_queries(client, database, day, generation) {
-            prune.execute().await?;
+        if sealed_before.contains(&day) {
+            for prune in seal::prune_queries(client, database, day, generation) {
+                prune.execute().await?;
+            }
         }
         metrics()
             .seal_seconds
             .observe(started.elapsed().as_secs_f64());
         tracing::info!(shard, day, generation, "day sealed");
-    }
-    let started = Instant::now();
-    let hours = seal::seal_hours(client, database, after_s, MAX_HOURS_PER_RUN, generation).await?;
-    if !hours.is_empty() {
-        metrics()
-            .hour_seal_seconds
-            .observe(started.elapsed().as_secs_f64());
-        tracing::info!(
-            shard,
-            hours = hours.len(),
-            first = hours[0],
-            last = hours[hours.len() - 1],
-            "hours sealed"
-        );
     }
     Ok(())
 }

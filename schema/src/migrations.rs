@@ -55,9 +55,4 @@ pub const ALL: &[Migration] = &[
         name: "view_days",
         sql: Sql::Any(include_str!("../migrations/0010_view_days.sql")),
     },
-    Migration {
-        version: 11,
-        name: "sealed_hours",
-        sql: Sql::Any(include_str!("../migrations/0011_sealed_hours.sql")),
-    },
 ];

@@ -154,7 +154,7 @@ fn current_ddl_and_metric_queries() {
     days.dedup();
     for day in days {
         after.push(
-            seal::copy_query(&client, "qoe", day, seal::DAY_S, 7)
+            seal::copy_query(&client, "qoe", day, 7)
                 .sql_display()
                 .to_string(),
         );

@@ -7,15 +7,11 @@
 
 use qoe_common::clickhouse::{shards, Shard};
 use qoe_schema::beacon::Event;
-use qoe_schema::metrics::source::hour_window;
 use qoe_schema::metrics::{self, seal, Overview, Range, ViewFacts};
 use qoe_schema::record::{Enrichment, Heartbeat};
 use qoe_schema::rows::{shard_for, HeartbeatRow};
 use qoe_schema::sample;
 use qoe_testkit::{unique, Stack};
-
-/// The sample's base time, epoch seconds.
-const SAMPLE_NOW: u32 = (sample::NOW_MS / 1000) as u32;
 
 async fn insert(shards: &[Shard], events: &[Event]) {
     for shard in shards {
@@ -48,29 +44,24 @@ async fn seal_due(shards: &[Shard], db: &str) -> usize {
         let seals: Vec<(u32, u32)> = seal::seals_query(c, db).fetch_all().await.unwrap();
         let now: u32 = seal::now_query(c).fetch_one().await.unwrap();
         for day in seal::days_to_seal(&changes, &seals, now, 8 * 3600) {
-            seal_day(c, db, day, i).await;
+            let began: u32 = seal::now_query(c).fetch_one().await.unwrap();
+            let generation = (u64::from(began) << 10) | i as u64;
+            seal::copy_query(c, db, day, generation)
+                .execute()
+                .await
+                .unwrap();
+            seal::rollup_query(c, db, day, generation)
+                .execute()
+                .await
+                .unwrap();
+            seal::record_query(c, db, day, generation, began)
+                .execute()
+                .await
+                .unwrap();
             sealed += 1;
         }
     }
     sealed
-}
-
-/// Seals `day` on one shard (the `i`th) now, due or not.
-async fn seal_day(c: &clickhouse::Client, db: &str, day: u32, i: usize) {
-    let began: u32 = seal::now_query(c).fetch_one().await.unwrap();
-    let generation = (u64::from(began) << 10) | i as u64;
-    seal::copy_query(c, db, day, seal::DAY_S, generation)
-        .execute()
-        .await
-        .unwrap();
-    seal::rollup_query(c, db, day, generation)
-        .execute()
-        .await
-        .unwrap();
-    seal::record_query(c, db, day, generation, began)
-        .execute()
-        .await
-        .unwrap();
 }
 
 async fn fresh(shards: &[Shard], db: &str) -> usize {
@@ -86,9 +77,10 @@ async fn fresh(shards: &[Shard], db: &str) -> usize {
 }
 
 /// Every metric, and a breakdown by CDN, against the definition: over the
-/// hours around `now` (the sample's base, epoch seconds), and over whole
-/// days around them (which read the roll-ups of the days sealed).
-async fn assert_metrics(shards: &[Shard], db: &str, events: &[Event], now: u32) {
+/// sample's hours, and over whole days around them (which read the
+/// roll-ups of the days sealed).
+async fn assert_metrics(shards: &[Shard], db: &str, events: &[Event]) {
+    let now = (sample::NOW_MS / 1000) as u32;
     let day = 86_400;
     let hours = Range {
         from: now - 7200,
@@ -118,8 +110,7 @@ async fn assert_metrics(shards: &[Shard], db: &str, events: &[Event], now: u32) 
         let facts = ViewFacts::latest_per_view(events);
         let got: Overview = overview.fetch_one().await.unwrap();
         let want = metrics::overview(&facts, range, at, 3600);
-        let views = ViewFacts::latest_per_view(events).len() as u64;
-        assert_eq!(want.views, views);
+        assert_eq!(want.views, 60);
         if let Err(diff) = got.compare(&want) {
             panic!("{range:?}: {diff}");
         }
@@ -172,12 +163,12 @@ async fn sealed_days_read_as_their_views_do() {
     // The sample spans midnight: two days, on both shards.
     let mut events = sample::views(60, sample::NOW_MS);
     insert(&shards, &events).await;
-    assert_metrics(&shards, &db, &events, SAMPLE_NOW).await;
+    assert_metrics(&shards, &db, &events).await;
 
     assert_eq!(seal_due(&shards, &db).await, 4, "two days on two shards");
     assert_eq!(fresh(&shards, &db).await, 4);
     assert_eq!(seal_due(&shards, &db).await, 0, "nothing changed");
-    assert_metrics(&shards, &db, &events, SAMPLE_NOW).await;
+    assert_metrics(&shards, &db, &events).await;
 
     // A late heartbeat for a sealed view: its day's seal goes stale (the
     // view is read from `views` again, with it) until sealed again.
@@ -194,122 +185,14 @@ async fn sealed_days_read_as_their_views_do() {
     insert(&shards, std::slice::from_ref(&late)).await;
     events.push(late);
     assert_eq!(fresh(&shards, &db).await, 3);
-    assert_metrics(&shards, &db, &events, SAMPLE_NOW).await;
+    assert_metrics(&shards, &db, &events).await;
     assert_eq!(seal_due(&shards, &db).await, 1);
     assert_eq!(fresh(&shards, &db).await, 4);
-    assert_metrics(&shards, &db, &events, SAMPLE_NOW).await;
+    assert_metrics(&shards, &db, &events).await;
 
     // A replay: stale, sealed again, the same numbers throughout.
     insert(&shards, &events).await;
-    assert_metrics(&shards, &db, &events, SAMPLE_NOW).await;
+    assert_metrics(&shards, &db, &events).await;
     assert_eq!(seal_due(&shards, &db).await, 4);
-    assert_metrics(&shards, &db, &events, SAMPLE_NOW).await;
-}
-
-/// Each shard's hours from the window's start: `(fresh, all)`.
-async fn hours(shards: &[Shard], db: &str) -> (usize, usize) {
-    let (mut fresh, mut all) = (0, 0);
-    for shard in shards {
-        let now: u32 = seal::now_query(&shard.client).fetch_one().await.unwrap();
-        let hours: Vec<seal::Hour> = seal::hours_query(&shard.client, db, hour_window(now))
-            .fetch_all()
-            .await
-            .unwrap();
-        fresh += hours.iter().filter(|h| h.fresh()).count();
-        all += hours.len();
-    }
-    (fresh, all)
-}
-
-/// Waits until no row is newer than the seal job's quiet time, then seals
-/// every hour due on every shard, as the processor's job does; returns
-/// how many.
-async fn seal_quiet_hours(shards: &[Shard], db: &str) -> usize {
-    tokio::time::sleep(std::time::Duration::from_secs(
-        u64::from(seal::HOUR_QUIET_S) + 1,
-    ))
-    .await;
-    let mut sealed = 0;
-    for (i, shard) in shards.iter().enumerate() {
-        let mut n = 0;
-        let generation = || {
-            n += 1;
-            (qoe_common::clock::now_ms() as u64) << 10 | (i as u64) << 8 | n
-        };
-        sealed += seal::seal_hours(&shard.client, db, 8 * 3600, 100, generation)
-            .await
-            .unwrap()
-            .len();
-    }
-    sealed
-}
-
-#[tokio::test]
-async fn sealed_hours_read_as_their_views_do() {
-    let stack = Stack::from_env();
-    let db = unique("sealed_hours");
-    let cfg = stack.clickhouse(&db);
-    qoe_schema::migrate::apply(&cfg, qoe_schema::migrations::ALL)
-        .await
-        .unwrap();
-    let shards = shards(&cfg);
-    // Views of today (or yesterday), their hours over: in the hour window
-    // of a read now, and not due for a day seal.
-    let now = qoe_common::clock::now_ms() / 1000;
-    let base = (now / 3600 - 2) * 3600;
-    let mut events = sample::views(40, base * 1000);
-    insert(&shards, &events).await;
-    let base = base as u32;
-    let (fresh, all) = hours(&shards, &db).await;
-    assert_eq!(fresh, 0);
-    assert!(all >= 2, "the sample's hours on both shards: {all}");
-    assert_metrics(&shards, &db, &events, base).await;
-
-    // Quiet hours sealed: read from their sealed rows (merges, which keep
-    // rows' write times, leave them fresh).
-    assert_eq!(seal_quiet_hours(&shards, &db).await, all);
-    for shard in &shards {
-        shard
-            .client
-            .query(&format!("OPTIMIZE TABLE {db}.views_local FINAL"))
-            .execute()
-            .await
-            .unwrap();
-    }
-    assert_eq!(hours(&shards, &db).await, (all, all));
-    assert_metrics(&shards, &db, &events, base).await;
-
-    // A late heartbeat: its hour is stale (read with `FINAL` again, with
-    // it) until sealed again.
-    let mut late = events
-        .iter()
-        .filter(|e| &*e.view_id == "view-00003")
-        .max_by_key(|e| e.seq)
-        .unwrap()
-        .clone();
-    late.seq += 1;
-    late.ts_ms += 1_000;
-    late.watch_time_ms += 1_000;
-    insert(&shards, std::slice::from_ref(&late)).await;
-    events.push(late);
-    assert_eq!(hours(&shards, &db).await, (all - 1, all));
-    assert_metrics(&shards, &db, &events, base).await;
-    assert_eq!(seal_quiet_hours(&shards, &db).await, 1);
-    assert_metrics(&shards, &db, &events, base).await;
-
-    // A replay: stale, sealed again, the same numbers throughout.
-    insert(&shards, &events).await;
-    assert_eq!(hours(&shards, &db).await, (0, all));
-    assert_metrics(&shards, &db, &events, base).await;
-    assert_eq!(seal_quiet_hours(&shards, &db).await, all);
-    assert_metrics(&shards, &db, &events, base).await;
-
-    // A seal of their day voids the hours' seals: each view counts once.
-    for (i, shard) in shards.iter().enumerate() {
-        for day in [base - 86_400, base] {
-            seal_day(&shard.client, &db, day - day % 86_400, i).await;
-        }
-    }
-    assert_eq!(hours(&shards, &db).await.0, 0);
-    assert_metrics(&shards, &db, &events, base).await;
+    assert_metrics(&shards, &db, &events).await;
 }

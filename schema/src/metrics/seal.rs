@@ -7,14 +7,7 @@
 //! instead of collapsing the day's views again
 //! ([`super::sql::view_source`]); a seal goes stale when its day's
 //! partition changes (a later heartbeat, a replay, a merge), and the job
-//! seals the day again.
-//!
-//! Until its day is sealed, each hour of it (by view start) is sealed on
-//! its own (migration 0011) once no row of it has been written for
-//! [`HOUR_QUIET_S`], so reads collapse only the hours with views still
-//! running; an hour's seal goes stale when a row of it is written after
-//! the seal began (a merge keeps rows' write times). Everything here runs
-//! per shard, on local tables.
+//! seals the day again. Everything here runs per shard, on local tables.
 
 use std::collections::HashMap;
 
@@ -22,25 +15,8 @@ use clickhouse::query::Query;
 use clickhouse::sql::Identifier;
 use clickhouse::Client;
 
-use super::source::{bind_hours, hour_window, hours_sql};
-
 /// Seconds in a day.
 pub const DAY_S: u32 = 86_400;
-
-/// Seconds in an hour.
-pub const HOUR_S: u32 = 3600;
-
-/// An hour's seal is fresh while its rows were all written at least this
-/// long before the seal began: an insert takes its time before its part
-/// becomes visible, so a row written just before the seal began may be
-/// missing from the seal's copy.
-pub const WRITE_MARGIN_S: u32 = 15;
-
-/// How long no row of an hour must have been written before the seal job
-/// seals it (above [`WRITE_MARGIN_S`], so the seal is fresh when made;
-/// long enough that hours of running views, written every few seconds,
-/// are left to `FINAL`).
-pub const HOUR_QUIET_S: u32 = 20;
 
 /// When each day's `views_local` data last changed on this shard: `(day
 /// start, latest part modification)`, epoch seconds.
@@ -94,16 +70,9 @@ pub fn now_query(client: &Client) -> Query {
     client.query("SELECT toUInt32(now())")
 }
 
-/// Copies each view that started in the `length_s` seconds from `start`
-/// (a day or an hour, epoch seconds), as of its latest row, into
-/// `views_sealed_local` under `generation`.
-pub fn copy_query(
-    client: &Client,
-    database: &str,
-    start: u32,
-    length_s: u32,
-    generation: u64,
-) -> Query {
+/// Copies each view that started on `day` (its start, epoch seconds), as
+/// of its latest row, into `views_sealed_local` under `generation`.
+pub fn copy_query(client: &Client, database: &str, day: u32, generation: u64) -> Query {
     client
         .query(
             "INSERT INTO ?.views_sealed_local \
@@ -113,8 +82,8 @@ pub fn copy_query(
         .bind(Identifier(database))
         .bind(generation)
         .bind(Identifier(database))
-        .bind(start)
-        .bind(start.saturating_add(length_s))
+        .bind(day)
+        .bind(day.saturating_add(DAY_S))
 }
 
 /// Records that `day` is sealed as `generation`, the seal begun at
@@ -214,107 +183,6 @@ pub fn prune_queries(client: &Client, database: &str, day: u32, generation: u64)
     [rows, rollup]
 }
 
-/// An hour of views on one shard, by view start, and its seal.
-#[derive(Debug, Clone, Copy, PartialEq, clickhouse::Row, serde::Deserialize)]
-pub struct Hour {
-    /// Its start, epoch seconds.
-    pub hour: u32,
-    /// When a row of it was last written, epoch seconds.
-    pub written: u32,
-    /// Its latest seal's generation (0 when none, or voided by a seal of
-    /// its day).
-    pub latest: u64,
-    /// When that seal began, epoch seconds.
-    pub began: u32,
-}
-
-impl Hour {
-    /// Whether its seal is fresh: every row written at least
-    /// [`WRITE_MARGIN_S`] before the seal began (the reads' rule).
-    pub fn fresh(&self) -> bool {
-        self.latest > 0 && self.written.saturating_add(WRITE_MARGIN_S) < self.began
-    }
-}
-
-/// This shard's hours with views ([`Hour`]) from `window`'s start
-/// ([`hour_window`]), oldest first.
-pub fn hours_query(client: &Client, database: &str, window: u32) -> Query {
-    let sql = format!(
-        "SELECT toUInt32(hour), toUInt32(written), latest, toUInt32(began) FROM ({}) \
-         ORDER BY hour",
-        hours_sql()
-    );
-    bind_hours(client.query(&sql), database, window)
-}
-
-/// The hours to seal, oldest first: those that have ended, had no row
-/// written for [`HOUR_QUIET_S`] and have no fresh seal, on days whose own
-/// seal is not due yet (`day_after_s` past their end, as
-/// [`days_to_seal`]'s `after_s`).
-pub fn hours_to_seal(hours: &[Hour], now: u32, day_after_s: u32) -> Vec<u32> {
-    hours
-        .iter()
-        .filter(|h| h.hour.saturating_add(HOUR_S) <= now)
-        .filter(|h| h.written.saturating_add(HOUR_QUIET_S) <= now)
-        .filter(|h| !h.fresh())
-        .filter(|h| {
-            let day = h.hour - h.hour % DAY_S;
-            day.saturating_add(DAY_S).saturating_add(day_after_s) > now
-        })
-        .map(|h| h.hour)
-        .collect()
-}
-
-/// Records that `hour` is sealed as `generation`, the seal begun at
-/// `began` (after its [`copy_query`]).
-pub fn record_hour_query(
-    client: &Client,
-    database: &str,
-    hour: u32,
-    generation: u64,
-    began: u32,
-) -> Query {
-    client
-        .query(
-            "INSERT INTO ?.sealed_hours_local (hour, generation, sealed_at) \
-             SELECT toDateTime(?), ?, toDateTime(?)",
-        )
-        .bind(Identifier(database))
-        .bind(hour)
-        .bind(generation)
-        .bind(began)
-}
-
-/// Seals up to `max` of this shard's hours that are due
-/// ([`hours_to_seal`]), each under a generation from `generation` (it
-/// must rise with time, as a day seal's does: a day seal voids the hour
-/// seals with lower ones); returns them.
-pub async fn seal_hours(
-    client: &Client,
-    database: &str,
-    day_after_s: u32,
-    max: usize,
-    mut generation: impl FnMut() -> u64,
-) -> Result<Vec<u32>, clickhouse::error::Error> {
-    let now: u32 = now_query(client).fetch_one().await?;
-    let hours: Vec<Hour> = hours_query(client, database, hour_window(now))
-        .fetch_all()
-        .await?;
-    let mut due = hours_to_seal(&hours, now, day_after_s);
-    due.truncate(max);
-    for &hour in &due {
-        let began: u32 = now_query(client).fetch_one().await?;
-        let generation = generation();
-        copy_query(client, database, hour, HOUR_S, generation)
-            .execute()
-            .await?;
-        record_hour_query(client, database, hour, generation, began)
-            .execute()
-            .await?;
-    }
-    Ok(due)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,40 +219,5 @@ mod tests {
             after
         )
         .is_empty());
-    }
-
-    #[test]
-    fn quiet_hours_of_unsealed_days_seal_until_fresh() {
-        let day = 10 * DAY_S;
-        let now = day + 5 * HOUR_S + 600;
-        let hour = |h: u32, written: u32, latest: u64, began: u32| Hour {
-            hour: day + h * HOUR_S,
-            written,
-            latest,
-            began,
-        };
-        let hours = [
-            hour(0, day + 100, 0, 0),                            // quiet, never sealed
-            hour(1, day + HOUR_S + 50, 7, now - 900),            // sealed after its last row
-            hour(2, now - 1000, 7, now - 1000 + WRITE_MARGIN_S), // row too close to the seal
-            hour(3, now - HOUR_QUIET_S + 1, 0, 0),               // written just now
-            hour(4, now - 3000, 7, now - 4000),                  // written after its seal
-            hour(5, now - 100, 0, 0),                            // not over yet
-        ];
-        assert!(hours[1].fresh());
-        assert!(!hours[2].fresh());
-        assert_eq!(
-            hours_to_seal(&hours, now, 8 * 3600),
-            [day, day + 2 * HOUR_S, day + 4 * HOUR_S]
-        );
-        // A day due for its own seal gets no hour seals.
-        let yesterday = [Hour {
-            hour: day - HOUR_S,
-            written: day - 1000,
-            latest: 0,
-            began: 0,
-        }];
-        assert_eq!(hours_to_seal(&yesterday, now, 8 * 3600), [day - HOUR_S]);
-        assert!(hours_to_seal(&yesterday, day + 8 * 3600, 8 * 3600).is_empty());
     }
 }
